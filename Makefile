@@ -1,0 +1,30 @@
+# Two commands do all set-up: `make demo` and `make test`. Both create .venv on first use.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench models clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[worker,dev]'
+	touch $(STAMP)
+
+examples/model_repo: $(STAMP) examples/build_models.py
+	$(PY) -m examples.build_models examples/model_repo
+	touch examples/model_repo
+
+models: examples/model_repo
+
+demo: examples/model_repo
+	$(PY) -m examples.acl_sample examples/model_repo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: examples/model_repo
+	$(PY) -m bench.acl_overhead
+
+clean:
+	rm -rf $(VENV) examples/model_repo

@@ -1,0 +1,51 @@
+"""acl_core: the AscendCL model-execution API on a portable engine (ONNX Runtime).
+
+Two faces over one implementation: the flat, pyACL-shaped ``acl`` module (codes, never raises
+for a misuse) and the Pythonic :class:`Device` / :class:`Model` (raises :class:`AclError`).
+"""
+
+from acl_core import acl, codes
+from acl_core.api import Device, ExecConfig, Model
+from acl_core.backends.base import TensorSpec
+from acl_core.constants import ExecConfigAttr, Format, MallocPolicy, MemAttr, MemcpyKind, MemType
+from acl_core.dtypes import DataType
+from acl_core.errors import (
+    AclError,
+    CallerError,
+    DeviceError,
+    EventSyncTimeout,
+    InvalidParamError,
+    ResourceError,
+    ServiceStateError,
+    StreamSyncTimeout,
+)
+from acl_core.memory import MemoryStats
+
+__all__ = [
+    # the flat pyACL-shaped API and the code table
+    "acl",
+    "codes",
+    # the Pythonic API
+    "Device",
+    "Model",
+    "ExecConfig",
+    "TensorSpec",
+    "MemoryStats",
+    # enums
+    "DataType",
+    "ExecConfigAttr",
+    "Format",
+    "MallocPolicy",
+    "MemAttr",
+    "MemcpyKind",
+    "MemType",
+    # errors
+    "AclError",
+    "CallerError",
+    "InvalidParamError",
+    "ResourceError",
+    "ServiceStateError",
+    "DeviceError",
+    "StreamSyncTimeout",
+    "EventSyncTimeout",
+]

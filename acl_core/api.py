@@ -1,0 +1,182 @@
+"""The Pythonic API: a device, its models, and execute(dict) -> dict, raising AclError.
+
+It runs the same ACL sequence the flat API exposes (datasets, runtime-allocated outputs, an
+exec-config handle per call, aclmdlExecuteV2 on the device's stream), on the same code.
+"""
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+from acl_core import codes
+from acl_core.backends.base import TensorSpec
+from acl_core.constants import ExecConfigAttr
+from acl_core.dataset import DataBuffer, Dataset
+from acl_core.errors import InvalidParamError, error_for
+from acl_core.exec_config import ExecConfigHandle
+from acl_core.memory import MemoryStats, address
+from acl_core.model import LoadedModel, execute, read_model_file
+from acl_core.runtime import RUNTIME
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """Per-execution options, applied through an exec-config handle (-1 = no timeout)."""
+
+    stream_sync_timeout_ms: int = -1
+    event_sync_timeout_ms: int = -1
+
+    def handle(self) -> ExecConfigHandle:
+        """Create a handle and set each option on it, validated as aclmdlSetExecConfigOpt does."""
+        handle = ExecConfigHandle()
+        handle.set(ExecConfigAttr.ACL_MDL_STREAM_SYNC_TIMEOUT, self.stream_sync_timeout_ms)
+        handle.set(ExecConfigAttr.ACL_MDL_EVENT_SYNC_TIMEOUT, self.event_sync_timeout_ms)
+        return handle
+
+
+class Device:
+    """One ACL device with its own context and stream; ``with Device(0) as dev: ...``."""
+
+    def __init__(self, device_id: int = 0) -> None:
+        RUNTIME.ensure_initialized()
+        self.id = device_id
+        self._context = RUNTIME.create_context(device_id)
+        self._stream = RUNTIME.create_stream()
+        self._models: list[Model] = []
+
+    @property
+    def provider(self) -> str:
+        """The engine and execution provider this device runs on."""
+        return str(getattr(RUNTIME.backend, "provider", RUNTIME.backend.name))
+
+    def load(self, model: str | os.PathLike[str] | bytes) -> "Model":
+        """Load a model from a file path or from serialized bytes."""
+        data = model if isinstance(model, bytes) else read_model_file(os.fspath(model))
+        RUNTIME.set_current_context(self._context)
+        loaded = Model(self, RUNTIME.load_model(data))
+        self._models.append(loaded)
+        return loaded
+
+    def memory(self) -> MemoryStats:
+        """Device memory accounting: bytes in use, peak, live allocations, total."""
+        return RUNTIME.memory.stats(self.id)
+
+    def close(self) -> None:
+        """Unload this device's models and release its context."""
+        for model in self._models:
+            model.unload()
+        self._models.clear()
+        RUNTIME.destroy_context(self._context)
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        stats = self.memory()
+        return f"<Device {self.id} {self.provider} models={len(self._models)} in_use={stats.in_use}B>"
+
+
+class Model:
+    """A loaded model: its description and ``execute``."""
+
+    def __init__(self, device: Device, loaded: LoadedModel) -> None:
+        self._device = device
+        self._loaded: LoadedModel | None = loaded
+        self.id = loaded.model_id
+        self.inputs: tuple[TensorSpec, ...] = loaded.inputs
+        self.outputs: tuple[TensorSpec, ...] = loaded.outputs
+        self.provider: str = loaded.engine.provider
+
+    def execute(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        config: ExecConfig | None = None,
+        *,
+        output_names: Sequence[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Run once on the device's stream; returns outputs by name (all, or ``output_names``).
+
+        Inputs are checked against the description first (names, dtypes, shapes) and fed
+        without a copy; outputs are runtime-allocated and handed over without a copy.
+        """
+        loaded = self._live()
+        wanted = self._output_names(output_names)
+        inputs = self._dataset(feeds)
+        outputs = Dataset()
+        outputs.buffers = [DataBuffer(0, 0) for _ in self.outputs]
+        handle = (config or ExecConfig()).handle()
+        RUNTIME.check_stream(self._device._stream)
+        memory = RUNTIME.memory
+        try:
+            execute(loaded, inputs, outputs, handle, memory)
+        finally:
+            # Runtime-allocated outputs are ours to free, on success or not.
+            arrays = [memory.free(b.ptr) if b.ptr else None for b in outputs.buffers]
+        return {
+            spec.name: raw[: buf.size].view(spec.numpy_dtype).reshape(shape)
+            for spec, buf, raw, shape in zip(self.outputs, outputs.buffers, arrays, outputs.shapes)
+            if spec.name in wanted and raw is not None
+        }
+
+    def unload(self) -> None:
+        """aclmdlUnload; the model cannot execute afterwards."""
+        if self._loaded is not None:
+            RUNTIME.models.unload(self._loaded.model_id)
+            self._loaded = None
+
+    def _live(self) -> LoadedModel:
+        if self._loaded is None:
+            raise error_for(codes.ACL_ERROR_INVALID_MODEL_ID, f"model {self.id} was unloaded")
+        return self._loaded
+
+    def _output_names(self, names: Sequence[str] | None) -> set[str]:
+        known = [s.name for s in self.outputs]
+        if names is None:
+            return set(known)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise error_for(
+                codes.ACL_ERROR_MODEL_OUTPUT_NOT_MATCH, f"unknown outputs {unknown}; model outputs: {known}"
+            )
+        return set(names)
+
+    def _dataset(self, feeds: Mapping[str, np.ndarray]) -> Dataset:
+        if not isinstance(feeds, Mapping):
+            raise InvalidParamError(f"inputs must map input names to arrays, got {type(feeds).__name__}")
+        if len(feeds) != len(self.inputs) or any(s.name not in feeds for s in self.inputs):
+            missing = [s.name for s in self.inputs if s.name not in feeds]
+            unknown = [n for n in feeds if n not in {s.name for s in self.inputs}]
+            described = ", ".join(str(s) for s in self.inputs)
+            raise error_for(
+                codes.ACL_ERROR_MODEL_INPUT_NOT_MATCH,
+                f"missing inputs {missing}, unknown inputs {unknown}; model inputs: {described}",
+            )
+        dataset = Dataset()
+        for index, spec in enumerate(self.inputs):
+            array = np.asarray(feeds[spec.name], order="C")  # ascontiguousarray would make 0-d 1-d
+            _check_input(spec, array)
+            dataset.buffers.append(DataBuffer(address(array), array.nbytes, array))
+            if spec.is_dynamic:
+                dataset.dynamic_dims[index] = array.shape
+        return dataset
+
+
+def _check_input(spec: TensorSpec, array: np.ndarray) -> None:
+    if array.dtype != spec.numpy_dtype:
+        raise error_for(
+            codes.ACL_ERROR_MODEL_INPUT_NOT_MATCH,
+            f"input {spec.name!r} expects {spec.numpy_dtype.name}, got {array.dtype.name} ({spec})",
+        )
+    if array.ndim != len(spec.dims) or any(d >= 0 and d != a for d, a in zip(spec.dims, array.shape)):
+        raise error_for(
+            codes.ACL_ERROR_MODEL_INPUT_NOT_MATCH,
+            f"input {spec.name!r} expects shape {[('?' if d < 0 else d) for d in spec.dims]}, got {list(array.shape)}",
+        )

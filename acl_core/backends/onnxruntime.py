@@ -1,0 +1,130 @@
+"""The ONNX Runtime backend: ONNX models on the CPU, CUDA or CANN execution provider."""
+
+import logging
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+from acl_core import codes
+from acl_core.backends.base import RunTimedOut, TensorSpec
+from acl_core.backends.watchdog import Watchdog
+from acl_core.config import RuntimeConfig
+from acl_core.dtypes import ONNX_TO_ACL
+from acl_core.errors import AclError, error_for
+
+log = logging.getLogger(__name__)
+
+#: short provider name -> ONNX Runtime's provider name, best first for "auto"
+PROVIDER_NAMES = {
+    "cann": "CANNExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_ORT_ERRORS = (ort.capi.onnxruntime_pybind11_state.Fail, RuntimeError, ValueError)
+
+
+def _resolve_provider(asked: str) -> str:
+    available = ort.get_available_providers()
+    if asked == "auto":
+        return next(p for p in PROVIDER_NAMES.values() if p in available or p == "CPUExecutionProvider")
+    name = PROVIDER_NAMES[asked]
+    if name not in available:
+        raise error_for(
+            codes.ACL_ERROR_RT_NO_DEVICE,
+            f"{name} was asked for but this onnxruntime build offers {available}; "
+            f"install onnxruntime-gpu (cuda) or onnxruntime-cann (cann)",
+        )
+    return name
+
+
+def _spec(node: ort.NodeArg) -> TensorSpec:
+    dtype = ONNX_TO_ACL.get(node.type)
+    if dtype is None:
+        raise error_for(codes.ACL_ERROR_UNSUPPORTED_DATA_TYPE, f"tensor {node.name!r} has type {node.type}")
+    dims = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in node.shape)
+    return TensorSpec(node.name, dtype, dims)
+
+
+class OnnxRuntimeModel:
+    """One InferenceSession pinned to one device. Not reentrant: acl_core serialises its runs."""
+
+    def __init__(self, session: ort.InferenceSession, watchdog: Watchdog) -> None:
+        self._session = session
+        self._watchdog = watchdog
+        self.inputs = tuple(_spec(n) for n in session.get_inputs())
+        self.outputs = tuple(_spec(n) for n in session.get_outputs())
+        self.provider = session.get_providers()[0]
+        self._output_names = [o.name for o in self.outputs]
+        # Reused by every run (runs of one model never overlap); terminate is reset before each.
+        self._options = ort.RunOptions()
+        self._options.log_severity_level = 4  # failures are raised as AclErrors, not logged twice
+        self._terminated = False
+
+    def run(self, feeds: Mapping[str, np.ndarray], timeout_s: float | None) -> list[np.ndarray]:
+        self._options.terminate = self._terminated = False
+        if timeout_s is None:
+            return self._run(feeds)
+        with self._watchdog.deadline(timeout_s, self._terminate):
+            try:
+                return self._run(feeds)
+            except AclError:
+                if self._terminated:
+                    raise RunTimedOut() from None
+                raise
+
+    def _terminate(self) -> None:
+        self._terminated = True
+        self._options.terminate = True
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self._session.run(self._output_names, feeds, self._options)  # type: ignore[no-any-return]
+        except _ORT_ERRORS as exc:
+            raise error_for(codes.ACL_ERROR_RT_MODEL_EXECUTE, f"ONNX Runtime: {exc}") from None
+
+
+class OnnxRuntimeBackend:
+    """Devices on one execution provider; CPU devices are virtual and split the cores."""
+
+    name = "onnxruntime"
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.provider = _resolve_provider(config.provider)
+        self._count = config.device_count
+        if config.device_memory_mb is not None:
+            self._memory = config.device_memory_mb << 20
+        else:
+            physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            self._memory = physical // self._count
+        cores = len(os.sched_getaffinity(0))
+        self._threads = max(1, cores // self._count) if self.provider == "CPUExecutionProvider" else 0
+        self._watchdog = Watchdog()
+
+    def device_count(self) -> int:
+        return self._count
+
+    def device_memory(self, device_id: int) -> int:
+        return self._memory
+
+    def load(self, model: bytes, device_id: int) -> OnnxRuntimeModel:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        providers: list[str | tuple[str, dict[str, object]]] = ["CPUExecutionProvider"]
+        if self.provider != "CPUExecutionProvider":
+            # The CPU provider stays listed for the nodes an accelerator cannot run, as ORT needs.
+            providers.insert(0, (self.provider, {"device_id": device_id}))
+        try:
+            session = ort.InferenceSession(model, options, providers=providers)
+        except Exception as exc:  # ORT raises a zoo of pybind classes for unparseable bytes
+            raise error_for(codes.ACL_ERROR_PARSE_MODEL, f"not a model ONNX Runtime can load: {exc}") from None
+        if session.get_providers()[0] != self.provider:
+            raise error_for(
+                codes.ACL_ERROR_RT_NO_DEVICE,
+                f"{self.provider} did not take device {device_id}; got {session.get_providers()}",
+            )
+        log.debug("loaded a model on device %d with %s", device_id, self.provider)
+        return OnnxRuntimeModel(session, self._watchdog)

@@ -1,0 +1,191 @@
+"""Loaded models, their descriptions, and execution (aclmdlExecute / aclmdlExecuteV2)."""
+
+import itertools
+import math
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from acl_core import codes
+from acl_core.backends.base import Backend, BackendModel, RunTimedOut, TensorSpec
+from acl_core.dataset import Dataset
+from acl_core.errors import AclError, InvalidParamError, error_for
+from acl_core.exec_config import ExecConfigHandle
+from acl_core.memory import DeviceMemory
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model id's state: what the engine loaded, and the lock ACL asks callers to hold."""
+
+    model_id: int
+    device_id: int
+    engine: BackendModel
+    # ACL requires one model id not to run on several threads at once; held here, inside.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    #: output shapes of the last execution (aclmdlGetCurOutputDims)
+    last_output_shapes: list[tuple[int, ...]] = field(default_factory=list)
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.engine.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.engine.outputs
+
+
+def read_model_file(path: str) -> bytes:
+    """The bytes of a model file: 100003 if there is no such file, 100014 if it can't be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise error_for(codes.ACL_ERROR_INVALID_FILE, f"model file {path!r} does not exist") from None
+    except OSError as exc:
+        raise error_for(codes.ACL_ERROR_READ_MODEL_FAILURE, f"model file {path!r}: {exc.strerror}") from None
+    except (TypeError, ValueError):
+        raise InvalidParamError(f"model path {path!r} is not a path") from None
+
+
+class ModelRegistry:
+    """Model ids of the process, as aclmdlLoad* hands them out."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._models: dict[int, LoadedModel] = {}
+        self._ids = itertools.count(1)
+
+    def load(self, data: bytes, device_id: int) -> LoadedModel:
+        if not data:
+            raise error_for(codes.ACL_ERROR_PARSE_MODEL, "model bytes are empty")
+        engine = self._backend.load(data, device_id)
+        with self._lock:
+            model = LoadedModel(next(self._ids), device_id, engine)
+            self._models[model.model_id] = model
+        return model
+
+    def get(self, model_id: object) -> LoadedModel:
+        model = self._models.get(model_id) if type(model_id) is int else None
+        if model is None:
+            raise error_for(codes.ACL_ERROR_INVALID_MODEL_ID, f"no model is loaded with id {model_id!r}")
+        return model
+
+    def unload(self, model_id: object) -> None:
+        model = self.get(model_id)
+        with self._lock:
+            self._models.pop(model.model_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+def execute(
+    model: LoadedModel,
+    inputs: Dataset,
+    outputs: Dataset,
+    config: ExecConfigHandle | None,
+    memory: DeviceMemory,
+) -> None:
+    """Run ``model`` on ``inputs`` into ``outputs``; ``config`` None means no options apply."""
+    feeds = {spec.name: _input_array(spec, i, inputs, memory) for i, spec in enumerate(_matched(model, inputs))}
+    _check_outputs(model, outputs)
+    deadline = config.deadline() if config is not None else None
+    with model.lock:
+        try:
+            results = model.engine.run(feeds, deadline[0] if deadline else None)
+        except RunTimedOut:
+            assert deadline is not None
+            raise error_for(
+                deadline[1], f"execution outlived its {deadline[0] * 1000:g} ms timeout and was terminated"
+            ) from None
+        model.last_output_shapes = [r.shape for r in results]
+    _write_outputs(model, outputs, results, memory)
+
+
+def _matched(model: LoadedModel, inputs: Dataset) -> tuple[TensorSpec, ...]:
+    if len(inputs.buffers) != len(model.inputs):
+        names = ", ".join(s.name for s in model.inputs)
+        raise error_for(
+            codes.ACL_ERROR_MODEL_INPUT_NOT_MATCH,
+            f"model has {len(model.inputs)} inputs ({names}); the input dataset has {len(inputs.buffers)} buffers",
+        )
+    return model.inputs
+
+
+def _input_shape(spec: TensorSpec, index: int, inputs: Dataset, size: int) -> tuple[tuple[int, ...], bool]:
+    """The shape to run input ``index`` with, and whether it was set explicitly on the dataset."""
+    if index in inputs.dynamic_dims:
+        return inputs.dynamic_dims[index], True
+    dims = list(spec.dims)
+    explicit = False
+    if inputs.dynamic_batch is not None and dims and dims[0] < 0:
+        dims[0], explicit = inputs.dynamic_batch, True
+    unknown = [i for i, d in enumerate(dims) if d < 0]
+    if len(unknown) > 1:
+        raise error_for(
+            codes.ACL_ERROR_MODEL_INPUT_NOT_MATCH,
+            f"input {index} ({spec}) has several dynamic dims; set them with aclmdlSetInputDynamicDims",
+        )
+    if unknown:  # one dynamic dim: it follows from the byte size
+        row = math.prod(d for d in dims if d >= 0) * spec.numpy_dtype.itemsize
+        if row == 0 or size % row:
+            raise error_for(
+                codes.ACL_ERROR_MODEL_INPUT_NOT_MATCH,
+                f"input {index} ({spec}): {size} bytes is not a whole number of {row}-byte rows",
+            )
+        dims[unknown[0]] = size // row
+    return tuple(dims), explicit
+
+
+def _input_array(spec: TensorSpec, index: int, inputs: Dataset, memory: DeviceMemory) -> np.ndarray:
+    buf = inputs.buffers[index]
+    if not buf.ptr:
+        raise InvalidParamError(f"input {index} ({spec.name}) has a null address")
+    shape, explicit = _input_shape(spec, index, inputs, buf.size)
+    need = math.prod(shape) * spec.numpy_dtype.itemsize
+    # A buffer sized for a larger dynamic gear may hold more than the run reads, as in ACL.
+    if buf.size < need or (buf.size != need and not explicit):
+        raise error_for(
+            codes.ACL_ERROR_MODEL_INPUT_NOT_MATCH,
+            f"input {index} ({spec}) takes {need} bytes for shape {list(shape)}; its buffer holds {buf.size}",
+        )
+    raw = buf.array.reshape(-1).view(np.uint8) if buf.array is not None else memory.array_at(buf.ptr, buf.size)
+    return raw[:need].view(spec.numpy_dtype).reshape(shape)
+
+
+def _check_outputs(model: LoadedModel, outputs: Dataset) -> None:
+    """Refuse before running what can be refused: a wrong count, or a static output too big."""
+    if len(outputs.buffers) != len(model.outputs):
+        raise error_for(
+            codes.ACL_ERROR_MODEL_OUTPUT_NOT_MATCH,
+            f"model has {len(model.outputs)} outputs; the output dataset has {len(outputs.buffers)} buffers",
+        )
+    for index, (spec, buf) in enumerate(zip(model.outputs, outputs.buffers)):
+        if buf.ptr and spec.nbytes > buf.size:
+            raise _too_small(index, spec, spec.nbytes, buf.size)
+
+
+def _too_small(index: int, spec: TensorSpec, need: int, size: int) -> AclError:
+    return error_for(
+        codes.ACL_ERROR_MODEL_OUTPUT_NOT_MATCH,
+        f"output {index} ({spec}) needs {need} bytes; its buffer holds {size}",
+    )
+
+
+def _write_outputs(model: LoadedModel, outputs: Dataset, results: list[np.ndarray], memory: DeviceMemory) -> None:
+    # Every user buffer is checked before anything is written, so a failure writes nothing.
+    targets = []
+    for index, (spec, buf, result) in enumerate(zip(model.outputs, outputs.buffers, results)):
+        if buf.ptr and result.nbytes > buf.size:
+            raise _too_small(index, spec, result.nbytes, buf.size)
+        targets.append(memory.array_at(buf.ptr, result.nbytes) if buf.ptr else None)
+    for buf, target, result in zip(outputs.buffers, targets, results):
+        if target is not None:
+            target[:] = np.ascontiguousarray(result).reshape(-1).view(np.uint8)
+        else:  # (null, 0): the runtime allocates; the caller now owns and frees this memory
+            buf.ptr, buf.size = memory.adopt(model.device_id, result), result.nbytes
+    outputs.shapes = [r.shape for r in results]

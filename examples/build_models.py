@@ -1,0 +1,192 @@
+"""Build the example ONNX models with onnx.helper: nothing is downloaded, weights are seeded.
+
+    python -m examples.build_models DIR     # writes DIR/<name>/1/model.onnx for every model
+
+Models: add (static), mlp and conv (dynamic batch), nonzero (data-dependent output shape),
+slow (a Loop whose trip count is an input, for timeouts), identity_<dtype> (every dtype).
+"""
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+# Kept at 8 so the models load on ONNX Runtime releases of the past few years (CANN builds lag).
+IR_VERSION = 8
+F = TensorProto.FLOAT
+
+
+def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="aclq")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def _weight(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> onnx.TensorProto:
+    scale = 1.0 / np.sqrt(shape[-1] if len(shape) < 4 else np.prod(shape[1:]))
+    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+
+def add() -> onnx.ModelProto:
+    """c = a + b on float32[2, 3]: a static model."""
+    io = [helper.make_tensor_value_info(n, F, [2, 3]) for n in ("a", "b", "c")]
+    return _model(helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"])], "add", io[:2], io[2:]))
+
+
+def mlp() -> onnx.ModelProto:
+    """y = relu(x @ W1 + b1) @ W2 + b2: x float32[N, 64] -> y float32[N, 10]."""
+    rng = np.random.default_rng(1)
+    inits = [
+        _weight("W1", (64, 128), rng),
+        _weight("b1", (128,), rng),
+        _weight("W2", (128, 10), rng),
+        _weight("b2", (10,), rng),
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "W1", "b1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "W2", "b2"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", F, ["N", 64])],
+        [helper.make_tensor_value_info("y", F, ["N", 10])],
+        initializer=inits,
+    )
+    return _model(graph)
+
+
+def conv() -> onnx.ModelProto:
+    """A small conv net: x float32[N, 3, 32, 32] -> logits float32[N, 10]."""
+    rng = np.random.default_rng(2)
+    inits = [
+        _weight("K1", (16, 3, 3, 3), rng),
+        _weight("c1", (16,), rng),
+        _weight("K2", (32, 16, 3, 3), rng),
+        _weight("c2", (32,), rng),
+        _weight("W", (32, 10), rng),
+        _weight("bw", (10,), rng),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "K1", "c1"], ["h1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "K2", "c2"], ["h2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "W", "bw"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("x", F, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", F, ["N", 10])],
+        initializer=inits,
+    )
+    return _model(graph)
+
+
+def nonzero() -> onnx.ModelProto:
+    """indices = NonZero(x): x float32[H, W] (both dynamic) -> int64[2, K], K known only after."""
+    graph = helper.make_graph(
+        [helper.make_node("NonZero", ["x"], ["indices"])],
+        "nonzero",
+        [helper.make_tensor_value_info("x", F, ["H", "W"])],
+        [helper.make_tensor_value_info("indices", TensorProto.INT64, [2, "K"])],
+    )
+    return _model(graph)
+
+
+def slow() -> onnx.ModelProto:
+    """y = tanh(x @ W) repeated ``iterations`` times: x float32[64, 64], iterations int64[]."""
+    rng = np.random.default_rng(3)
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x_in", "W"], ["m"]),
+            helper.make_node("Tanh", ["m"], ["x_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_in", F, [64, 64]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_out", F, [64, 64]),
+        ],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["iterations", "", "x"], ["y"], body=body)],
+        "slow",
+        [
+            helper.make_tensor_value_info("x", F, [64, 64]),
+            helper.make_tensor_value_info("iterations", TensorProto.INT64, []),
+        ],
+        [helper.make_tensor_value_info("y", F, [64, 64])],
+        initializer=[_weight("W", (64, 64), rng)],
+    )
+    return _model(graph)
+
+
+#: every numeric dtype ONNX Runtime runs Identity on (no complex on its CPU provider), and bool
+DTYPES = (
+    "float16",
+    "float32",
+    "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+)
+
+
+def identity(dtype: str) -> onnx.ModelProto:
+    """y = x on [N, M] tensors of one dtype (round trips of every dtype)."""
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        f"identity_{dtype}",
+        [helper.make_tensor_value_info("x", elem, ["N", "M"])],
+        [helper.make_tensor_value_info("y", elem, ["N", "M"])],
+    )
+    return _model(graph)
+
+
+MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
+    "add": add,
+    "mlp": mlp,
+    "conv": conv,
+    "nonzero": nonzero,
+    "slow": slow,
+    **{f"identity_{d}": (lambda d=d: identity(d)) for d in DTYPES},
+}
+
+
+def build(root: Path, names: list[str] | None = None) -> dict[str, Path]:
+    """Write ``root/<name>/1/model.onnx`` for each model (all by default); return the paths."""
+    paths = {}
+    for name in names or list(MODELS):
+        path = root / name / "1" / "model.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(MODELS[name](), str(path))
+        paths[name] = path
+    return paths
+
+
+if __name__ == "__main__":
+    for name, path in build(Path(sys.argv[1] if len(sys.argv) > 1 else "examples/model_repo")).items():
+        print(f"{name}: {path}")
