@@ -18,7 +18,7 @@ examples/model_repo: $(STAMP) examples/build_models.py
 models: examples/model_repo
 
 demo: examples/model_repo
-	$(PY) -m examples.acl_sample examples/model_repo
+	$(PY) -m examples.demo
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -1,0 +1,34 @@
+"""aclq's client side: enqueue jobs through Redis and wait for results.
+
+Imports neither acl_core nor onnxruntime: an application that only enqueues needs celery,
+redis, msgpack and numpy.
+"""
+
+from producer.client import AsyncClient, Client, Job, JobStatus
+from producer.errors import (
+    AclqError,
+    BrokerConnectionError,
+    ConfigError,
+    JobFailed,
+    JobNotFound,
+    JobTimeout,
+    WireError,
+)
+from producer.settings import Settings
+
+__all__ = [
+    # clients
+    "Client",
+    "AsyncClient",
+    "Job",
+    "JobStatus",
+    "Settings",
+    # errors
+    "AclqError",
+    "ConfigError",
+    "BrokerConnectionError",
+    "WireError",
+    "JobFailed",
+    "JobTimeout",
+    "JobNotFound",
+]

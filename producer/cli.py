@@ -1,0 +1,125 @@
+"""The ``aclq`` command: thin commands over the library."""
+
+import logging
+import signal
+import sys
+import threading
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import click
+import numpy as np
+
+from producer.client import Client
+from producer.errors import AclqError
+from producer.malloc import keep_message_buffers
+from producer.settings import Settings
+
+
+def _model_ref(value: str) -> tuple[str, int | None]:
+    name, _, ver = value.partition(":")
+    if ver and not ver.isdigit():
+        raise click.BadParameter(f"{value!r}: the version after ':' must be a number")
+    return name, int(ver) if ver else None
+
+
+def _options(pairs: tuple[str, ...]) -> dict[str, int]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not value.lstrip("-").isdigit():
+            raise click.BadParameter(f"{pair!r} must be NAME=INTEGER, e.g. stream_sync_timeout_ms=200")
+        options[key] = int(value)
+    return options
+
+
+def _inputs(pairs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``name=file.npy`` pairs, or one ``file.npz`` whose keys are input names."""
+    inputs: dict[str, np.ndarray] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep and pair.endswith(".npz"):
+            with np.load(pair, allow_pickle=False) as archive:
+                inputs.update({k: archive[k] for k in archive.files})
+        elif sep:
+            inputs[name] = np.load(path, allow_pickle=False)
+        else:
+            raise click.BadParameter(f"{pair!r} must be NAME=FILE.npy or FILE.npz")
+    return inputs
+
+
+@click.group()
+@click.version_option(package_version("aclq"), prog_name="aclq")
+@click.option("-v", "--verbose", count=True, help="-v info, -vv debug logs")
+def main(verbose: int) -> None:
+    """aclq: inference jobs through Redis onto accelerator devices."""
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)])
+    keep_message_buffers()
+
+
+@main.command()
+@click.option("--model", "model_ref", required=True, help="NAME or NAME:VERSION")
+@click.option("--input", "input_pairs", multiple=True, required=True, help="NAME=FILE.npy, or FILE.npz")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="where to write .npz")
+@click.option("--device", type=int, default=None, help="run on this device (default: any free one)")
+@click.option("--priority", type=click.IntRange(0, 9), default=0, show_default=True, help="0 first .. 9 last")
+@click.option("--option", "option_pairs", multiple=True, help="exec option, e.g. stream_sync_timeout_ms=200")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="seconds before the job expires")
+def submit(
+    model_ref: str,
+    input_pairs: tuple[str, ...],
+    output: Path,
+    device: int | None,
+    priority: int,
+    option_pairs: tuple[str, ...],
+    timeout_s: float | None,
+) -> None:
+    """Run one job and write its outputs to an .npz file."""
+    name, version = _model_ref(model_ref)
+    try:
+        with Client(Settings.from_env()) as client:
+            job = client.submit(
+                name, _inputs(input_pairs), version=version, options=_options(option_pairs),
+                device=device, priority=priority, timeout_s=timeout_s,
+            )  # fmt: skip
+            outputs = job.result(timeout_s)
+    except AclqError as exc:
+        raise click.ClickException(str(exc)) from None
+    np.savez(output, **outputs)
+    click.echo(f"{job.id}: {', '.join(f'{k} {v.dtype}{list(v.shape)}' for k, v in outputs.items())} -> {output}")
+
+
+@main.command()
+@click.option("--device", type=int, required=True, help="the device this worker binds")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(device: int, loglevel: str) -> None:
+    """Run one Celery worker bound to one device (needs the worker extra)."""
+    from worker.main import run_worker
+
+    run_worker(device, loglevel)
+
+
+@main.command()
+@click.option("--devices", type=int, default=None, help="workers to start (default: every visible device)")
+def up(devices: int | None) -> None:
+    """Start workers (and a private Redis when ACLQ_REDIS_URL is unset); Ctrl-C stops all."""
+    from worker.local import LocalCluster
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with LocalCluster(Settings.from_env(), list(range(devices)) if devices else None, loglevel="INFO") as cluster:
+        click.echo(f"ACLQ_REDIS_URL={cluster.settings.safe_url()}")
+        click.echo(f"aclq up: {len(cluster.workers)} workers on devices {sorted(cluster.workers)}; Ctrl-C stops")
+        try:
+            while not stop.wait(1):
+                dead = [d for d, p in cluster.workers.items() if p.poll() is not None]
+                if dead:
+                    click.echo(f"aclq up: the worker of device {dead[0]} exited", err=True)
+                    sys.exit(1)
+        except KeyboardInterrupt:
+            pass
+    click.echo("aclq up: stopped")
+
+
+if __name__ == "__main__":
+    main()

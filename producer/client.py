@@ -1,0 +1,323 @@
+"""The client: submit jobs, wait for results. ``Client`` and ``AsyncClient`` share every line
+of non-I/O logic (:class:`_Jobs`) and differ only in transport.
+"""
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import redis
+import redis.asyncio
+from kombu.exceptions import OperationalError
+
+from producer import keys
+from producer.dispatch import ASYNC_REDIS_OPTIONS, INFER_TASK, PRIORITIES, REDIS_OPTIONS, make_celery, queue
+from producer.errors import BrokerConnectionError, ConfigError, JobFailed, JobNotFound, JobTimeout
+from producer.settings import Settings
+from producer.wire import EXEC_OPTIONS, JobEnvelope, ResultEnvelope
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    NOT_FOUND = "not_found"  # never submitted, or expired
+
+
+Outputs = dict[str, np.ndarray]
+
+
+class _Jobs:
+    """What both clients share: settings, envelopes, keys, routing, result decoding."""
+
+    def __init__(self, settings: Settings | str | None) -> None:
+        if settings is None:
+            settings = Settings.from_env()
+        elif isinstance(settings, str):
+            settings = Settings.from_env(redis_url=settings)
+        self.settings = settings
+        self.url = settings.require_url()
+        self._celery = make_celery(settings, main="aclq.producer")
+
+    def envelope(
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        *,
+        version: int | None = None,
+        options: Mapping[str, int] | None = None,
+        output_names: Iterable[str] | None = None,
+        device: int | None = None,
+        priority: int = 0,
+        timeout_s: float | None = None,
+        job_id: str | None = None,
+    ) -> JobEnvelope:
+        if priority not in PRIORITIES:
+            raise ConfigError(f"priority {priority!r} must be 0 (first) .. 9 (last)")
+        unknown = set(options or {}) - set(EXEC_OPTIONS)
+        if unknown:
+            raise ConfigError(f"unknown exec options {sorted(unknown)}; supported: {list(EXEC_OPTIONS)}")
+        job_id = job_id or uuid.uuid4().hex
+        now = time.time()
+        return JobEnvelope(
+            job_id=job_id,
+            model=model,
+            inputs=dict(inputs),
+            model_version=version,
+            output_names=tuple(output_names) if output_names is not None else None,
+            options=dict(options or {}),
+            device=device,
+            priority=priority,
+            deadline=now + timeout_s if timeout_s is not None else None,
+            reply_key=keys.job_reply(self.settings.namespace, job_id),
+            enqueued_at=now,
+        )
+
+    def enqueue(self, pipe: Any, job: JobEnvelope) -> None:
+        """Queue the commands of an atomic enqueue on a MULTI pipeline (no Lua: a payload
+        passed through a script costs a megabyte's copy into Lua and back)."""
+        ns, ttl = self.settings.namespace, self.settings.payload_ttl_s
+        pipe.set(keys.job_input(ns, job.job_id), job.encode(self.settings.max_message_bytes), nx=True, ex=ttl)
+        pipe.set(keys.job_state(ns, job.job_id), "queued", nx=True, ex=ttl)
+
+    def created(self, replies: list[Any]) -> bool:
+        """Whether the enqueue made a new job: the payload was set and the id was unknown.
+
+        A payload set for an id whose state exists belongs to a finished job: ``stray`` names it.
+        """
+        payload_set, state_set = replies
+        return bool(payload_set and state_set)
+
+    def stray_payload(self, replies: list[Any], job_id: str) -> str | None:
+        payload_set, state_set = replies
+        return keys.job_input(self.settings.namespace, job_id) if payload_set and not state_set else None
+
+    def publish(self, job: JobEnvelope) -> None:
+        ns = self.settings.namespace
+        name = keys.shared_queue(ns) if job.device is None else keys.device_queue(ns, job.device)
+        try:
+            self._celery.send_task(INFER_TASK, args=[job.job_id], queue=queue(name), priority=job.priority)
+        except OperationalError as exc:
+            raise BrokerConnectionError(f"Redis at {self.settings.safe_url()}: {exc}") from None
+
+    def details(self, job_id: str, data: bytes) -> ResultEnvelope:
+        result = ResultEnvelope.decode(data, self.settings.max_message_bytes)
+        if result.error is not None:
+            raise JobFailed(job_id, result.error.code, result.error.name, result.error.message)
+        return result
+
+    def close(self) -> None:
+        self._celery.close()
+
+    def broker_error(self, exc: Exception) -> BrokerConnectionError:
+        # redis' messages name host and port, never the password
+        return BrokerConnectionError(f"Redis at {self.settings.safe_url()}: {exc}")
+
+    def result_keys(self, job_id: str) -> tuple[str, str]:
+        ns = self.settings.namespace
+        return keys.job_reply(ns, job_id), keys.job_state(ns, job_id)
+
+
+class Job:
+    """A submitted job: ``id``, ``status()``, ``result(timeout_s)``."""
+
+    def __init__(self, client: "Client", job_id: str, *, enqueued: bool = False) -> None:
+        self._client = client
+        self.id = job_id
+        # Just enqueued by this client: it exists, so the first wait can block at once.
+        self._enqueued = enqueued
+
+    def status(self) -> JobStatus:
+        return self._client._status(self.id)
+
+    def result(self, timeout_s: float | None = None) -> Outputs:
+        """Wait for the outputs; raise JobFailed (ACL code), JobTimeout or JobNotFound."""
+        return dict(self.details(timeout_s).outputs)
+
+    def details(self, timeout_s: float | None = None) -> ResultEnvelope:
+        """Like :meth:`result`, with the timings, device and worker that ran the job."""
+        enqueued, self._enqueued = self._enqueued, False
+        return self._client._result(self.id, timeout_s, known=enqueued)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id}>"
+
+
+class Client:
+    """Submit jobs and wait for results over Redis.
+
+    A caller-supplied ``job_id`` that already exists is not enqueued again: ``submit`` returns
+    the existing job.
+    """
+
+    def __init__(self, settings: Settings | str | None = None) -> None:
+        self._jobs = _Jobs(settings)
+        self.settings = self._jobs.settings
+        self._redis = redis.Redis.from_url(self._jobs.url, **REDIS_OPTIONS)
+
+    def submit(
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        *,
+        version: int | None = None,
+        options: Mapping[str, int] | None = None,
+        output_names: Iterable[str] | None = None,
+        device: int | None = None,
+        priority: int = 0,
+        timeout_s: float | None = None,
+        job_id: str | None = None,
+    ) -> Job:
+        """Enqueue one job; ``device`` None lets any free worker take it."""
+        job = self._jobs.envelope(
+            model, inputs, version=version, options=options, output_names=output_names,
+            device=device, priority=priority, timeout_s=timeout_s, job_id=job_id,
+        )  # fmt: skip
+        try:
+            with self._redis.pipeline(transaction=True) as pipe:
+                self._jobs.enqueue(pipe, job)
+                replies = pipe.execute()
+            stray = self._jobs.stray_payload(replies, job.job_id)
+            if stray:
+                self._redis.delete(stray)
+        except redis.RedisError as exc:
+            raise self._jobs.broker_error(exc) from None
+        created = self._jobs.created(replies)
+        if created:
+            try:
+                self._jobs.publish(job)
+            except BrokerConnectionError:
+                ns = self.settings.namespace
+                self._redis.delete(keys.job_input(ns, job.job_id), keys.job_state(ns, job.job_id))  # so a retry can
+                raise
+        return Job(self, job.job_id, enqueued=created)
+
+    def infer(
+        self, model: str, inputs: Mapping[str, Any], *, result_timeout_s: float | None = None, **kw: Any
+    ) -> Outputs:
+        """Submit and wait: the outputs by name, or JobFailed with the ACL code."""
+        return self.submit(model, inputs, **kw).result(result_timeout_s)
+
+    def map(self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **kw: Any) -> Iterator[Outputs]:
+        """Results in input order, with at most ``window`` jobs in flight."""
+        if window < 1:
+            raise ConfigError(f"window must be at least 1, got {window}")
+        in_flight: deque[Job] = deque()
+        for item in inputs:
+            if len(in_flight) >= window:
+                yield in_flight.popleft().result()
+            in_flight.append(self.submit(model, item, **kw))
+        while in_flight:
+            yield in_flight.popleft().result()
+
+    def job(self, job_id: str) -> Job:
+        """Re-attach to a job by id."""
+        return Job(self, job_id)
+
+    def close(self) -> None:
+        self._redis.close()
+        self._jobs.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _status(self, job_id: str) -> JobStatus:
+        _, state_key = self._jobs.result_keys(job_id)
+        try:
+            state = self._redis.get(state_key)
+        except redis.RedisError as exc:
+            raise self._jobs.broker_error(exc) from None
+        return JobStatus(state.decode()) if state else JobStatus.NOT_FOUND
+
+    def _result(self, job_id: str, timeout_s: float | None, known: bool = False) -> ResultEnvelope:
+        """The result envelope; ``known``: the job surely exists, so skip the look before waiting."""
+        reply_key, state_key = self._jobs.result_keys(job_id)
+        try:
+            data = None
+            if not known:
+                with self._redis.pipeline(transaction=True) as pipe:
+                    data, state = pipe.lindex(reply_key, 0).get(state_key).execute()
+                if data is None and state is None:
+                    raise JobNotFound(f"no job {job_id}: never submitted, or its result expired")
+            if data is None:
+                # BLMOVE of a list onto itself: the result is returned and stays for other readers.
+                data = self._redis.blmove(reply_key, reply_key, timeout_s or 0, "LEFT", "LEFT")
+                if data is None:
+                    raise JobTimeout(f"job {job_id} gave no result within {timeout_s} s")
+        except redis.RedisError as exc:
+            raise self._jobs.broker_error(exc) from None
+        return self._jobs.details(job_id, data)
+
+
+class AsyncClient:
+    """The asyncio twin of :class:`Client`: ``await client.infer(...)``."""
+
+    def __init__(self, settings: Settings | str | None = None) -> None:
+        self._jobs = _Jobs(settings)
+        self.settings = self._jobs.settings
+        self._redis = redis.asyncio.Redis.from_url(self._jobs.url, **ASYNC_REDIS_OPTIONS)
+
+    async def submit(self, model: str, inputs: Mapping[str, Any], **kw: Any) -> str:
+        """Enqueue one job (same keywords as :meth:`Client.submit`); returns its id."""
+        job = self._jobs.envelope(model, inputs, **kw)
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            self._jobs.enqueue(pipe, job)
+            replies = await pipe.execute()
+            stray = self._jobs.stray_payload(replies, job.job_id)
+            if stray:
+                await self._redis.delete(stray)
+        except redis.RedisError as exc:
+            raise self._jobs.broker_error(exc) from None
+        if self._jobs.created(replies):
+            await asyncio.to_thread(self._jobs.publish, job)  # Celery's publisher is synchronous
+        return job.job_id
+
+    async def result(self, job_id: str, timeout_s: float | None = None) -> Outputs:
+        reply_key, state_key = self._jobs.result_keys(job_id)
+        try:
+            data, state = await self._redis.pipeline(transaction=True).lindex(reply_key, 0).get(state_key).execute()
+            if data is None:
+                if state is None:
+                    raise JobNotFound(f"no job {job_id}: never submitted, or its result expired")
+                data = await self._redis.blmove(reply_key, reply_key, timeout_s or 0, "LEFT", "LEFT")
+                if data is None:
+                    raise JobTimeout(f"job {job_id} gave no result within {timeout_s} s")
+        except redis.RedisError as exc:
+            raise self._jobs.broker_error(exc) from None
+        return dict(self._jobs.details(job_id, data).outputs)
+
+    async def infer(
+        self, model: str, inputs: Mapping[str, Any], *, result_timeout_s: float | None = None, **kw: Any
+    ) -> Outputs:
+        return await self.result(await self.submit(model, inputs, **kw), result_timeout_s)
+
+    async def map(
+        self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **kw: Any
+    ) -> AsyncIterator[Outputs]:
+        in_flight: deque[str] = deque()
+        for item in inputs:
+            if len(in_flight) >= window:
+                yield await self.result(in_flight.popleft())
+            in_flight.append(await self.submit(model, item, **kw))
+        while in_flight:
+            yield await self.result(in_flight.popleft())
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+        self._jobs.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

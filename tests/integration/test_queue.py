@@ -1,0 +1,196 @@
+"""Jobs end to end: producer -> Redis -> Celery workers on two devices -> results."""
+
+import asyncio
+from dataclasses import replace
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from examples.build_models import DTYPES
+from producer import AsyncClient, Client, JobFailed, JobNotFound, JobStatus, JobTimeout, keys
+from producer.dispatch import INFER_TASK, make_celery, queue
+from worker.local import LocalCluster
+
+
+def reference(model_repo, name, feeds):
+    return ort.InferenceSession(str(model_repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, feeds
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype_round_trips(client, dtype):
+    x = (np.arange(24) % 5).astype(dtype).reshape(4, 6)
+    y = client.infer(f"identity_{dtype}", {"x": x}, result_timeout_s=30)["y"]
+    assert y.dtype == x.dtype
+    np.testing.assert_array_equal(y, x)
+
+
+def test_device_targeted_and_shared_jobs(client):
+    a = np.ones((2, 3), np.float32)
+    for device in (0, 1):
+        jobs = [client.submit("add", {"a": a, "b": a}, device=device) for _ in range(6)]
+        assert {job.details(30).device for job in jobs} == {device}
+    details = client.submit("add", {"a": a, "b": a}).details(30)
+    assert details.device in (0, 1) and details.worker
+    assert set(details.timings) == {"queued_ms", "exec_ms", "total_ms"}
+    assert details.timings["total_ms"] >= details.timings["exec_ms"] > 0
+
+
+def test_200_concurrent_jobs_across_two_workers(client, model_repo):
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.standard_normal((2, 3, 32, 32)).astype(np.float32)} for _ in range(200)]
+    jobs = [client.submit("conv", f) for f in feeds]
+    devices = set()
+    for job, f in zip(jobs, feeds):
+        details = job.details(60)
+        devices.add(details.device)
+        np.testing.assert_allclose(details.outputs["logits"], reference(model_repo, "conv", f)[0], rtol=1e-5, atol=1e-6)
+    assert devices == {0, 1}
+
+
+def test_map_keeps_input_order_with_a_window(client):
+    items = [{"x": np.full((1, 64), float(i), np.float32)} for i in range(40)]
+    ys = [out["y"] for out in client.map("mlp", items, window=5)]
+    direct = [client.infer("mlp", item, result_timeout_s=30)["y"] for item in items]
+    for got, want in zip(ys, direct):
+        np.testing.assert_array_equal(got, want)
+
+
+GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}
+
+
+@pytest.mark.parametrize(
+    "model, version, inputs, options, code, fragment",
+    [
+        ("nosuch", None, GOOD, {}, 100003, "no model 'nosuch'"),
+        ("add", 7, GOOD, {}, 100003, "has no version 7"),
+        ("../add", None, GOOD, {}, 100000, "is not a valid name"),
+        ("add/../../etc", None, GOOD, {}, 100000, "is not a valid name"),
+        ("add", None, {"a": GOOD["a"], "z": GOOD["b"]}, {}, 100017, "missing inputs ['b'], unknown inputs ['z']"),
+        ("add", None, {"a": GOOD["a"].astype(np.float64), "b": GOOD["b"]}, {}, 100017, "expects float32, got float64"),
+        (
+            "add",
+            None,
+            {"a": np.ones((3, 3), np.float32), "b": GOOD["b"]},
+            {},
+            100017,
+            "expects shape [2, 3], got [3, 3]",
+        ),
+        ("add", None, GOOD, {"stream_sync_timeout_ms": -7}, 100000, "-1..2147483647"),
+        ("add", None, GOOD, {"event_sync_timeout_ms": 2**40}, 100000, "-1..2147483647"),
+    ],
+)
+def test_bad_jobs_answered_with_their_acl_code(client, model, version, inputs, options, code, fragment):
+    with pytest.raises(JobFailed) as info:
+        client.infer(model, inputs, version=version, options=options, result_timeout_s=30)
+    assert info.value.code == code and fragment in info.value.message
+    assert client.infer("add", GOOD, result_timeout_s=30)["c"].sum() == 12  # still serving
+
+
+def _publish_raw(client, job_id: str, payload: bytes) -> None:
+    """Put bytes of our choosing where a job's payload goes, then dispatch the job."""
+    ns = client.settings.namespace
+    client._redis.set(keys.job_input(ns, job_id), payload, ex=60)
+    client._redis.set(keys.job_state(ns, job_id), "queued", ex=60)
+    with make_celery(client.settings) as app:
+        app.send_task(INFER_TASK, args=[job_id], queue=queue(keys.shared_queue(ns)))
+
+
+@pytest.mark.parametrize(
+    "payload, code, fragment",
+    [
+        (b"\xc1\xc1 not msgpack", 100000, "not valid msgpack"),
+        (b"\x93\x01\x02\x03", 100000, "must be a msgpack map"),
+        (b"\x81\xa7version\x63", 100000, "wire version 99"),
+    ],
+)
+def test_corrupt_payloads_answered(client, payload, code, fragment):
+    job_id = f"corrupt-{abs(hash(payload))}"
+    _publish_raw(client, job_id, payload)
+    with pytest.raises(JobFailed) as info:
+        client.job(job_id).result(30)
+    assert info.value.code == code and fragment in info.value.message
+    assert client.job(job_id).status() is JobStatus.FAILED
+    assert client.infer("add", GOOD, result_timeout_s=30)["c"].sum() == 12
+
+
+def test_payload_naming_another_job_is_refused(client):
+    job = client._jobs.envelope("add", GOOD, job_id="victim")
+    _publish_raw(client, "attacker", job.encode(1 << 20))
+    with pytest.raises(JobFailed, match="names another job"):
+        client.job("attacker").result(30)
+
+
+def test_per_job_timeout_option(client):
+    feeds = {"x": np.ones((64, 64), np.float32), "iterations": np.array(10**7)}
+    with pytest.raises(JobFailed) as info:
+        client.infer("slow", feeds, options={"stream_sync_timeout_ms": 100}, result_timeout_s=30)
+    assert info.value.code == 507046 and info.value.name == "ACL_ERROR_RT_STREAM_SYNC_TIMEOUT"
+
+
+def test_expired_deadline_is_not_executed(client):
+    with pytest.raises(JobFailed) as info:
+        client.infer("add", GOOD, timeout_s=-1, result_timeout_s=30)
+    assert info.value.code == 107020 and "deadline passed" in info.value.message
+
+
+def test_status_and_reattach(client):
+    job = client.submit("add", GOOD)
+    job.result(30)
+    again = client.job(job.id)
+    assert again.status() is JobStatus.DONE
+    assert again.result(1)["c"].sum() == 12  # a second reader gets the stored result
+    assert client.job("never-submitted").status() is JobStatus.NOT_FOUND
+    with pytest.raises(JobNotFound):
+        client.job("never-submitted").result(1)
+
+
+def test_existing_job_id_is_not_enqueued_twice(client, raw_redis):
+    first = client.submit("add", GOOD, job_id="fixed-id-1")
+    first.result(30)
+    second = client.submit("add", {"a": GOOD["a"] * 3, "b": GOOD["b"]}, job_id="fixed-id-1")
+    assert second.id == first.id
+    assert second.result(1)["c"].sum() == 12  # the first job's result, not a second run
+
+
+def test_result_expiry(cluster):
+    """Results live ACLQ_RESULT_TTL_S (a worker setting): a cluster of its own with 1 s."""
+    settings = replace(cluster.settings, namespace=cluster.settings.namespace + "-ttl", result_ttl_s=1)
+    with LocalCluster(settings, devices=[0]), Client(settings) as short:
+        job = short.submit("add", GOOD)
+        job.result(30)
+        result_key = keys.job_reply(settings.namespace, job.id)
+        assert 0 < short._redis.pttl(result_key) <= 1000
+        # wait for Redis to expire the key: keyspace events, not a sleep
+        short._redis.config_set("notify-keyspace-events", "Ex")
+        with short._redis.pubsub() as sub:
+            sub.subscribe("__keyevent@0__:expired")
+            while short._redis.exists(result_key):
+                sub.get_message(timeout=0.5)
+        with pytest.raises(JobNotFound):
+            job.result(1)
+
+
+@pytest.mark.parametrize("wait_s", [0.2, 6.0])
+def test_client_gives_up_waiting(cluster, wait_s):
+    """6 s outlasts redis-py's default 5 s socket timeout: the wait must still end as JobTimeout."""
+    with Client(replace(cluster.settings, namespace="nobody-serves-this")) as lonely:
+        job = lonely.submit("add", GOOD)
+        with pytest.raises(JobTimeout):
+            job.result(wait_s)
+        assert job.status() is JobStatus.QUEUED
+
+
+def test_async_client(cluster):
+    async def run():
+        async with AsyncClient(cluster.settings) as aclient:
+            out = await aclient.infer("add", GOOD, result_timeout_s=30)
+            outs = [o async for o in aclient.map("add", [GOOD] * 5, window=2)]
+            with pytest.raises(JobFailed):
+                await aclient.infer("nosuch", GOOD, result_timeout_s=30)
+            return out, outs
+
+    out, outs = asyncio.run(run())
+    assert out["c"].sum() == 12 and len(outs) == 5

@@ -1,0 +1,81 @@
+"""Settings, key names, and the producer's independence from acl_core."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer import ConfigError, Settings, keys
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_from_env():
+    env = {"ACLQ_REDIS_URL": "redis://:pw@h:1/0", "ACLQ_NAMESPACE": "ns", "ACLQ_RESULT_TTL_S": "5", "ACLQ_DEVICE": "1"}
+    s = Settings.from_env(env)
+    assert (s.redis_url, s.namespace, s.result_ttl_s, s.device) == ("redis://:pw@h:1/0", "ns", 5, 1)
+    assert Settings.from_env(env, namespace="other").namespace == "other"
+    assert Settings.from_env(s.to_env()) == s
+
+
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"ACLQ_RESULT_TTL_S": "soon"}, "ACLQ_RESULT_TTL_S='soon' must be a non-negative integer"),
+        ({"ACLQ_REDIS_URL": "http://x"}, "must be redis://, rediss:// or unix://"),
+        ({"ACLQ_NAMESPACE": "a b"}, "ACLQ_NAMESPACE"),
+    ],
+)
+def test_bad_settings_are_named(env, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        Settings.from_env(env)
+
+
+def test_safe_url_masks_passwords():
+    assert Settings(redis_url="rediss://user:s3cret@host:6380/1").safe_url() == "rediss://user:***@host:6380/1"
+    assert Settings(redis_url="redis://:s3cret@host/0").safe_url() == "redis://:***@host/0"
+    assert "s3cret" not in str(ConfigError(Settings(redis_url="redis://:s3cret@h/0").safe_url()))
+    with pytest.raises(ConfigError, match="no broker configured"):
+        Settings().require_url()
+
+
+def test_keys_live_in_one_namespace():
+    assert keys.job_input("ns", "1") == "ns:job:1:in"
+    assert keys.device_queue("ns", 2) == "ns.device.2"
+    names = {
+        keys.job_input("n", "j"),
+        keys.job_reply("n", "j"),
+        keys.job_state("n", "j"),
+        keys.job_staging("n", "j", "r"),
+    }
+    assert len(names) == 4
+
+
+def test_no_other_module_writes_a_key_literal():
+    """Every key aclq owns is built in producer/keys.py."""
+    pattern = re.compile(r"""["'][^"'\s]*:(job|workers):""")
+    offenders = [
+        str(path.relative_to(ROOT))
+        for package in ("producer", "worker", "acl_core")
+        for path in (ROOT / package).rglob("*.py")
+        if path.name != "keys.py" and pattern.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_producer_imports_neither_acl_core_nor_onnxruntime():
+    code = (
+        "import sys, producer, producer.cli; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('acl_core', 'onnxruntime', 'worker')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_exported_names():
+    public = {n for n in vars(producer) if not n.startswith("_")}
+    modules = {"client", "errors", "settings", "wire", "keys", "dispatch", "embedded", "cli"}
+    assert set(producer.__all__) == public - modules

@@ -1,0 +1,140 @@
+"""The wire format: round trips of every dtype, and every malformation named with its code."""
+
+import math
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from acl_core import codes
+from producer import errors
+from producer.errors import WireError
+from producer.wire import EXEC_OPTIONS, WIRE_VERSION, JobEnvelope, ResultEnvelope, decode_tensor, encode_tensor
+
+LIMIT = 1 << 24
+ALL_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"] + [
+    "float16", "float32", "float64", "complex64", "complex128",
+]  # fmt: skip
+
+
+def test_producer_codes_equal_acl_core():
+    for name in ("ACL_ERROR_INVALID_PARAM", "ACL_ERROR_UNSUPPORTED_DATA_TYPE", "ACL_ERROR_STORAGE_OVER_LIMIT"):
+        assert getattr(errors, name) == getattr(codes, name)
+        assert errors._NAMES[getattr(errors, name)] == name
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("shape", [(), (0,), (3,), (2, 3, 4)])
+def test_tensor_round_trip(dtype, shape):
+    a = (np.arange(math.prod(shape)) % 7).astype(dtype).reshape(shape)
+    b = decode_tensor(msgpack.unpackb(msgpack.packb(encode_tensor(a))), "x")
+    assert b.dtype == a.dtype and b.shape == a.shape
+    np.testing.assert_array_equal(a, b)
+
+
+def test_big_endian_and_non_contiguous_inputs_travel_little_endian_c_order():
+    a = np.arange(12, dtype=">i4").reshape(3, 4).T
+    b = decode_tensor(msgpack.unpackb(msgpack.packb(encode_tensor(a))), "x")
+    assert b.dtype == np.dtype("<i4")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_decode_is_zero_copy_over_the_message_bytes():
+    packed = {"dtype": "<f4", "shape": [4], "data": np.ones(4, np.float32).tobytes()}
+    b = decode_tensor(packed, "x")
+    assert not b.flags.owndata and not b.flags.writeable
+
+
+@given(
+    hnp.arrays(st.sampled_from([np.dtype(d) for d in ALL_DTYPES]), hnp.array_shapes(min_dims=0, max_dims=4, max_side=5))
+)
+@settings(max_examples=200, deadline=None)
+def test_job_round_trip_property(array):
+    job = JobEnvelope("j", "m", {"x": array}, options={"stream_sync_timeout_ms": 5}, reply_key="r")
+    back = JobEnvelope.decode(job.encode(LIMIT), LIMIT)
+    np.testing.assert_array_equal(back.inputs["x"], array)
+    assert back.inputs["x"].dtype == array.dtype
+    assert (back.job_id, back.model, back.options, back.reply_key) == ("j", "m", {"stream_sync_timeout_ms": 5}, "r")
+
+
+def test_unsupported_dtypes():
+    with pytest.raises(WireError) as info:
+        encode_tensor(np.array(["a"]))
+    assert info.value.code == 100026
+    with pytest.raises(WireError) as info:
+        encode_tensor(np.array([object()]))
+    assert info.value.code == 100026
+
+
+def _job(**changes):
+    message = {
+        "version": WIRE_VERSION, "job_id": "j", "model": "m", "model_version": None,
+        "inputs": {"x": {"dtype": "<f4", "shape": [2], "data": b"\0" * 8}}, "output_names": None,
+        "options": {}, "device": None, "priority": 0, "deadline": None, "reply_key": "r", "enqueued_at": 1.0,
+    }  # fmt: skip
+    message.update(changes)
+    return msgpack.packb(message)
+
+
+@pytest.mark.parametrize(
+    "data, code, fragment",
+    [
+        (b"\xc1", 100000, "not valid msgpack"),
+        (msgpack.packb([1, 2]), 100000, "must be a msgpack map"),
+        (_job(version=2), 100000, "wire version 2"),
+        (_job(job_id=5), 100000, "'job_id' must be str"),
+        (_job(priority=True), 100000, "'priority' must be int"),
+        (_job(deadline="soon"), 100000, "'deadline' must be"),
+        (_job(inputs=[1]), 100000, "'inputs' must be dict"),
+        (_job(inputs={"x": 3}), 100000, "input 'x' must be a map of dtype, shape and data"),
+        (_job(inputs={"x": {"dtype": "<U4", "shape": [1], "data": b"abcd"}}), 100026, "dtype '<U4'"),
+        (_job(inputs={"x": {"dtype": "|O", "shape": [1], "data": b"12345678"}}), 100026, "dtype '|O'"),
+        (_job(inputs={"x": {"dtype": "<f4", "shape": [-1], "data": b""}}), 100000, "non-negative ints"),
+        (_job(inputs={"x": {"dtype": "<f4", "shape": [2**40, 2**40], "data": b""}}), 100000, "needs"),
+        (_job(inputs={"x": {"dtype": "<f4", "shape": [1] * 40, "data": b"1234"}}), 100000, "at most 32"),
+        (_job(inputs={"x": {"dtype": "<f4", "shape": [3], "data": b"\0" * 8}}), 100000, "needs 12 bytes, data holds 8"),
+        (_job(inputs={"x": {"dtype": "<f4", "shape": [2], "data": "text"}}), 100000, "data must be bytes"),
+        (_job(options={"work_addr": 1}), 100000, "unknown exec options ['work_addr']"),
+        (_job(output_names=[1]), 100000, "'output_names' must be a list of names"),
+        (b"\0" * (LIMIT + 1), 300000, "exceeds"),
+    ],
+)
+def test_malformed_jobs_are_named(data, code, fragment):
+    with pytest.raises(WireError) as info:
+        JobEnvelope.decode(data, LIMIT)
+    assert info.value.code == code
+    assert fragment in info.value.message
+    assert str(info.value).startswith(f"[{code} ")
+
+
+@given(st.binary(max_size=256))
+@settings(max_examples=2000, deadline=None)
+def test_random_bytes_never_crash_decode(data):
+    try:
+        JobEnvelope.decode(data, LIMIT)
+    except WireError as exc:
+        assert exc.code in (100000, 100026, 300000)
+
+
+def test_too_large_message_refused_on_encode():
+    job = JobEnvelope("j", "m", {"x": np.zeros(1024, np.uint8)})
+    with pytest.raises(WireError) as info:
+        job.encode(512)
+    assert info.value.code == 300000
+
+
+def test_result_round_trip():
+    from producer.wire import ErrorInfo
+
+    ok = ResultEnvelope("j", "ok", {"y": np.ones(3)}, timings={"exec_ms": 1.5}, device=1, worker="w")
+    back = ResultEnvelope.decode(ok.encode(LIMIT), LIMIT)
+    assert back.device == 1 and back.timings == {"exec_ms": 1.5} and back.error is None
+    failed = ResultEnvelope("j", "error", error=ErrorInfo(100017, "ACL_ERROR_MODEL_INPUT_NOT_MATCH", "bad"))
+    assert ResultEnvelope.decode(failed.encode(LIMIT), LIMIT).error == failed.error
+
+
+def test_exec_options_are_acl_attrs():
+    assert EXEC_OPTIONS == ("stream_sync_timeout_ms", "event_sync_timeout_ms")

@@ -1,0 +1,1 @@
+"""The per-device Celery worker. ``python -m worker --device N`` runs one."""

@@ -1,0 +1,136 @@
+"""One job, start to finish: fetch, decode, check, execute on the device, answer exactly once."""
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, replace
+
+import numpy as np
+import redis
+
+from acl_core import AclError, Device, ExecConfig, codes
+from acl_core.constants import INT32_MAX
+from producer import keys
+from producer.errors import WireError
+from producer.settings import Settings
+from producer.wire import ErrorInfo, JobEnvelope, ResultEnvelope
+from worker.models import ModelCache
+
+log = logging.getLogger(__name__)
+
+# Answer once: the first result for a job id wins; a redelivered job's second answer is dropped.
+# The result was pushed to a staging list beforehand and is RENAMEd into place here, O(1):
+# a megabyte passed through a script would be copied into Lua and back.
+_FINISH = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[1])
+redis.call('DEL', KEYS[4])
+return 1
+"""
+
+
+@dataclass
+class Counters:
+    """What this worker has done, for its repr and health reports."""
+
+    done: int = 0
+    failed: int = 0
+
+
+class Executor:
+    def __init__(self, settings: Settings, device: Device, models: ModelCache, client: redis.Redis, name: str) -> None:
+        self._settings = settings
+        self._device = device
+        self._models = models
+        self._redis = client
+        self._finish = client.register_script(_FINISH)
+        self.name = name
+        self.counters = Counters()
+
+    def run(self, job_id: str) -> None:
+        """Execute job ``job_id`` and push its result; every failure becomes an error result."""
+        ns, limit = self._settings.namespace, self._settings.max_message_bytes
+        started = time.time()
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.job_input(ns, job_id))
+            pipe.set(keys.job_state(ns, job_id), "running", xx=True, keepttl=True)
+            data, _ = pipe.execute()
+        timings: dict[str, float] = {}
+        try:
+            if data is None:
+                raise WireError(
+                    codes.ACL_ERROR_INVALID_PARAM, f"job {job_id} has no payload: expired or never submitted"
+                )
+            job = JobEnvelope.decode(data, limit)
+            timings["queued_ms"] = max(0.0, (started - job.enqueued_at) * 1000)
+            outputs = self._execute(job_id, job, timings)
+            result = ResultEnvelope(job_id, "ok", outputs)
+        except (AclError, WireError) as exc:
+            result = self._error(job_id, exc.code, exc.name, exc.message)
+        except Exception as exc:  # a bug must not kill the worker or lose the job: answer it
+            log.exception("job %s failed unexpectedly", job_id)
+            result = self._error(job_id, codes.ACL_ERROR_INTERNAL_ERROR, "ACL_ERROR_INTERNAL_ERROR", repr(exc))
+        timings["total_ms"] = (time.time() - started) * 1000 + timings.get("queued_ms", 0.0)
+        self._answer(job_id, result, timings)
+
+    def _execute(self, job_id: str, job: JobEnvelope, timings: dict[str, float]) -> dict[str, np.ndarray]:
+        if job.job_id != job_id or job.reply_key != keys.job_reply(self._settings.namespace, job_id):
+            raise WireError(codes.ACL_ERROR_INVALID_PARAM, f"job {job_id}'s payload names another job or reply key")
+        if job.deadline is not None and time.time() > job.deadline:
+            raise AclError(codes.ACL_ERROR_RT_TASK_TIMEOUT, f"deadline passed {time.time() - job.deadline:.3f} s ago")
+        model, ref = self._models.get(job.model, job.model_version)
+        exec_started = time.perf_counter()
+        outputs = model.execute(job.inputs, self._config(job), output_names=job.output_names)
+        timings["exec_ms"] = (time.perf_counter() - exec_started) * 1000
+        log.info(
+            "job %s %s:%d on device %d: %.1f ms", job_id, ref.name, ref.version, self._device.id, timings["exec_ms"]
+        )
+        return outputs
+
+    def _config(self, job: JobEnvelope) -> ExecConfig:
+        """The job's options, its stream timeout capped by the task time limit (the hard limit)."""
+        options = dict(job.options)
+        limit_ms = self._settings.task_time_limit_s * 1000
+        asked = options.get("stream_sync_timeout_ms", -1)
+        # Only valid values are capped: the job's own bad values are left for ACL's validation.
+        if type(asked) is int and (asked in (-1, 0) or limit_ms < asked <= INT32_MAX):
+            options["stream_sync_timeout_ms"] = limit_ms
+        return ExecConfig(**options)
+
+    def _error(self, job_id: str, code: int, name: str, message: str) -> ResultEnvelope:
+        log.warning("job %s failed: [%d %s] %s", job_id, code, name, message)
+        return ResultEnvelope(job_id, "error", error=ErrorInfo(code, name, message))
+
+    def _answer(self, job_id: str, result: ResultEnvelope, timings: dict[str, float]) -> None:
+        ns, limit = self._settings.namespace, self._settings.max_message_bytes
+        result = replace(result, timings=timings, device=self._device.id, worker=self.name)
+        try:
+            data = result.encode(limit)
+        except WireError as exc:  # outputs too large for one message: answer with that error
+            result = replace(
+                self._error(job_id, exc.code, exc.name, exc.message), timings=timings, device=self._device.id
+            )
+            data = result.encode(limit)
+        staging = keys.job_staging(ns, job_id, uuid.uuid4().hex)
+        job_keys = [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id)]
+        state = "done" if result.error is None else "failed"
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(staging, data).expire(staging, self._settings.result_ttl_s)
+            self._finish(job_keys, [self._settings.result_ttl_s, state], client=pipe)
+            first = pipe.execute()[-1]
+        if not first:
+            log.warning("job %s was already answered; this run's result is dropped", job_id)
+        elif result.error is None:
+            self.counters.done += 1
+        else:
+            self.counters.failed += 1
+
+    def __repr__(self) -> str:
+        return (
+            f"<Executor {self.name} device={self._device.id} done={self.counters.done} failed={self.counters.failed}>"
+        )

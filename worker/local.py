@@ -1,0 +1,103 @@
+"""A local cluster: the embedded Redis (when no broker is configured) and one worker per device.
+
+Used by `aclq up`, the demo, `aclq batch` and the integration tests.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import redis
+
+from producer import keys
+from producer.dispatch import REDIS_OPTIONS
+from producer.embedded import RedisServer
+from producer.errors import ConfigError
+from producer.settings import Settings
+
+log = logging.getLogger(__name__)
+#: seconds to wait for every worker to report ready
+READY_TIMEOUT_S = 120
+#: seconds a stopping worker gets to finish its job before it is killed
+STOP_TIMEOUT_S = 30
+
+
+def device_count() -> int:
+    """How many devices this host's runtime exposes (acl_core: ACLQ_PROVIDER, ACLQ_DEVICE_COUNT)."""
+    from acl_core import acl
+
+    acl.init()
+    count, ret = acl.rt.get_device_count()
+    if ret:
+        raise ConfigError(f"the runtime reports no devices: {acl.get_recent_err_msg()}")
+    acl.finalize()
+    return int(count)
+
+
+class LocalCluster:
+    """``with LocalCluster(settings, devices=[0, 1]) as cluster: Client(cluster.settings)``."""
+
+    def __init__(self, settings: Settings, devices: list[int] | None = None, *, loglevel: str = "WARNING") -> None:
+        self._given = settings
+        self.settings = settings
+        self.devices = devices
+        self.loglevel = loglevel
+        self.server: RedisServer | None = None
+        self.workers: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> "LocalCluster":
+        if self._given.redis_url is None:
+            self.server = RedisServer().start()
+            self.settings = replace(self._given, redis_url=self.server.url)
+        if self.devices is None:
+            self.devices = list(range(device_count()))
+        client = redis.Redis.from_url(self.settings.require_url(), **REDIS_OPTIONS)
+        client.delete(keys.workers_ready(self.settings.namespace))
+        for device in self.devices:
+            self.start_worker(device)
+        self.wait_ready(client, len(self.devices))
+        return self
+
+    def start_worker(self, device: int) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self.settings.to_env()}
+        command = [sys.executable, "-m", "worker", "--device", str(device), "--loglevel", self.loglevel, "--quiet"]
+        process = subprocess.Popen(command, env=env)
+        self.workers[device] = process
+        return process
+
+    def wait_ready(self, client: redis.Redis, count: int) -> None:
+        """Block until ``count`` workers have announced themselves (or one of them died)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for _ in range(count):
+            while not client.blpop([keys.workers_ready(self.settings.namespace)], timeout=1):
+                dead = {d: p.returncode for d, p in self.workers.items() if p.poll() is not None}
+                if dead or time.monotonic() > deadline:
+                    self.stop()
+                    raise ConfigError(f"workers did not start: exited {dead}" if dead else "workers did not start")
+
+    def stop_worker(self, device: int) -> None:
+        process = self.workers.pop(device)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # Celery's warm shutdown: the current job finishes
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop(self) -> None:
+        for device in list(self.workers):
+            self.stop_worker(device)
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,107 @@
+"""The model repository (``<name>/<version>/model.onnx``) and the per-worker LRU model cache."""
+
+import json
+import logging
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from acl_core import Device, Model, codes
+from acl_core.errors import error_for
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: a loaded model's memory, estimated from its file: weights once in the engine, once in its arena
+MEMORY_PER_FILE_BYTE = 2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``<name>/config.json``, all optional (as Triton's model configuration)."""
+
+    max_batch_size: int = 0  #: 0 = jobs are never batched together
+    max_queue_delay_ms: int = 0  #: how long a batch may wait to fill
+    warmup: bool = False  #: load (and run once) when the worker starts
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: int
+    path: Path
+    config: ModelConfig
+
+
+class ModelRepository:
+    """Resolves a model name and optional version to a file inside the repository, never outside."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+
+    def resolve(self, name: str, version: int | None = None) -> ModelRef:
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+            raise error_for(codes.ACL_ERROR_INVALID_PARAM, f"model name {name!r} is not a valid name ([A-Za-z0-9_.-])")
+        if version is not None and (type(version) is not int or version < 1):
+            raise error_for(codes.ACL_ERROR_INVALID_PARAM, f"model version {version!r} must be a positive int")
+        model_dir = self.root / name
+        versions = sorted(int(p.name) for p in model_dir.glob("*") if p.name.isdigit()) if model_dir.is_dir() else []
+        if not versions:
+            raise error_for(codes.ACL_ERROR_INVALID_FILE, f"no model {name!r} in the repository")
+        chosen = versions[-1] if version is None else version
+        path = (model_dir / str(chosen) / "model.onnx").resolve()
+        if not path.is_relative_to(self.root):  # a symlink leading out of the repository
+            raise error_for(codes.ACL_ERROR_INVALID_PARAM, f"model {name!r} resolves outside the repository")
+        if chosen not in versions or not path.is_file():
+            raise error_for(codes.ACL_ERROR_INVALID_FILE, f"model {name!r} has no version {chosen}; it has {versions}")
+        return ModelRef(name, chosen, path, self._config(model_dir))
+
+    def _config(self, model_dir: Path) -> ModelConfig:
+        path = model_dir / "config.json"
+        if not path.is_file():
+            return ModelConfig()
+        try:
+            return ModelConfig(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise error_for(codes.ACL_ERROR_PARSE_FILE, f"{path.relative_to(self.root)}: {exc}") from None
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))
+
+
+class ModelCache:
+    """Models loaded on one device, least recently used evicted past ``budget_bytes``."""
+
+    def __init__(self, device: Device, repository: ModelRepository, budget_bytes: int) -> None:
+        self._device = device
+        self._repository = repository
+        self._budget = budget_bytes
+        self._loaded: OrderedDict[tuple[str, int], tuple[Model, int]] = OrderedDict()
+
+    def get(self, name: str, version: int | None = None) -> tuple[Model, ModelRef]:
+        ref = self._repository.resolve(name, version)
+        key = (ref.name, ref.version)
+        hit = self._loaded.get(key)
+        if hit is not None:
+            self._loaded.move_to_end(key)
+            return hit[0], ref
+        cost = ref.path.stat().st_size * MEMORY_PER_FILE_BYTE
+        self._evict(self._budget - cost)
+        model = self._device.load(ref.path)
+        self._loaded[key] = (model, cost)
+        log.info("loaded %s:%d on device %d (%s)", ref.name, ref.version, self._device.id, model.provider)
+        return model, ref
+
+    def _evict(self, keep_bytes: int) -> None:
+        while self._loaded and self.used_bytes > max(keep_bytes, 0):
+            (name, version), (model, _) = self._loaded.popitem(last=False)
+            model.unload()
+            log.info("evicted %s:%d from device %d", name, version, self._device.id)
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(cost for _, cost in self._loaded.values())
+
+    def names(self) -> list[str]:
+        return [f"{name}:{version}" for name, version in self._loaded]
