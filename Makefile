@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: examples/model_repo
 	$(PY) -m bench.acl_overhead
+	$(PY) -m bench.queue
 
 clean:
 	rm -rf $(VENV) examples/model_repo

@@ -44,11 +44,20 @@ def free_port() -> int:
 class RedisServer:
     """``with RedisServer() as server: server.url``; ``restart()`` keeps port and data dir."""
 
-    def __init__(self, binary: str | None = None, *, appendonly: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self,
+        binary: str | None = None,
+        *,
+        appendonly: bool = False,
+        password: str | None = None,
+        tls: tuple[str, str, str] | None = None,
+    ) -> None:
+        """``tls``: (certificate, key, CA certificate) files; the server then speaks only TLS."""
         self.binary = binary or server_binary()
         self.port = free_port()
         self.appendonly = appendonly
         self.password = password
+        self.tls = tls
         self._dir = tempfile.TemporaryDirectory(prefix="aclq-redis-")
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
@@ -56,6 +65,8 @@ class RedisServer:
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={self.tls[2]}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
@@ -69,6 +80,11 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls:
+            cert, key, ca = self.tls
+            args[2] = "0"  # no plain-text port
+            args += ["--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key]
+            args += ["--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
         self._process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ready = threading.Event()
         lines: list[str] = []
@@ -112,7 +128,7 @@ class RedisServer:
         self._dir.cleanup()
 
     def __enter__(self) -> "RedisServer":
-        return self.start()
+        return self if self._process is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
