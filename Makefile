@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: examples/model_repo
 	$(PY) -m bench.acl_overhead
 	$(PY) -m bench.queue
+	$(PY) -m bench.batch
 
 clean:
 	rm -rf $(VENV) examples/model_repo

@@ -1,9 +1,11 @@
 """The ``aclq`` command: thin commands over the library."""
 
+import contextlib
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -87,6 +89,75 @@ def submit(
         raise click.ClickException(str(exc)) from None
     np.savez(output, **outputs)
     click.echo(f"{job.id}: {', '.join(f'{k} {v.dtype}{list(v.shape)}' for k, v in outputs.items())} -> {output}")
+
+
+@main.command()
+@click.option("--model", "model_ref", required=True, help="NAME or NAME:VERSION")
+@click.option(
+    "--input",
+    "source",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="a directory of .npy/.npz, one .npy/.npz to split, or a .jsonl manifest",
+)
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="rows per job when splitting")
+@click.option("--input-name", default="", help="input a .npy feeds (default: the model's only input)")
+@click.option("--window", type=click.IntRange(1), default=16, show_default=True, help="most jobs in flight")
+@click.option("--device", type=int, default=None, help="run on this device (default: any free one)")
+@click.option("--resume", is_flag=True, help="skip items whose outputs are already written")
+@click.option("--retries", type=click.IntRange(0), default=0, show_default=True, help="retries of transient failures")
+@click.option("--option", "option_pairs", multiple=True, help="exec option, e.g. stream_sync_timeout_ms=200")
+@click.option("--quiet", is_flag=True, help="log lines instead of a progress bar")
+def batch(
+    model_ref: str,
+    source: Path,
+    output: Path,
+    batch_size: int,
+    input_name: str,
+    window: int,
+    device: int | None,
+    resume: bool,
+    retries: int,
+    option_pairs: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Offline inference: outputs written as they arrive, a JSON summary at the end.
+
+    Exits 1 when any item failed, 130 when interrupted. With no ACLQ_REDIS_URL it starts a
+    private Redis and one worker per local device for the run.
+    """
+    from producer import batch as batch_run
+
+    name, version = _model_ref(model_ref)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: finish the jobs in flight, then stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settings = Settings.from_env()
+    try:
+        work = batch_run.plan(source, output, batch_size=batch_size, input_name=input_name)
+        with _broker(settings) as ready, Client(ready) as client:
+            summary = batch_run.run(
+                client, name, work, window=window, retries=retries, resume=resume, quiet=quiet, stop=stop,
+                version=version, options=_options(option_pairs), device=device,
+            )  # fmt: skip
+    except AclqError as exc:
+        raise click.ClickException(str(exc)) from None
+    batch_run.atomic_write_text(output / batch_run.SUMMARY_FILE, summary.to_json())
+    click.echo(summary.to_json())
+    sys.exit(130 if summary.interrupted else 1 if summary.failed else 0)
+
+
+@contextlib.contextmanager
+def _broker(settings: Settings) -> Iterator[Settings]:
+    """The settings to use: as given when a broker is configured, else a local cluster's."""
+    if settings.redis_url:
+        yield settings
+        return
+    from worker.local import LocalCluster
+
+    with LocalCluster(settings) as cluster:
+        yield cluster.settings
 
 
 @main.command()

@@ -3,12 +3,14 @@ of non-I/O logic (:class:`_Jobs`) and differ only in transport.
 """
 
 import asyncio
+import os
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import redis
@@ -19,7 +21,10 @@ from producer import keys
 from producer.dispatch import ASYNC_REDIS_OPTIONS, INFER_TASK, PRIORITIES, REDIS_OPTIONS, make_celery, queue
 from producer.errors import BrokerConnectionError, ConfigError, JobFailed, JobNotFound, JobTimeout
 from producer.settings import Settings
-from producer.wire import EXEC_OPTIONS, JobEnvelope, ResultEnvelope
+from producer.wire import EXEC_OPTIONS, POSITIONAL, JobEnvelope, ResultEnvelope
+
+if TYPE_CHECKING:
+    from producer import batch
 
 
 class JobStatus(str, Enum):
@@ -219,6 +224,29 @@ class Client:
     def job(self, job_id: str) -> Job:
         """Re-attach to a job by id."""
         return Job(self, job_id)
+
+    def batch(
+        self,
+        model: str,
+        source: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        *,
+        batch_size: int = 1,
+        input_name: str = POSITIONAL,
+        window: int = 16,
+        retries: int = 0,
+        resume: bool = False,
+        quiet: bool = True,
+        **submit: Any,
+    ) -> "batch.Summary":
+        """Offline inference over a directory, a split array or a manifest (see producer.batch).
+
+        Failed items are reported in the returned summary, not raised.
+        """
+        from producer import batch
+
+        work = batch.plan(Path(source), Path(output), batch_size=batch_size, input_name=input_name)
+        return batch.run(self, model, work, window=window, retries=retries, resume=resume, quiet=quiet, **submit)
 
     def close(self) -> None:
         self._redis.close()

@@ -13,13 +13,16 @@
 
 from typing import Final
 
-# ACL's values for the codes the wire layer raises itself. They are repeated here because the
-# producer must not import acl_core; tests/unit/test_wire.py asserts they equal acl_core.codes.
+# ACL's values for the codes the client side answers itself (wire layer, batch input files).
+# Repeated here because the producer must not import acl_core; tests/unit/producer/test_wire.py
+# asserts they equal acl_core.codes.
 ACL_ERROR_INVALID_PARAM: Final = 100000
+ACL_ERROR_INVALID_FILE: Final = 100003
 ACL_ERROR_UNSUPPORTED_DATA_TYPE: Final = 100026
 ACL_ERROR_STORAGE_OVER_LIMIT: Final = 300000
 _NAMES: Final = {
     ACL_ERROR_INVALID_PARAM: "ACL_ERROR_INVALID_PARAM",
+    ACL_ERROR_INVALID_FILE: "ACL_ERROR_INVALID_FILE",
     ACL_ERROR_UNSUPPORTED_DATA_TYPE: "ACL_ERROR_UNSUPPORTED_DATA_TYPE",
     ACL_ERROR_STORAGE_OVER_LIMIT: "ACL_ERROR_STORAGE_OVER_LIMIT",
 }

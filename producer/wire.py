@@ -25,6 +25,8 @@ from producer.errors import (
 WIRE_VERSION: Final = 1
 #: exec options a job may carry, each applied through aclmdlSetExecConfigOpt
 EXEC_OPTIONS: Final = ("stream_sync_timeout_ms", "event_sync_timeout_ms")
+#: the input name that stands for a one-input model's only input, whatever its name
+POSITIONAL: Final = ""
 #: most dims a tensor may have
 MAX_RANK: Final = 32
 

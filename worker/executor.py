@@ -13,7 +13,7 @@ from acl_core.constants import INT32_MAX
 from producer import keys
 from producer.errors import WireError
 from producer.settings import Settings
-from producer.wire import ErrorInfo, JobEnvelope, ResultEnvelope
+from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, ResultEnvelope
 from worker.models import ModelCache
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,10 @@ class Executor:
             raise AclError(codes.ACL_ERROR_RT_TASK_TIMEOUT, f"deadline passed {time.time() - job.deadline:.3f} s ago")
         model, ref = self._models.get(job.model, job.model_version)
         exec_started = time.perf_counter()
-        outputs = model.execute(job.inputs, self._config(job), output_names=job.output_names)
+        inputs = dict(job.inputs)
+        if list(inputs) == [POSITIONAL] and len(model.inputs) == 1:  # a bare .npy for a one-input model
+            inputs = {model.inputs[0].name: inputs[POSITIONAL]}
+        outputs = model.execute(inputs, self._config(job), output_names=job.output_names)
         timings["exec_ms"] = (time.perf_counter() - exec_started) * 1000
         log.info(
             "job %s %s:%d on device %d: %.1f ms", job_id, ref.name, ref.version, self._device.id, timings["exec_ms"]

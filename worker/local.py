@@ -65,7 +65,8 @@ class LocalCluster:
     def start_worker(self, device: int) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.settings.to_env()}
         command = [sys.executable, "-m", "worker", "--device", str(device), "--loglevel", self.loglevel, "--quiet"]
-        process = subprocess.Popen(command, env=env)
+        # stdout too goes to stderr: a command like `aclq batch` keeps stdout for its JSON summary
+        process = subprocess.Popen(command, env=env, stdout=2)
         self.workers[device] = process
         return process
 

@@ -1,0 +1,326 @@
+"""Offline batch inference: many items through the queue, outputs written as they arrive.
+
+Input forms (:func:`plan`): a directory of .npy/.npz files (one job per file), one .npy/.npz
+whose leading axis is split into jobs of ``batch_size`` rows, or a JSONL manifest whose lines map
+input names to files. Every output is written atomically (temporary file + rename), so an
+interrupted run leaves only whole files, and ``resume`` skips the items whose outputs exist.
+"""
+
+import json
+import logging
+import os
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from producer.client import Client
+from producer.errors import (
+    ACL_ERROR_INVALID_FILE,
+    AclqError,
+    BrokerConnectionError,
+    ConfigError,
+    JobFailed,
+    JobTimeout,
+)
+from producer.wire import POSITIONAL
+
+log = logging.getLogger(__name__)
+
+#: ACL codes worth another try: the run timed out or the device failed, not the input
+TRANSIENT_CODES = frozenset({500000, 500003, 507000, 507011, 507046, 507047, 207001, 207018})
+PARTS_DIR = ".parts"
+TMP_SUFFIX = ".tmp"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One job of a batch: where its inputs come from and where its outputs go."""
+
+    key: str  #: how the item is named in progress and in the summary
+    load: Callable[[], dict[str, np.ndarray]]
+    output: Path  #: an .npz written atomically when the result arrives
+
+
+@dataclass
+class Plan:
+    items: list[Item]
+    output: Path
+    #: run after every item is done, e.g. reassembling a split array; None when nothing to do
+    finish: Callable[[], None] | None = None
+
+
+@dataclass
+class Failure:
+    item: str
+    code: int | None
+    name: str
+    message: str
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  #: already complete (resume)
+    retried: int = 0
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    items_per_s: float = 0.0
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    max_in_flight: int = 0
+    devices: dict[str, int] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def _temporary(path: Path) -> Path:
+    """Where ``path`` is written before its rename; a killed run may leave these behind."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}")
+
+
+def atomic_save(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` (.npz, or one array as .npy) so that ``path`` is whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    with open(tmp, "wb") as f:
+        if path.suffix == ".npy":
+            (array,) = arrays.values()
+            np.save(f, array, allow_pickle=False)
+        else:
+            np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _load(path: Path, input_name: str) -> dict[str, np.ndarray]:
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            return {k: archive[k] for k in archive.files}
+    return {input_name: np.load(path, allow_pickle=False)}
+
+
+def plan(source: Path, output: Path, *, batch_size: int = 1, input_name: str = POSITIONAL) -> Plan:
+    """The items of ``source``; a .npy stands for the input ``input_name`` (default: the only one)."""
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix in (".npy", ".npz") and p.is_file())
+        relative = [p.relative_to(source) for p in files]
+        items = [
+            Item(str(r), lambda p=source / r: _load(p, input_name), output / r.with_suffix(".npz")) for r in relative
+        ]
+        return Plan(items, output)
+    if source.suffix == ".jsonl":
+        return Plan(_manifest_items(source, output), output)
+    if source.suffix in (".npy", ".npz") and source.is_file():
+        return _split_plan(source, output, batch_size, input_name)
+    raise ConfigError(f"{source}: expected a directory, a .npy/.npz file or a .jsonl manifest")
+
+
+def _manifest_items(manifest: Path, output: Path) -> list[Item]:
+    items = []
+    for number, line in enumerate(manifest.read_text().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            files = {name: manifest.parent / str(path) for name, path in entry.items() if name != "id"}
+        except (ValueError, AttributeError) as exc:
+            raise ConfigError(f"{manifest}:{number + 1}: not a JSON map of input name to file: {exc}") from None
+        key = str(entry.get("id", f"{number:08d}"))
+        items.append(
+            Item(key, lambda f=files: {n: np.load(p, allow_pickle=False) for n, p in f.items()}, output / f"{key}.npz")
+        )
+    return items
+
+
+def _split_plan(source: Path, output: Path, batch_size: int, input_name: str) -> Plan:
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if source.suffix == ".npz":
+        with np.load(source, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    else:  # memory-mapped: a large array is read a chunk at a time
+        arrays = {input_name: np.load(source, mmap_mode="r", allow_pickle=False)}
+    rows = {len(a) if a.ndim else -1 for a in arrays.values()}
+    if len(rows) != 1 or -1 in rows:
+        raise ConfigError(f"{source}: every array must share its leading axis to be split, got lengths {sorted(rows)}")
+    (n,) = rows
+    parts = output / PARTS_DIR
+    items = [
+        Item(
+            f"rows {start}-{min(start + batch_size, n) - 1}",
+            lambda s=start: {k: np.ascontiguousarray(a[s : s + batch_size]) for k, a in arrays.items()},
+            parts / f"{start // batch_size:08d}.npz",
+        )
+        for start in range(0, n, batch_size)
+    ]
+
+    def reassemble() -> None:
+        """One .npy per output name, rows in input order."""
+        chunks: dict[str, list[np.ndarray]] = {}
+        for item in items:
+            with np.load(item.output, allow_pickle=False) as part:
+                for name in part.files:
+                    chunks.setdefault(name, []).append(part[name])
+        for name, pieces in chunks.items():
+            atomic_save(output / f"{name}.npy", {name: np.concatenate(pieces)})
+
+    return Plan(items, output, reassemble)
+
+
+class _Progress:
+    """A tqdm bar on stderr (done, failed, items/s, ETA), or log lines when quiet."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self._bar = None
+        if not quiet:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="item", dynamic_ncols=True)
+
+    def update(self, key: str, ok: bool, failed: int) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(failed=failed, refresh=False)
+            self._bar.update(1)
+        else:
+            log.info("item %s: %s", key, "done" if ok else "FAILED")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def run(
+    client: Client,
+    model: str,
+    batch: Plan,
+    *,
+    window: int = 16,
+    retries: int = 0,
+    resume: bool = False,
+    quiet: bool = False,
+    stop: threading.Event | None = None,
+    **submit: Any,
+) -> Summary:
+    """Run every item with at most ``window`` jobs in flight; failures are counted, not raised.
+
+    ``submit`` takes :meth:`Client.submit`'s keywords (``version``, ``options``, ``device``,
+    ``priority``, ``timeout_s``). Setting ``stop`` ends the run after the jobs in flight.
+    """
+    if window < 1 or retries < 0:
+        raise ConfigError(f"window must be >= 1 and retries >= 0, got {window} and {retries}")
+    summary = Summary(total=len(batch.items))
+    if resume:  # temporary files of a run that was killed mid-write
+        for stale in batch.output.rglob(f".*{TMP_SUFFIX}"):
+            stale.unlink()
+    todo = [item for item in batch.items if not (resume and item.output.exists())]
+    summary.skipped = summary.total - len(todo)
+    progress = _Progress(len(todo), quiet)
+    latencies: list[float] = []
+    devices: Counter[str] = Counter()
+    lock = threading.Lock()
+    in_flight = [0]
+    stop = stop or threading.Event()
+    started = time.perf_counter()
+
+    def one(item: Item) -> None:
+        with lock:
+            in_flight[0] += 1
+            summary.max_in_flight = max(summary.max_in_flight, in_flight[0])
+        try:
+            ok = _attempts(client, model, item, retries, submit, summary, latencies, devices, lock)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+        progress.update(item.key, ok, summary.failed)
+
+    with ThreadPoolExecutor(max_workers=window, thread_name_prefix="aclq-batch") as pool:
+        pending: set[Future[None]] = set()
+        for item in _until(todo, stop):
+            if len(pending) >= window:  # backpressure: never more than `window` jobs in flight
+                _, pending = wait(pending, return_when=FIRST_COMPLETED)
+            pending.add(pool.submit(one, item))
+        wait(pending)
+    progress.close()
+    summary.interrupted = stop.is_set()
+    if batch.finish is not None and not summary.interrupted and summary.failed == 0:
+        batch.finish()
+    _conclude(summary, latencies, devices, time.perf_counter() - started)
+    return summary
+
+
+def _until(items: list[Item], stop: threading.Event) -> Iterator[Item]:
+    for item in items:
+        if stop.is_set():
+            return
+        yield item
+
+
+def _attempts(
+    client: Client, model: str, item: Item, retries: int, submit: dict[str, Any],
+    summary: Summary, latencies: list[float], devices: Counter[str], lock: threading.Lock,
+) -> bool:  # fmt: skip
+    """Run one item, retrying transient failures; record the outcome. True when it succeeded."""
+    failure: Failure | None = None
+    for attempt in range(retries + 1):
+        started = time.perf_counter()
+        try:
+            details = client.submit(model, item.load(), **submit).details(submit.get("timeout_s"))
+            atomic_save(item.output, details.outputs)
+        except JobFailed as exc:
+            failure = Failure(item.key, exc.code, exc.name, exc.message)
+            if exc.code not in TRANSIENT_CODES:
+                break
+        except (JobTimeout, BrokerConnectionError) as exc:
+            failure = Failure(item.key, None, type(exc).__name__, str(exc))
+        except (OSError, ValueError) as exc:  # an input file that is missing or not an array
+            failure = Failure(
+                item.key, ACL_ERROR_INVALID_FILE, "ACL_ERROR_INVALID_FILE", f"{type(exc).__name__}: {exc}"
+            )
+            break
+        except AclqError as exc:  # refused before sending (e.g. a dtype that cannot travel)
+            failure = Failure(item.key, getattr(exc, "code", None), getattr(exc, "name", type(exc).__name__), str(exc))
+            break
+        else:
+            with lock:
+                summary.done += 1
+                latencies.append((time.perf_counter() - started) * 1000)
+                devices[str(details.device)] += 1
+            return True
+        if attempt < retries:
+            with lock:
+                summary.retried += 1
+    with lock:
+        summary.failed += 1
+        assert failure is not None
+        summary.failures.append(failure)
+    log.warning("item %s failed: %s %s", item.key, failure.name, failure.message)
+    return False
+
+
+def _conclude(summary: Summary, latencies: list[float], devices: Counter[str], elapsed_s: float) -> None:
+    summary.elapsed_s = round(elapsed_s, 3)
+    summary.items_per_s = round((summary.done + summary.failed) / elapsed_s, 1) if elapsed_s > 0 else 0.0
+    if latencies:
+        summary.latency_p50_ms = round(statistics.median(latencies), 2)
+        summary.latency_p99_ms = round(float(np.percentile(latencies, 99)), 2)
+    summary.devices = dict(sorted(devices.items()))
+    summary.failures.sort(key=lambda f: f.item)

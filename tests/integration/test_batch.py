@@ -1,0 +1,171 @@
+"""`aclq batch` and `client.batch`: every input form, exact failure accounting, resume, window."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from producer import keys
+from producer.batch import plan, run
+
+
+def mlp_reference(model_repo, x):
+    return ort.InferenceSession(str(model_repo / "mlp" / "1" / "model.onnx")).run(None, {"x": x})[0]
+
+
+@pytest.fixture
+def npy_dir(tmp_path):
+    rng = np.random.default_rng(7)
+    source = tmp_path / "in"
+    (source / "nested").mkdir(parents=True)
+    arrays = {}
+    for i in range(12):
+        name = f"nested/{i:02d}.npy" if i % 3 == 0 else f"{i:02d}.npy"
+        arrays[name] = rng.standard_normal((i % 4 + 1, 64)).astype(np.float32)
+        np.save(source / name, arrays[name])
+    return source, arrays
+
+
+def test_directory_of_npy_files(client, model_repo, npy_dir, tmp_path):
+    source, arrays = npy_dir
+    summary = client.batch("mlp", source, tmp_path / "out", window=4)
+    assert (summary.total, summary.done, summary.failed) == (12, 12, 0)
+    assert summary.max_in_flight <= 4 and set(summary.devices) <= {"0", "1"}
+    assert summary.latency_p50_ms > 0 and summary.items_per_s > 0
+    for name, x in arrays.items():
+        with np.load(tmp_path / "out" / name.replace(".npy", ".npz")) as out:
+            np.testing.assert_allclose(out["y"], mlp_reference(model_repo, x), rtol=1e-5)
+
+
+def test_split_array_reassembled_in_input_order(client, model_repo, tmp_path):
+    x = np.random.default_rng(8).standard_normal((203, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    summary = client.batch("mlp", tmp_path / "x.npy", tmp_path / "out", batch_size=16, window=3)
+    assert (summary.total, summary.done) == (13, 13)
+    y = np.load(tmp_path / "out" / "y.npy")
+    np.testing.assert_allclose(y, mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
+
+
+def test_npz_split_with_two_inputs_and_manifest(client, tmp_path):
+    a = np.arange(24, dtype=np.float32).reshape(4, 2, 3)
+    np.savez(tmp_path / "ab.npz", a=a, b=a * 10)
+    # add takes [2, 3] inputs: split with batch size 1 gives [1, 2, 3] -> refused; use the manifest form
+    rows = []
+    for i in range(4):
+        np.save(tmp_path / f"a{i}.npy", a[i])
+        np.save(tmp_path / f"b{i}.npy", a[i] * 10)
+        rows.append(json.dumps({"id": f"row{i}", "a": f"a{i}.npy", "b": f"b{i}.npy"}))
+    (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
+    summary = client.batch("add", tmp_path / "m.jsonl", tmp_path / "out")
+    assert summary.done == 4
+    for i in range(4):
+        with np.load(tmp_path / "out" / f"row{i}.npz") as out:
+            np.testing.assert_array_equal(out["c"], a[i] * 11)
+    mismatched = client.batch("add", tmp_path / "ab.npz", tmp_path / "out2", batch_size=1)
+    assert mismatched.failed == 4 and {f.code for f in mismatched.failures} == {100017}
+
+
+def test_failing_items_reported_exactly(client, npy_dir, tmp_path):
+    source, _ = npy_dir
+    np.save(source / "05.npy", np.ones((2, 63), np.float32))  # wrong shape
+    np.save(source / "07.npy", np.ones((2, 64), np.int64))  # wrong dtype
+    (source / "10.npy").write_bytes(b"not an array")  # unreadable
+    summary = client.batch("mlp", source, tmp_path / "out", window=4)
+    assert (summary.done, summary.failed) == (9, 3)
+    assert [(f.item, f.code) for f in summary.failures] == [("05.npy", 100017), ("07.npy", 100017), ("10.npy", 100003)]
+    assert "got [2, 63]" in summary.failures[0].message and "got int64" in summary.failures[1].message
+    assert not (tmp_path / "out" / "05.npz").exists()
+
+
+def test_window_is_never_exceeded(client, cluster, tmp_path):
+    """Observed from Redis too: jobs with a payload waiting never number more than the window."""
+    x = np.ones((64, 64), np.float32)
+    for i in range(30):
+        np.savez(tmp_path / f"{i:02d}.npz", x=x, iterations=np.array(300))
+    most, done = [0], threading.Event()
+
+    def watch() -> None:
+        pattern = keys.job_input(cluster.settings.namespace, "*")
+        while not done.is_set():
+            most[0] = max(most[0], sum(1 for _ in client._redis.scan_iter(pattern, count=1000)))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        summary = client.batch("slow", tmp_path, tmp_path / "out", window=3)
+    finally:
+        done.set()
+        watcher.join()
+    assert summary.done == 30 and summary.max_in_flight == 3
+    assert 1 <= most[0] <= 3
+
+
+def _batch_cli(cluster, source, output, *extra):
+    env = {**os.environ, **cluster.settings.to_env()}
+    command = [sys.executable, "-m", "producer.cli", "-v", "batch", "--model", "mlp", "--input", str(source),
+               "--output", str(output), "--quiet", *extra]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_resume_after_kill_matches_a_clean_run(cluster, tmp_path):
+    rng = np.random.default_rng(9)
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(300):
+        np.save(source / f"{i:03d}.npy", rng.standard_normal((1, 64)).astype(np.float32))
+    with _batch_cli(cluster, source, tmp_path / "clean") as clean:
+        out, _ = clean.communicate(timeout=120)
+    assert clean.returncode == 0 and json.loads(out)["done"] == 300
+
+    killed = _batch_cli(cluster, source, tmp_path / "resumed", "--window", "2")
+    seen = 0
+    for line in killed.stderr:  # each finished item logs a line: kill after 20 of them
+        seen += line.rstrip().endswith(": done")
+        if seen == 20:
+            killed.send_signal(signal.SIGKILL)
+            break
+    killed.wait(30)
+    killed.stdout.close()
+    killed.stderr.close()
+    written = sorted(p.name for p in (tmp_path / "resumed").glob("*.npz"))
+    assert 20 <= len(written) < 300
+    for name in written:  # every output there is whole: a kill leaves at most temporary files
+        with np.load(tmp_path / "resumed" / name) as out:
+            assert out["y"].shape == (1, 10)
+
+    with _batch_cli(cluster, source, tmp_path / "resumed", "--resume") as resumed:
+        out, _ = resumed.communicate(timeout=120)
+    summary = json.loads(out)
+    assert resumed.returncode == 0 and summary["skipped"] == len(written) and summary["done"] == 300 - len(written)
+    assert not list((tmp_path / "resumed").glob(".*.tmp"))  # the killed run's temporaries are gone
+    for i in range(300):
+        with np.load(tmp_path / "clean" / f"{i:03d}.npz") as a, np.load(tmp_path / "resumed" / f"{i:03d}.npz") as b:
+            np.testing.assert_array_equal(a["y"], b["y"])
+
+
+def test_cli_exit_status_and_summary_file(cluster, npy_dir, tmp_path):
+    source, _ = npy_dir
+    np.save(source / "05.npy", np.ones((2, 63), np.float32))
+    with _batch_cli(cluster, source, tmp_path / "out") as proc:
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    summary = json.loads(out)
+    assert summary == json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["failures"] == [
+        {"item": "05.npy", "code": 100017, "name": "ACL_ERROR_MODEL_INPUT_NOT_MATCH",
+         "message": "input 'x' expects shape ['?', 64], got [2, 63]"}
+    ]  # fmt: skip
+
+
+def test_interrupt_stops_cleanly(client, npy_dir, tmp_path):
+    source, _ = npy_dir
+    stop = threading.Event()
+    stop.set()  # as if Ctrl-C came before the first item
+    summary = run(client, "mlp", plan(source, tmp_path / "out"), stop=stop, quiet=True)
+    assert summary.interrupted and summary.done == 0 and summary.failed == 0
