@@ -169,3 +169,45 @@ def test_interrupt_stops_cleanly(client, npy_dir, tmp_path):
     stop.set()  # as if Ctrl-C came before the first item
     summary = run(client, "mlp", plan(source, tmp_path / "out"), stop=stop, quiet=True)
     assert summary.interrupted and summary.done == 0 and summary.failed == 0
+
+
+def test_retries_transient_failures_only(client, tmp_path):
+    x = np.ones((64, 64), np.float32)
+    np.savez(tmp_path / "slow.npz", x=x, iterations=np.array(10**7))  # times out every time
+    np.savez(tmp_path / "bad.npz", x=np.ones((64, 63), np.float32), iterations=np.array(1))
+    np.savez(tmp_path / "good.npz", x=x, iterations=np.array(2))
+    summary = client.batch("slow", tmp_path, tmp_path / "out", retries=2, options={"stream_sync_timeout_ms": 50})
+    assert (summary.done, summary.failed) == (1, 2)
+    assert summary.retried == 2  # the timeout, twice; the bad input never
+    assert [(f.item, f.code) for f in summary.failures] == [("bad.npz", 100017), ("slow.npz", 507046)]
+
+
+def test_ctrl_c_stops_the_cli_cleanly(cluster, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(400):
+        np.save(source / f"{i:03d}.npy", np.ones((1, 64), np.float32))
+    proc = _batch_cli(cluster, source, tmp_path / "out", "--window", "1")
+    for line in proc.stderr:
+        if line.rstrip().endswith(": done"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    summary = json.loads(out)
+    assert summary["interrupted"] and 1 <= summary["done"] < 400 and summary["failed"] == 0
+
+
+def test_cli_without_a_broker_starts_its_own(model_repo, npy_dir, tmp_path):
+    source, arrays = npy_dir
+    env = {k: v for k, v in os.environ.items() if k != "ACLQ_REDIS_URL"}
+    env.update(ACLQ_MODEL_REPO=str(model_repo), ACLQ_DEVICE_COUNT="2", ACLQ_PROVIDER="cpu")
+    done = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "batch", "--model", "mlp", "--input", str(source),
+         "--output", str(tmp_path / "out"), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["done"] == len(arrays) == sum(summary["devices"].values())
+    assert set(summary["devices"]) <= {"0", "1"}

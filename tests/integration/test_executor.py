@@ -1,0 +1,64 @@
+"""The worker's job executor in this process, on a real device and a real Redis."""
+
+import numpy as np
+import pytest
+import redis
+
+from acl_core import Device
+from producer import Client, JobFailed, Settings, keys
+from producer.dispatch import REDIS_OPTIONS
+from worker.executor import Executor
+from worker.models import ModelCache, ModelRepository
+
+GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}
+
+
+@pytest.fixture
+def setup(redis_server, model_repo):
+    settings = Settings(redis_url=redis_server.url, namespace="executor", model_repo=str(model_repo))
+    with Device(0) as device, Client(settings) as client:
+        server = redis.Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
+        executor = Executor(settings, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "test")
+        yield client, executor, device
+        server.close()
+
+
+def test_nothing_leaks_across_good_and_bad_jobs(setup):
+    client, executor, device = setup
+    jobs = []
+    for i in range(60):
+        inputs = GOOD if i % 3 else {"a": GOOD["a"]}  # every third job lacks an input
+        jobs.append(client.submit("add", inputs))
+        executor.run(jobs[-1].id)
+    jobs.append(client.submit("nonzero", {"x": np.eye(4, dtype=np.float32)}))
+    executor.run(jobs[-1].id)
+    stats = device.memory()
+    assert stats.in_use == 0 and stats.live == 0 and stats.peak > 0  # every output was freed
+    assert (executor.counters.done, executor.counters.failed) == (41, 20)
+    assert "done=41 failed=20" in repr(executor)
+    with pytest.raises(JobFailed):
+        jobs[0].result(1)
+    assert jobs[1].result(1)["c"].sum() == 12
+
+
+def test_a_redelivered_job_is_answered_once(setup):
+    """Run the same job twice (as after a lost worker): the first answer stays the only one."""
+    client, executor, _ = setup
+    job = client.submit("add", GOOD)
+    ns = client.settings.namespace
+    payload = client._redis.get(keys.job_input(ns, job.id))
+    executor.run(job.id)
+    client._redis.set(keys.job_input(ns, job.id), payload)  # the redelivered copy finds its payload
+    executor.run(job.id)
+    assert client._redis.llen(keys.job_reply(ns, job.id)) == 1
+    assert executor.counters.done == 1
+    assert not client._redis.keys(keys.job_staging(ns, job.id, "*"))  # the second run's result was dropped
+
+
+def test_expired_payload_is_answered(setup):
+    client, executor, _ = setup
+    job = client.submit("add", GOOD)
+    client._redis.delete(keys.job_input(client.settings.namespace, job.id))
+    executor.run(job.id)
+    with pytest.raises(JobFailed, match="no payload: expired or never submitted"):
+        job.result(1)

@@ -1,0 +1,85 @@
+"""The model repository and the LRU model cache, on real models and a real device."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from acl_core import AclError, Device
+from worker.models import MEMORY_PER_FILE_BYTE, ModelCache, ModelConfig, ModelRepository
+
+
+@pytest.fixture
+def repo(tmp_path, model_repo):
+    """A repository with add at versions 1 and 3, and mlp."""
+    for name, version in (("add", 1), ("add", 3), ("mlp", 1)):
+        (tmp_path / name / str(version)).mkdir(parents=True)
+        (tmp_path / name / str(version) / "model.onnx").write_bytes(
+            (model_repo / name / "1" / "model.onnx").read_bytes()
+        )
+    return tmp_path
+
+
+def test_highest_version_is_the_default(repo):
+    r = ModelRepository(repo)
+    assert r.resolve("add").version == 3
+    assert r.resolve("add", 1).version == 1
+    assert r.names() == ["add", "mlp"]
+
+
+@pytest.mark.parametrize(
+    "name, version, code, fragment",
+    [
+        ("missing", None, 100003, "no model 'missing'"),
+        ("add", 2, 100003, "has no version 2; it has [1, 3]"),
+        ("add", 0, 100000, "must be a positive int"),
+        ("../add", None, 100000, "not a valid name"),
+        ("a/b", None, 100000, "not a valid name"),
+        ("..", None, 100000, "not a valid name"),
+        ("", None, 100000, "not a valid name"),
+    ],
+)
+def test_refusals(repo, name, version, code, fragment):
+    with pytest.raises(AclError) as info:
+        ModelRepository(repo).resolve(name, version)
+    assert info.value.code == code and fragment in info.value.message
+
+
+def test_symlink_out_of_the_repository_is_refused(repo, tmp_path_factory, model_repo):
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "model.onnx").write_bytes((model_repo / "add" / "1" / "model.onnx").read_bytes())
+    (repo / "evil").mkdir()
+    os.symlink(outside, repo / "evil" / "1")
+    with pytest.raises(AclError, match="resolves outside the repository") as info:
+        ModelRepository(repo).resolve("evil")
+    assert info.value.code == 100000
+
+
+def test_model_config(repo):
+    (repo / "mlp" / "config.json").write_text(json.dumps({"max_batch_size": 32, "max_queue_delay_ms": 2}))
+    assert ModelRepository(repo).resolve("mlp").config == ModelConfig(max_batch_size=32, max_queue_delay_ms=2)
+    (repo / "mlp" / "config.json").write_text(json.dumps({"max_batch": 32}))
+    with pytest.raises(AclError, match="max_batch") as info:
+        ModelRepository(repo).resolve("mlp")
+    assert info.value.code == 100006
+
+
+def test_cache_loads_once_and_evicts_least_recently_used(repo):
+    r = ModelRepository(repo)
+    add_cost = (repo / "add" / "3" / "model.onnx").stat().st_size * MEMORY_PER_FILE_BYTE
+    mlp_cost = (repo / "mlp" / "1" / "model.onnx").stat().st_size * MEMORY_PER_FILE_BYTE
+    with Device(0) as device:
+        cache = ModelCache(device, r, budget_bytes=mlp_cost + add_cost)  # mlp and one add fit
+        first, _ = cache.get("add")
+        assert cache.get("add")[0] is first  # a hit: loaded once
+        old, _ = cache.get("add", 1)
+        cache.get("add")  # add:3 is now the most recent
+        cache.get("mlp")  # over budget: add:1, the least recently used, goes
+        assert cache.names() == ["add:3", "mlp:1"]
+        assert cache.used_bytes == mlp_cost + add_cost
+        a = np.ones((2, 3), np.float32)
+        with pytest.raises(AclError) as info:
+            old.execute({"a": a, "b": a})  # the evicted model was unloaded from the device
+        assert info.value.code == 100011
+        assert first.execute({"a": a, "b": a})["c"].sum() == 12
