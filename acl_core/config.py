@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from acl_core.errors import InvalidParamError
 
-#: execution providers a user may ask for, by short name
+#: engines acl_core can run on
+BACKENDS = ("onnxruntime", "pyacl")
+#: ONNX Runtime execution providers a user may ask for, by short name
 PROVIDERS = ("auto", "cpu", "cuda", "cann")
 
 
@@ -15,33 +17,41 @@ class RuntimeConfig:
     """How the runtime maps ACL devices onto the engine.
 
     Attributes:
-        provider: ``auto`` (CANN if installed, else CUDA, else CPU), or ``cpu``, ``cuda``,
-            ``cann``; asking for one that is not installed is an error, never a silent fallback.
-        device_count: devices the runtime exposes. On the CPU these are virtual devices that
-            split the machine's cores between them (intra-op threads = cores // devices).
-        device_memory_mb: device memory acl_core hands out per device; None = physical memory
-            divided between the devices.
+        backend: ``onnxruntime`` (ONNX models), or ``pyacl`` (.om models through the CANN
+            toolkit's own ``acl`` module).
+        provider: for onnxruntime, ``auto`` (CANN if installed, else CUDA, else CPU), or
+            ``cpu``, ``cuda``, ``cann``; asking for one that is not installed is an error, never
+            a silent fallback.
+        device_count: devices exposed. None: on the CPU one, on an accelerator every visible
+            one (``CUDA_VISIBLE_DEVICES`` / ``ASCEND_RT_VISIBLE_DEVICES`` honoured). CPU
+            devices are virtual and split the cores between them.
+        device_memory_mb: device memory acl_core hands out per device; None = the device's own
+            memory where known, else physical memory divided between the devices.
     """
 
+    backend: str = "onnxruntime"
     provider: str = "auto"
-    device_count: int = 1
+    device_count: int | None = None
     device_memory_mb: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "RuntimeConfig":
-        """``ACLQ_PROVIDER``, ``ACLQ_DEVICE_COUNT``, ``ACLQ_DEVICE_MEMORY_MB``."""
+        """``ACLQ_BACKEND``, ``ACLQ_PROVIDER``, ``ACLQ_DEVICE_COUNT``, ``ACLQ_DEVICE_MEMORY_MB``."""
+        backend = env.get("ACLQ_BACKEND", cls.backend).lower()
+        if backend not in BACKENDS:
+            raise InvalidParamError(f"ACLQ_BACKEND={backend!r} is not one of {BACKENDS}")
         provider = env.get("ACLQ_PROVIDER", cls.provider).lower()
         if provider not in PROVIDERS:
             raise InvalidParamError(f"ACLQ_PROVIDER={provider!r} is not one of {PROVIDERS}")
-        count = _positive_int(env, "ACLQ_DEVICE_COUNT", None) or cls.device_count
-        memory = _positive_int(env, "ACLQ_DEVICE_MEMORY_MB", None)
-        return cls(provider, count, memory)
+        count = _positive_int(env, "ACLQ_DEVICE_COUNT")
+        memory = _positive_int(env, "ACLQ_DEVICE_MEMORY_MB")
+        return cls(backend, provider, count, memory)
 
 
-def _positive_int(env: Mapping[str, str], key: str, default: int | None) -> int | None:
+def _positive_int(env: Mapping[str, str], key: str) -> int | None:
     raw = env.get(key)
     if raw is None or raw == "":
-        return default
+        return None
     try:
         value = int(raw)
     except ValueError:

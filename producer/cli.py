@@ -1,6 +1,7 @@
 """The ``aclq`` command: thin commands over the library."""
 
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -168,6 +169,27 @@ def worker(device: int, loglevel: str) -> None:
     from worker.main import run_worker
 
     run_worker(device, loglevel)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per device, for scripts")
+def devices(as_json: bool) -> None:
+    """What each backend sees on this host: device id, provider, memory (needs the worker extra)."""
+    import dataclasses
+
+    from acl_core.backends import inventory
+    from acl_core.config import RuntimeConfig
+
+    rows = inventory(RuntimeConfig.from_env())
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(dataclasses.asdict(row)))
+        return
+    click.echo(f"{'backend':<12} {'provider':<24} {'device':>6} {'memory':>10}  note")
+    for row in rows:
+        device = "-" if row.device is None else str(row.device)
+        memory = "-" if row.memory_bytes is None else f"{row.memory_bytes / (1 << 30):.1f} GiB"
+        click.echo(f"{row.backend:<12} {row.provider:<24} {device:>6} {memory:>10}  {row.note}")
 
 
 @main.command()

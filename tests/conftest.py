@@ -1,10 +1,22 @@
-"""Fixtures shared by every tier: the example models, built once per session."""
+"""Fixtures shared by every tier: the example models, built once per session, and a clean
+acl_core runtime around every test."""
 
 from pathlib import Path
 
 import pytest
 
+from acl_core import acl
+from acl_core.runtime import RUNTIME
 from examples.build_models import build
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime():
+    """Every test starts and ends with this process's ACL runtime finalized."""
+    yield
+    if RUNTIME._initialized:
+        RUNTIME.finalize()
+    acl._handles.clear()
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from acl_core import codes
 from acl_core.backends.base import RunTimedOut, TensorSpec
 from acl_core.backends.watchdog import Watchdog
 from acl_core.config import RuntimeConfig
+from acl_core.discovery import visible_devices
 from acl_core.dtypes import ONNX_TO_ACL
 from acl_core.errors import AclError, error_for
 
@@ -45,6 +46,31 @@ def _spec(node: ort.NodeArg) -> TensorSpec:
         raise error_for(codes.ACL_ERROR_UNSUPPORTED_DATA_TYPE, f"tensor {node.name!r} has type {node.type}")
     dims = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in node.shape)
     return TensorSpec(node.name, dtype, dims)
+
+
+def _device_memory(provider: str, config: RuntimeConfig) -> list[int]:
+    """Memory per device: CPU devices are virtual; accelerators are the visible ones."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    configured = config.device_memory_mb << 20 if config.device_memory_mb else None
+    if provider == "CPUExecutionProvider":
+        count = config.device_count or 1
+        return [configured or physical // count] * count
+    kind = "cuda" if provider == "CUDAExecutionProvider" else "cann"
+    visible = visible_devices(kind)[: config.device_count]
+    return [configured or d.memory_bytes or physical // max(len(visible), 1) for d in visible]
+
+
+def inventory(config: RuntimeConfig) -> list[tuple[str, int, int]]:
+    """(provider, device id, memory bytes) for every provider this onnxruntime build offers."""
+    rows = []
+    for short, name in PROVIDER_NAMES.items():
+        if name not in ort.get_available_providers():
+            continue
+        asked = RuntimeConfig(
+            provider=short, device_count=config.device_count, device_memory_mb=config.device_memory_mb
+        )
+        rows += [(name, i, memory) for i, memory in enumerate(_device_memory(name, asked))]
+    return rows
 
 
 class OnnxRuntimeModel:
@@ -92,21 +118,22 @@ class OnnxRuntimeBackend:
 
     def __init__(self, config: RuntimeConfig) -> None:
         self.provider = _resolve_provider(config.provider)
-        self._count = config.device_count
-        if config.device_memory_mb is not None:
-            self._memory = config.device_memory_mb << 20
-        else:
-            physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-            self._memory = physical // self._count
+        self._memory = _device_memory(self.provider, config)
+        if not self._memory:
+            raise error_for(
+                codes.ACL_ERROR_RT_NO_DEVICE,
+                f"{self.provider} sees no device (CUDA_VISIBLE_DEVICES / ASCEND_RT_VISIBLE_DEVICES, or no driver)",
+            )
         cores = len(os.sched_getaffinity(0))
-        self._threads = max(1, cores // self._count) if self.provider == "CPUExecutionProvider" else 0
+        cpu = self.provider == "CPUExecutionProvider"
+        self._threads = max(1, cores // len(self._memory)) if cpu else 0
         self._watchdog = Watchdog()
 
     def device_count(self) -> int:
-        return self._count
+        return len(self._memory)
 
     def device_memory(self, device_id: int) -> int:
-        return self._memory
+        return self._memory[device_id]
 
     def load(self, model: bytes, device_id: int) -> OnnxRuntimeModel:
         options = ort.SessionOptions()

@@ -5,15 +5,16 @@ from acl_core.config import RuntimeConfig
 
 
 def test_from_env_defaults_and_values():
-    assert RuntimeConfig.from_env({}) == RuntimeConfig("auto", 1, None)
-    env = {"ACLQ_PROVIDER": "CPU", "ACLQ_DEVICE_COUNT": "2", "ACLQ_DEVICE_MEMORY_MB": "64"}
-    assert RuntimeConfig.from_env(env) == RuntimeConfig("cpu", 2, 64)
+    assert RuntimeConfig.from_env({}) == RuntimeConfig("onnxruntime", "auto", None, None)
+    env = {"ACLQ_PROVIDER": "CPU", "ACLQ_DEVICE_COUNT": "2", "ACLQ_DEVICE_MEMORY_MB": "64", "ACLQ_BACKEND": "pyacl"}
+    assert RuntimeConfig.from_env(env) == RuntimeConfig("pyacl", "cpu", 2, 64)
 
 
 @pytest.mark.parametrize(
     "env, fragment",
     [
         ({"ACLQ_PROVIDER": "tpu"}, "ACLQ_PROVIDER='tpu'"),
+        ({"ACLQ_BACKEND": "tensorrt"}, "ACLQ_BACKEND='tensorrt'"),
         ({"ACLQ_DEVICE_COUNT": "0"}, "ACLQ_DEVICE_COUNT='0' must be a positive integer"),
         ({"ACLQ_DEVICE_MEMORY_MB": "lots"}, "ACLQ_DEVICE_MEMORY_MB='lots'"),
     ],

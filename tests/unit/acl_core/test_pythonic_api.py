@@ -186,6 +186,7 @@ def test_exported_names():
         "config",
         "constants",
         "dataset",
+        "discovery",
         "dtypes",
         "errors",
         "exec_config",

@@ -1,4 +1,7 @@
-"""The flat pyACL-shaped API, written as pyACL sample code is: pointers, datasets, codes."""
+"""ACL semantics written once against the flat pyACL-shaped API.
+
+The conformance suite: conftest.py runs it on every backend present here and skips the rest.
+"""
 
 import threading
 import time
