@@ -27,6 +27,7 @@ bench: examples/model_repo
 	$(PY) -m bench.acl_overhead
 	$(PY) -m bench.queue
 	$(PY) -m bench.batch
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) examples/model_repo

@@ -30,8 +30,8 @@ REDIS_OPTIONS: Final = {
     **ASYNC_REDIS_OPTIONS,
     "command_packer": PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode),
 }
-#: seconds past the task time limit before Redis hands an unacknowledged job to another worker
-VISIBILITY_MARGIN_S: Final = 60
+#: seconds between sweeps that return a dead worker's jobs to their queues (kombu's own sweep)
+RESTORE_INTERVAL_S: Final = 5
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -46,8 +46,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,  # results travel through aclq's reply keys, not a backend
         "task_default_queue": keys.shared_queue(settings.namespace),
         "broker_transport_options": {
-            # An unacknowledged job returns to the queue only after its time limit has run out.
-            "visibility_timeout": settings.task_time_limit_s + VISIBILITY_MARGIN_S,
+            # A job whose worker stopped renewing it returns to its queue after this; running
+            # jobs are renewed (worker/lease.py), so a long job never runs twice at once.
+            "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": RESTORE_INTERVAL_S,
+            "unacked_restore_throttle": 1,
             "priority_steps": list(PRIORITIES),
             "queue_order_strategy": "priority",
         },

@@ -21,6 +21,9 @@ DEFAULT_PAYLOAD_TTL_S = 3600
 DEFAULT_RESULT_TTL_S = 3600
 #: hard limit on one job's execution, seconds; the worker process running it is replaced after
 DEFAULT_TASK_TIME_LIMIT_S = 300
+#: seconds before Redis hands a job held by a worker that stopped renewing it to another
+#: worker; running jobs renew it (worker/lease.py), so only a dead worker's jobs come back
+DEFAULT_VISIBILITY_TIMEOUT_S = 30
 #: largest job or result message, MiB, checked on both sides
 DEFAULT_MAX_MESSAGE_MB = 512
 #: memory budget for a worker's loaded models, MiB (LRU eviction beyond it)
@@ -45,6 +48,7 @@ class Settings:
     payload_ttl_s: int = DEFAULT_PAYLOAD_TTL_S
     result_ttl_s: int = DEFAULT_RESULT_TTL_S
     task_time_limit_s: int = DEFAULT_TASK_TIME_LIMIT_S
+    visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
     max_message_mb: int = DEFAULT_MAX_MESSAGE_MB
     model_cache_mb: int = DEFAULT_MODEL_CACHE_MB
 
@@ -69,6 +73,8 @@ class Settings:
     def check(self) -> None:
         if self.redis_url is not None and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(f"ACLQ_REDIS_URL {self.safe_url()!r} must be redis://, rediss:// or unix://")
+        if self.visibility_timeout_s < 2:
+            raise ConfigError(f"ACLQ_VISIBILITY_TIMEOUT_S={self.visibility_timeout_s} must be at least 2")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.namespace):
             raise ConfigError(f"ACLQ_NAMESPACE {self.namespace!r} must be 1-64 letters, digits, '_', '.', '-'")
 

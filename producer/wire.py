@@ -192,6 +192,7 @@ class ResultEnvelope:
     timings: Mapping[str, float] = field(default_factory=dict)
     device: int | None = None
     worker: str = ""
+    attempt: int = 1  #: 2 or more when the job was redelivered after its worker was lost
 
     def encode(self, limit: int) -> bytes:
         error = None if self.error is None else vars(self.error)
@@ -205,6 +206,7 @@ class ResultEnvelope:
                 "timings": dict(self.timings),
                 "device": self.device,
                 "worker": self.worker,
+                "attempt": self.attempt,
             },
             limit,
         )
@@ -221,4 +223,5 @@ class ResultEnvelope:
             timings=f.get("timings", dict),
             device=f.get("device", int, optional=True),
             worker=f.get("worker", str),
+            attempt=f.get("attempt", int),
         )

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import sys
+from typing import Any
 
 import redis
 from celery import signals
@@ -18,6 +19,7 @@ from producer.dispatch import REDIS_OPTIONS
 from producer.malloc import keep_message_buffers
 from worker.app import app, settings
 from worker.executor import Executor
+from worker.lease import LeaseKeeper
 from worker.models import ModelCache, ModelRepository
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,8 @@ def bind(**_: object) -> None:
     models = ModelCache(device, ModelRepository(settings.model_repo), settings.model_cache_mb << 20)
     client = redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS)
     name = f"{socket.gethostname()}/device{settings.device}/pid{os.getpid()}"
-    _bound.update(device=device, executor=Executor(settings, device, models, client, name), redis=client)
+    leases = LeaseKeeper(client, settings.visibility_timeout_s / 4)
+    _bound.update(device=device, executor=Executor(settings, device, models, client, name), redis=client, leases=leases)
     log.info("worker %s bound device %d (%s)", name, device.id, device.provider)
 
 
@@ -51,8 +54,24 @@ def announce(sender: object = None, **_: object) -> None:
     client.lpush(keys.workers_ready(settings.namespace), executor().name)
 
 
+@signals.task_received.connect
+def lease(request: Any = None, **_: object) -> None:
+    """From the moment a job is received, its lease is renewed until it finishes."""
+    _leases().acquire(request.id, request.message.delivery_tag)
+
+
+@signals.task_postrun.connect
+def unlease(task_id: str = "", **_: object) -> None:
+    _leases().release(task_id)
+
+
+def _leases() -> LeaseKeeper:
+    return _bound["leases"]  # type: ignore[return-value]
+
+
 @signals.worker_shutdown.connect
 def release(**_: object) -> None:
+    _leases().close()
     device = _bound.pop("device", None)
     if isinstance(device, Device):
         device.close()

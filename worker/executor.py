@@ -3,7 +3,9 @@
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import redis
@@ -17,6 +19,8 @@ from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, ResultEnvelope
 from worker.models import ModelCache
 
 log = logging.getLogger(__name__)
+#: longest Redis outage a worker waits out before giving a job up to redelivery
+REDIS_OUTAGE_S = 60
 
 # Answer once: the first result for a job id wins; a redelivered job's second answer is dropped.
 # The result was pushed to a staging list beforehand and is RENAMEd into place here, O(1):
@@ -56,10 +60,17 @@ class Executor:
         """Execute job ``job_id`` and push its result; every failure becomes an error result."""
         ns, limit = self._settings.namespace, self._settings.max_message_bytes
         started = time.time()
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(keys.job_input(ns, job_id))
-            pipe.set(keys.job_state(ns, job_id), "running", xx=True, keepttl=True)
-            data, _ = pipe.execute()
+        state_key = keys.job_state(ns, job_id)
+
+        def start(pipe: Any) -> None:
+            pipe.set(state_key, "running", xx=True, keepttl=True, get=True).get(keys.job_input(ns, job_id))
+            pipe.incr(keys.job_runs(ns, job_id)).expire(keys.job_runs(ns, job_id), self._settings.payload_ttl_s)
+
+        state, data, attempt, _ = self._pipeline(start)
+        if state in (b"done", b"failed"):  # redelivered after its answer: its worker died before the ack
+            self._redis.set(state_key, state, xx=True, keepttl=True)
+            log.info("job %s was already answered; attempt %d skipped", job_id, attempt)
+            return
         timings: dict[str, float] = {}
         try:
             if data is None:
@@ -69,12 +80,12 @@ class Executor:
             job = JobEnvelope.decode(data, limit)
             timings["queued_ms"] = max(0.0, (started - job.enqueued_at) * 1000)
             outputs = self._execute(job_id, job, timings)
-            result = ResultEnvelope(job_id, "ok", outputs)
+            result = ResultEnvelope(job_id, "ok", outputs, attempt=attempt)
         except (AclError, WireError) as exc:
-            result = self._error(job_id, exc.code, exc.name, exc.message)
+            result = self._error(job_id, exc.code, exc.name, exc.message, attempt)
         except Exception as exc:  # a bug must not kill the worker or lose the job: answer it
             log.exception("job %s failed unexpectedly", job_id)
-            result = self._error(job_id, codes.ACL_ERROR_INTERNAL_ERROR, "ACL_ERROR_INTERNAL_ERROR", repr(exc))
+            result = self._error(job_id, codes.ACL_ERROR_INTERNAL_ERROR, "ACL_ERROR_INTERNAL_ERROR", repr(exc), attempt)
         timings["total_ms"] = (time.time() - started) * 1000 + timings.get("queued_ms", 0.0)
         self._answer(job_id, result, timings)
 
@@ -105,9 +116,9 @@ class Executor:
             options["stream_sync_timeout_ms"] = limit_ms
         return ExecConfig(**options)
 
-    def _error(self, job_id: str, code: int, name: str, message: str) -> ResultEnvelope:
+    def _error(self, job_id: str, code: int, name: str, message: str, attempt: int) -> ResultEnvelope:
         log.warning("job %s failed: [%d %s] %s", job_id, code, name, message)
-        return ResultEnvelope(job_id, "error", error=ErrorInfo(code, name, message))
+        return ResultEnvelope(job_id, "error", error=ErrorInfo(code, name, message), attempt=attempt)
 
     def _answer(self, job_id: str, result: ResultEnvelope, timings: dict[str, float]) -> None:
         ns, limit = self._settings.namespace, self._settings.max_message_bytes
@@ -115,23 +126,40 @@ class Executor:
         try:
             data = result.encode(limit)
         except WireError as exc:  # outputs too large for one message: answer with that error
-            result = replace(
-                self._error(job_id, exc.code, exc.name, exc.message), timings=timings, device=self._device.id
-            )
+            error = self._error(job_id, exc.code, exc.name, exc.message, result.attempt)
+            result = replace(error, timings=timings, device=self._device.id, worker=self.name)
             data = result.encode(limit)
         staging = keys.job_staging(ns, job_id, uuid.uuid4().hex)
         job_keys = [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id)]
         state = "done" if result.error is None else "failed"
-        with self._redis.pipeline(transaction=False) as pipe:
+
+        def finish(pipe: Any) -> None:
             pipe.rpush(staging, data).expire(staging, self._settings.result_ttl_s)
             self._finish(job_keys, [self._settings.result_ttl_s, state], client=pipe)
-            first = pipe.execute()[-1]
-        if not first:
+
+        if not self._pipeline(finish)[-1]:
             log.warning("job %s was already answered; this run's result is dropped", job_id)
         elif result.error is None:
             self.counters.done += 1
         else:
             self.counters.failed += 1
+
+    def _pipeline(self, commands: Callable[[Any], None]) -> list[Any]:
+        """Run ``commands`` in one round trip, waiting out a Redis outage (a restart, a failover)
+        for up to REDIS_OUTAGE_S: a computed result is worth delivering once Redis is back."""
+        deadline = time.monotonic() + REDIS_OUTAGE_S
+        delay = 0.1
+        while True:
+            try:
+                with self._redis.pipeline(transaction=False) as pipe:
+                    commands(pipe)
+                    return pipe.execute()  # type: ignore[no-any-return]
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def __repr__(self) -> str:
         return (

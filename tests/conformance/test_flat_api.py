@@ -112,7 +112,7 @@ def test_null_handle_is_invalid_param(stream, model_path):
     assert "null" in acl.get_recent_err_msg()
 
 
-SLOW_ITERATIONS = 20_000  # far longer than the 50 ms timeouts below
+SLOW_ITERATIONS = 200_000  # about 0.8 s here: far longer than the timeouts below
 
 
 def slow_inputs() -> list[np.ndarray]:
@@ -135,12 +135,12 @@ def test_null_stream_ignores_the_handle_options(stream, handle, model_path):
 )
 def test_timeout_terminates_within_twice_the_timeout_and_model_stays_usable(stream, handle, model_path, attr, code):
     model_id = load(model_path("slow"))
-    assert acl.mdl.set_exec_config_opt(handle, attr, 50) == 0
+    assert acl.mdl.set_exec_config_opt(handle, attr, 100) == 0
     started = time.monotonic()
     ret, _ = execute(model_id, slow_inputs(), 1, stream, handle)
     elapsed = time.monotonic() - started
     assert ret == code
-    assert elapsed < 0.1
+    assert elapsed < 0.2  # within 2x the timeout
     quick = [np.full((64, 64), 0.01, np.float32), np.array(2, np.int64)]
     ret, outs = execute(model_id, quick, 1, stream, handle)
     assert ret == 0

@@ -62,3 +62,33 @@ def test_expired_payload_is_answered(setup):
     executor.run(job.id)
     with pytest.raises(JobFailed, match="no payload: expired or never submitted"):
         job.result(1)
+
+
+def test_too_large_outputs_are_answered_with_the_limit_error(setup, redis_server, model_repo):
+    """NonZero turns 1,000,000 bytes of input into 4,000,000 of output: past a 1 MiB limit."""
+    client, _, device = setup
+    tight = Settings(redis_url=redis_server.url, namespace="executor", model_repo=str(model_repo), max_message_mb=1)
+    server = redis.Redis.from_url(tight.redis_url, **REDIS_OPTIONS)
+    executor = Executor(tight, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "tight")
+    job = client.submit("nonzero", {"x": np.ones((500, 500), np.float32)})
+    executor.run(job.id)
+    with pytest.raises(JobFailed) as info:
+        job.result(1)
+    assert info.value.code == 300000 and "exceeds the 1048576-byte limit" in info.value.message
+    assert device.memory().live == 0
+    server.close()
+
+
+def test_device_memory_back_to_baseline_after_5000_jobs(setup):
+    """Every job's outputs are runtime-allocated on the device and freed once answered."""
+    client, executor, device = setup
+    baseline = device.memory()
+    rng = np.random.default_rng(4)
+    for _ in range(5000):
+        x = (rng.random((3, 4)) > 0.5).astype(np.float32)
+        job = client.submit("nonzero", {"x": x})
+        executor.run(job.id)
+    np.testing.assert_array_equal(job.result(1)["indices"], np.nonzero(x))
+    after = device.memory()
+    assert (after.in_use, after.live) == (baseline.in_use, baseline.live) == (0, 0)
+    assert after.peak > 0 and executor.counters.done == 5000

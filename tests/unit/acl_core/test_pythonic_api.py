@@ -107,10 +107,10 @@ def test_timeout_raises_and_model_stays_usable(dev, model_path):
     model = dev.load(model_path("slow"))
     x = np.full((64, 64), 0.01, np.float32)
     with pytest.raises(StreamSyncTimeout) as info:
-        model.execute({"x": x, "iterations": np.array(20_000)}, ExecConfig(stream_sync_timeout_ms=50))
+        model.execute({"x": x, "iterations": np.array(200_000)}, ExecConfig(stream_sync_timeout_ms=50))
     assert info.value.code == 507046 and "50 ms" in str(info.value)
     with pytest.raises(EventSyncTimeout):
-        model.execute({"x": x, "iterations": np.array(20_000)}, ExecConfig(event_sync_timeout_ms=50))
+        model.execute({"x": x, "iterations": np.array(200_000)}, ExecConfig(event_sync_timeout_ms=50))
     out = model.execute({"x": x, "iterations": np.array(3)}, ExecConfig(stream_sync_timeout_ms=5000))
     np.testing.assert_allclose(
         out["y"], reference(model_path("slow"), {"x": x, "iterations": np.array(3)})[0], rtol=1e-6
