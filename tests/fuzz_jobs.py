@@ -42,10 +42,10 @@ def tensors(draw: st.DrawFn) -> object:
 
 
 def valid_job(job_id: str, reply_key: str) -> dict[str, object]:
-    a = np.ones((2, 3), np.float32).tobytes()
+    a = {"dtype": "<f4", "shape": [2, 3], "data": np.ones((2, 3), np.float32).tobytes()}
     return {
         "version": WIRE_VERSION, "job_id": job_id, "model": "add", "model_version": None,
-        "inputs": {"a": {"dtype": "<f4", "shape": [2, 3], "data": a}, "b": {"dtype": "<f4", "shape": [2, 3], "data": a}},
+        "inputs": {"a": a, "b": dict(a)},
         "output_names": None, "options": {}, "device": None, "priority": 0, "deadline": None,
         "reply_key": reply_key, "enqueued_at": 1.0,
     }  # fmt: skip
