@@ -14,6 +14,8 @@ from pathlib import Path
 
 #: each accelerator kind: the variable that narrows visibility, and where its devices appear
 _VISIBILITY = {"cuda": "CUDA_VISIBLE_DEVICES", "cann": "ASCEND_RT_VISIBLE_DEVICES"}
+#: ONNX Runtime provider -> accelerator kind
+KINDS = {"CUDAExecutionProvider": "cuda", "CANNExecutionProvider": "cann"}
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,18 @@ def visible_devices(
         physical = present
     memory = _cuda_memory() if kind == "cuda" and physical else {}
     return [VisibleDevice(i, p, memory.get(p)) for i, p in enumerate(physical)]
+
+
+def runtime_index(provider: str, host_device: int, env: Mapping[str, str] = os.environ) -> int:
+    """The runtime's index for the host's device ``host_device``.
+
+    A process that sees only some devices (a container given NPU 3 sees it as device 0) binds
+    the index under which the host's device appears; otherwise the numbers are the same.
+    """
+    kind = KINDS.get(provider)
+    if kind is None or _VISIBILITY[kind] not in env:
+        return host_device
+    for device in visible_devices(kind, env):
+        if device.physical_id == host_device:
+            return device.logical_id
+    return host_device

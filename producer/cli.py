@@ -12,11 +12,14 @@ from pathlib import Path
 
 import click
 import numpy as np
+import redis
 
 from producer.client import Client
+from producer.dispatch import REDIS_OPTIONS
 from producer.errors import AclqError
 from producer.malloc import keep_message_buffers
 from producer.settings import Settings
+from producer.status import healthy, read_status, render
 
 
 def _model_ref(value: str) -> tuple[str, int | None]:
@@ -169,6 +172,39 @@ def worker(device: int, loglevel: str) -> None:
     from worker.main import run_worker
 
     run_worker(device, loglevel)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts")
+def status(as_json: bool) -> None:
+    """Queues and their depths, live workers and their devices and models, recent throughput."""
+    settings = Settings.from_env()
+    try:
+        with redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS) as client:
+            current = read_status(client, settings)
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis at {settings.safe_url()}: {exc}") from None
+    except AclqError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(current.to_json() if as_json else render(current))
+
+
+@main.command()
+@click.option("--device", type=int, default=None, help="this device's worker (default: any on the host)")
+@click.option("--host", default=None, help="the host (default: ACLQ_HOST, i.e. this one)")
+def health(device: int | None, host: str | None) -> None:
+    """Exit 0 when a ready worker is alive (heartbeat within 15 s), else 1: for healthchecks."""
+    settings = Settings.from_env()
+    try:
+        with redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS) as client:
+            ready = healthy(read_status(client, settings), host or settings.host, device)
+    except (redis.RedisError, AclqError) as exc:
+        click.echo(f"unhealthy: {exc}", err=True)
+        sys.exit(1)
+    if not ready:
+        click.echo(f"unhealthy: no ready worker for host {host or settings.host} device {device}", err=True)
+        sys.exit(1)
+    click.echo(f"healthy: {', '.join(str(w.get('pid')) for w in ready)}")
 
 
 @main.command()

@@ -59,10 +59,13 @@ class _Jobs:
         options: Mapping[str, int] | None = None,
         output_names: Iterable[str] | None = None,
         device: int | None = None,
+        host: str | None = None,
         priority: int = 0,
         timeout_s: float | None = None,
         job_id: str | None = None,
     ) -> JobEnvelope:
+        if host is not None and device is None:
+            raise ConfigError(f"host {host!r} needs a device: a job targets device N of host H")
         if priority not in PRIORITIES:
             raise ConfigError(f"priority {priority!r} must be 0 (first) .. 9 (last)")
         unknown = set(options or {}) - set(EXEC_OPTIONS)
@@ -78,6 +81,7 @@ class _Jobs:
             output_names=tuple(output_names) if output_names is not None else None,
             options=dict(options or {}),
             device=device,
+            host=host,
             priority=priority,
             deadline=now + timeout_s if timeout_s is not None else None,
             reply_key=keys.job_reply(self.settings.namespace, job_id),
@@ -105,7 +109,12 @@ class _Jobs:
 
     def publish(self, job: JobEnvelope) -> None:
         ns = self.settings.namespace
-        name = keys.shared_queue(ns) if job.device is None else keys.device_queue(ns, job.device)
+        if job.device is None:
+            name = keys.shared_queue(ns)
+        elif job.host is None:
+            name = keys.device_queue(ns, job.device)
+        else:
+            name = keys.host_device_queue(ns, job.host, job.device)
         try:
             self._celery.send_task(INFER_TASK, args=[job.job_id], queue=queue(name), priority=job.priority)
         except OperationalError as exc:
@@ -175,14 +184,16 @@ class Client:
         options: Mapping[str, int] | None = None,
         output_names: Iterable[str] | None = None,
         device: int | None = None,
+        host: str | None = None,
         priority: int = 0,
         timeout_s: float | None = None,
         job_id: str | None = None,
     ) -> Job:
-        """Enqueue one job; ``device`` None lets any free worker take it."""
+        """Enqueue one job. ``device`` None lets any free worker take it; ``device`` alone, that
+        device of any host; ``host`` and ``device``, that one worker."""
         job = self._jobs.envelope(
             model, inputs, version=version, options=options, output_names=output_names,
-            device=device, priority=priority, timeout_s=timeout_s, job_id=job_id,
+            device=device, host=host, priority=priority, timeout_s=timeout_s, job_id=job_id,
         )  # fmt: skip
         try:
             with self._redis.pipeline(transaction=True) as pipe:

@@ -7,8 +7,10 @@
 | {ns}:job:{id}:reply          | list   | worker: RENAME of its staging list   | producer (BLMOVE)    | result_ttl_s   |
 | {ns}:job:{id}:staging:{run}  | list   | worker (RPUSH result envelope)       | worker finish script | result_ttl_s   |
 | {ns}:job:{id}:runs           | string | worker (INCR at each start)          | worker (attempt no.) | payload_ttl_s  |
+| {ns}:worker:{name}           | hash   | worker heartbeat (every 5 s)         | `aclq status`, health| 15 s           |
 | {ns}:workers:ready           | list   | worker at start (LPUSH name)         | `aclq up`, tests     | none           |
-| queue {ns}.device.{n}        | list   | producer via Celery                  | worker of device n   | (kombu's)      |
+| queue {ns}.host.{h}.device.{n}| list  | producer via Celery (host and device)| that one worker      | (kombu's)      |
+| queue {ns}.device.{n}        | list   | producer via Celery (device only)    | device n of any host | (kombu's)      |
 | queue {ns}.shared            | list   | producer via Celery                  | every worker         | (kombu's)      |
 
 The reply list holds the one result envelope. Waiters read it with ``BLMOVE reply reply``, which
@@ -44,6 +46,14 @@ def job_runs(ns: str, job_id: str) -> str:
 
 def workers_ready(ns: str) -> str:
     return f"{ns}:workers:ready"
+
+
+def worker_heartbeat(ns: str, worker: str) -> str:
+    return f"{ns}:worker:{worker}"
+
+
+def host_device_queue(ns: str, host: str, device: int) -> str:
+    return f"{ns}.host.{host}.device.{device}"
 
 
 def device_queue(ns: str, device: int) -> str:

@@ -6,8 +6,9 @@ passes the object on explicitly; there is no global client.
 
 import os
 import re
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,6 +46,10 @@ class Settings:
     #: device a worker process binds (``aclq worker --device N`` sets it); how many devices
     #: there are is acl_core's to say (``ACLQ_DEVICE_COUNT``, docs/acl_core.md)
     device: int = 0
+    #: this host's name in queue names and status: device N of host H is queue {ns}.host.H.device.N
+    host: str = field(default_factory=lambda: re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0]))
+    #: port of a worker's Prometheus endpoint; 0 = no endpoint
+    metrics_port: int = 0
     payload_ttl_s: int = DEFAULT_PAYLOAD_TTL_S
     result_ttl_s: int = DEFAULT_RESULT_TTL_S
     task_time_limit_s: int = DEFAULT_TASK_TIME_LIMIT_S
@@ -75,6 +80,8 @@ class Settings:
             raise ConfigError(f"ACLQ_REDIS_URL {self.safe_url()!r} must be redis://, rediss:// or unix://")
         if self.visibility_timeout_s < 2:
             raise ConfigError(f"ACLQ_VISIBILITY_TIMEOUT_S={self.visibility_timeout_s} must be at least 2")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.host):
+            raise ConfigError(f"ACLQ_HOST {self.host!r} must be 1-64 letters, digits, '_' or '-'")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.namespace):
             raise ConfigError(f"ACLQ_NAMESPACE {self.namespace!r} must be 1-64 letters, digits, '_', '.', '-'")
 

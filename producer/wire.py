@@ -123,6 +123,7 @@ class JobEnvelope:
     output_names: tuple[str, ...] | None = None
     options: Mapping[str, int] = field(default_factory=dict)
     device: int | None = None
+    host: str | None = None
     priority: int = 0
     deadline: float | None = None
     reply_key: str = ""
@@ -139,6 +140,7 @@ class JobEnvelope:
                 "output_names": list(self.output_names) if self.output_names is not None else None,
                 "options": dict(self.options),
                 "device": self.device,
+                "host": self.host,
                 "priority": self.priority,
                 "deadline": self.deadline,
                 "reply_key": self.reply_key,
@@ -165,6 +167,7 @@ class JobEnvelope:
             output_names=tuple(output_names) if output_names is not None else None,
             options=options,
             device=f.get("device", int, optional=True),
+            host=f.get("host", str, optional=True),
             priority=f.get("priority", int),
             deadline=f.get("deadline", (int, float), optional=True),
             reply_key=f.get("reply_key", str),

@@ -21,10 +21,15 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     # Its own device's queue, and the shared queue any free device serves.
     task_queues=[
+        queue(keys.host_device_queue(settings.namespace, settings.host, settings.device)),
         queue(keys.device_queue(settings.namespace, settings.device)),
         queue(keys.shared_queue(settings.namespace)),
     ],
+    # Task events, so Flower shows jobs as they are sent, start and finish.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
     worker_hijack_root_logger=False,
+    aclq_host=settings.host,  # for the worker's Celery node name
 )
 
 import worker.device  # noqa: E402,F401 - binds the device on the worker's signals

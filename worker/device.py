@@ -6,20 +6,25 @@ each child), and ``worker_shutdown`` at the end (solo sends no process-shutdown 
 
 import logging
 import os
-import socket
 import sys
+import time
 from typing import Any
 
+import numpy as np
 import redis
 from celery import signals
 
 from acl_core import AclError, Device
+from acl_core.discovery import runtime_index
+from acl_core.runtime import RUNTIME
 from producer import keys
 from producer.dispatch import REDIS_OPTIONS
 from producer.malloc import keep_message_buffers
 from worker.app import app, settings
-from worker.executor import Executor
+from worker.executor import RECENT_S, Executor
+from worker.health import Heartbeat
 from worker.lease import LeaseKeeper
+from worker.metrics import Metrics
 from worker.models import ModelCache, ModelRepository
 
 log = logging.getLogger(__name__)
@@ -34,17 +39,58 @@ def executor() -> Executor:
 def bind(**_: object) -> None:
     keep_message_buffers()
     try:
-        device = Device(settings.device)
+        RUNTIME.ensure_initialized()
+        # ACLQ_DEVICE numbers the host's devices; this process may see its device under another index.
+        device = Device(runtime_index(str(getattr(RUNTIME.backend, "provider", "")), settings.device))
     except AclError as exc:
         log.critical("device %d cannot be bound: %s", settings.device, exc)
         sys.stderr.write(f"aclq worker: device {settings.device} cannot be bound: {exc}\n")
         os._exit(3)  # Celery would swallow an exception here; the process must not serve
-    models = ModelCache(device, ModelRepository(settings.model_repo), settings.model_cache_mb << 20)
+    repository = ModelRepository(settings.model_repo)
+    models = ModelCache(device, repository, settings.model_cache_mb << 20)
     client = redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS)
-    name = f"{socket.gethostname()}/device{settings.device}/pid{os.getpid()}"
+    name = f"{settings.host}/device{settings.device}/pid{os.getpid()}"
+    # One port per device on a host: device N serves ACLQ_METRICS_PORT + N.
+    metrics = Metrics(settings.metrics_port + settings.device if settings.metrics_port else 0)
+    executor = Executor(settings, device, models, client, name, metrics)
     leases = LeaseKeeper(client, settings.visibility_timeout_s / 4)
-    _bound.update(device=device, executor=Executor(settings, device, models, client, name), redis=client, leases=leases)
+    state = {"ready": 0, "started_at": time.time()}
+    heartbeat = Heartbeat(
+        client, keys.worker_heartbeat(settings.namespace, name), lambda: _snapshot(executor, models, state)
+    )
+    _bound.update(device=device, executor=executor, redis=client, leases=leases, heartbeat=heartbeat)
+    heartbeat.start()
+    warm_up(models, repository)
+    state["ready"] = 1
+    heartbeat.beat()
     log.info("worker %s bound device %d (%s)", name, device.id, device.provider)
+
+
+def warm_up(models: ModelCache, repository: ModelRepository) -> None:
+    """Load, and run once on zeros, every model whose config.json asks for warm-up."""
+    for name in repository.names():
+        try:
+            if not repository.resolve(name).config.warmup:
+                continue
+            model, ref = models.get(name)
+            model.execute({s.name: np.zeros([max(d, 1) for d in s.dims], s.numpy_dtype) for s in model.inputs})
+            log.info("warmed up %s:%d", ref.name, ref.version)
+        except AclError as exc:
+            log.warning("warm-up of %s failed: %s", name, exc)
+
+
+def _snapshot(executor: Executor, models: ModelCache, state: dict[str, float]) -> dict[str, object]:
+    done_recent, failed_recent = executor.counters.recent_counts()
+    memory = executor.device.memory()
+    return {
+        "host": settings.host, "device": settings.device, "runtime_device": executor.device.id,
+        "provider": executor.device.provider, "pid": os.getpid(),
+        "queues": ",".join(q.name for q in app.conf.task_queues), "ready": int(state["ready"]),
+        "started_at": state["started_at"], "done": executor.counters.done, "failed": executor.counters.failed,
+        "done_recent": done_recent, "failed_recent": failed_recent, "recent_s": RECENT_S,
+        "last_job_at": executor.counters.last_job_at, "models": ",".join(models.names()),
+        "memory_in_use": memory.in_use, "memory_total": memory.total,
+    }  # fmt: skip
 
 
 @signals.worker_ready.connect
@@ -65,6 +111,13 @@ def unlease(task_id: str = "", **_: object) -> None:
     _leases().release(task_id)
 
 
+def after_job() -> None:
+    """Let `aclq status` see the job soon (the heartbeat batches these nudges)."""
+    heartbeat = _bound.get("heartbeat")
+    if isinstance(heartbeat, Heartbeat):
+        heartbeat.nudge()
+
+
 def _leases() -> LeaseKeeper:
     return _bound["leases"]  # type: ignore[return-value]
 
@@ -72,10 +125,13 @@ def _leases() -> LeaseKeeper:
 @signals.worker_shutdown.connect
 def release(**_: object) -> None:
     _leases().close()
+    heartbeat = _bound.pop("heartbeat", None)
+    if isinstance(heartbeat, Heartbeat):
+        heartbeat.close()
     device = _bound.pop("device", None)
     if isinstance(device, Device):
         device.close()
         log.info("worker released device %d", device.id)
 
 
-__all__ = ["app", "executor"]
+__all__ = ["after_job", "app", "executor"]

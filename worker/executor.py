@@ -3,8 +3,9 @@
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -16,11 +17,14 @@ from producer import keys
 from producer.errors import WireError
 from producer.settings import Settings
 from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, ResultEnvelope
+from worker.metrics import Metrics
 from worker.models import ModelCache
 
 log = logging.getLogger(__name__)
 #: longest Redis outage a worker waits out before giving a job up to redelivery
 REDIS_OUTAGE_S = 60
+#: seconds of history behind the "recent" throughput and error counts
+RECENT_S = 60
 
 # Answer once: the first result for a job id wins; a redelivered job's second answer is dropped.
 # The result was pushed to a staging list beforehand and is RENAMEd into place here, O(1):
@@ -40,17 +44,44 @@ return 1
 
 @dataclass
 class Counters:
-    """What this worker has done, for its repr and health reports."""
+    """What this worker has done, for its repr, its heartbeat and `aclq status`."""
 
     done: int = 0
     failed: int = 0
+    last_job_at: float = 0.0
+    #: (time, ok) of the answers in the last RECENT_S seconds
+    recent: deque[tuple[float, bool]] = field(default_factory=deque)
+
+    def count(self, ok: bool) -> None:
+        now = time.time()
+        self.done += ok
+        self.failed += not ok
+        self.last_job_at = now
+        self.recent.append((now, ok))
+        while self.recent and self.recent[0][0] < now - RECENT_S:
+            self.recent.popleft()
+
+    def recent_counts(self) -> tuple[int, int]:
+        """(done, failed) in the last RECENT_S seconds."""
+        cutoff = time.time() - RECENT_S
+        ok = [good for t, good in list(self.recent) if t >= cutoff]
+        return sum(ok), len(ok) - sum(ok)
 
 
 class Executor:
-    def __init__(self, settings: Settings, device: Device, models: ModelCache, client: redis.Redis, name: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        device: Device,
+        models: ModelCache,
+        client: redis.Redis,
+        name: str,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._settings = settings
-        self._device = device
+        self.device = device
         self._models = models
+        self.metrics = metrics or Metrics()
         self._redis = client
         self._finish = client.register_script(_FINISH)
         self.name = name
@@ -72,6 +103,7 @@ class Executor:
             log.info("job %s was already answered; attempt %d skipped", job_id, attempt)
             return
         timings: dict[str, float] = {}
+        job: JobEnvelope | None = None
         try:
             if data is None:
                 raise WireError(
@@ -87,7 +119,25 @@ class Executor:
             log.exception("job %s failed unexpectedly", job_id)
             result = self._error(job_id, codes.ACL_ERROR_INTERNAL_ERROR, "ACL_ERROR_INTERNAL_ERROR", repr(exc), attempt)
         timings["total_ms"] = (time.time() - started) * 1000 + timings.get("queued_ms", 0.0)
+        # Counted before the answer goes out, so whoever reads the answer sees it counted too.
+        self._observe(job, result, timings)
         self._answer(job_id, result, timings)
+
+    def _observe(self, job: JobEnvelope | None, result: ResultEnvelope, timings: dict[str, float]) -> None:
+        ok = result.error is None
+        self.counters.count(ok)
+        first = next(iter(job.inputs.values()), None) if job is not None else None
+        rows = int(first.shape[0]) if first is not None and first.ndim else None
+        queued, executed = timings.get("queued_ms"), timings.get("exec_ms")
+        self.metrics.observe(
+            job.model if job is not None else "",
+            "ok" if ok else str(result.error.code if result.error else ""),
+            queued / 1000 if queued is not None else None,
+            executed / 1000 if executed is not None else None,
+            rows if ok else None,
+        )
+        self.metrics.device_memory.set(self.device.memory().in_use)
+        self.metrics.models_loaded.set(len(self._models.names()))
 
     def _execute(self, job_id: str, job: JobEnvelope, timings: dict[str, float]) -> dict[str, np.ndarray]:
         if job.job_id != job_id or job.reply_key != keys.job_reply(self._settings.namespace, job_id):
@@ -102,7 +152,7 @@ class Executor:
         outputs = model.execute(inputs, self._config(job), output_names=job.output_names)
         timings["exec_ms"] = (time.perf_counter() - exec_started) * 1000
         log.info(
-            "job %s %s:%d on device %d: %.1f ms", job_id, ref.name, ref.version, self._device.id, timings["exec_ms"]
+            "job %s %s:%d on device %d: %.1f ms", job_id, ref.name, ref.version, self.device.id, timings["exec_ms"]
         )
         return outputs
 
@@ -121,13 +171,14 @@ class Executor:
         return ResultEnvelope(job_id, "error", error=ErrorInfo(code, name, message), attempt=attempt)
 
     def _answer(self, job_id: str, result: ResultEnvelope, timings: dict[str, float]) -> None:
+        """Push the result, unless the job was answered already (a redelivery)."""
         ns, limit = self._settings.namespace, self._settings.max_message_bytes
-        result = replace(result, timings=timings, device=self._device.id, worker=self.name)
+        result = replace(result, timings=timings, device=self.device.id, worker=self.name)
         try:
             data = result.encode(limit)
         except WireError as exc:  # outputs too large for one message: answer with that error
             error = self._error(job_id, exc.code, exc.name, exc.message, result.attempt)
-            result = replace(error, timings=timings, device=self._device.id, worker=self.name)
+            result = replace(error, timings=timings, device=self.device.id, worker=self.name)
             data = result.encode(limit)
         staging = keys.job_staging(ns, job_id, uuid.uuid4().hex)
         job_keys = [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id)]
@@ -139,10 +190,6 @@ class Executor:
 
         if not self._pipeline(finish)[-1]:
             log.warning("job %s was already answered; this run's result is dropped", job_id)
-        elif result.error is None:
-            self.counters.done += 1
-        else:
-            self.counters.failed += 1
 
     def _pipeline(self, commands: Callable[[Any], None]) -> list[Any]:
         """Run ``commands`` in one round trip, waiting out a Redis outage (a restart, a failover)
@@ -162,6 +209,4 @@ class Executor:
                 delay = min(delay * 2, 2.0)
 
     def __repr__(self) -> str:
-        return (
-            f"<Executor {self.name} device={self._device.id} done={self.counters.done} failed={self.counters.failed}>"
-        )
+        return f"<Executor {self.name} device={self.device.id} done={self.counters.done} failed={self.counters.failed}>"

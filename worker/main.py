@@ -1,7 +1,6 @@
 """`aclq worker --device N`: one Celery worker bound to one device."""
 
 import os
-import socket
 
 
 def run_worker(device: int, loglevel: str = "INFO", quiet: bool = False) -> None:
@@ -14,7 +13,7 @@ def run_worker(device: int, loglevel: str = "INFO", quiet: bool = False) -> None
             *(["--quiet"] if quiet else []),  # a global option of the celery command: before "worker"
             "worker",
             f"--loglevel={loglevel}",
-            f"--hostname=aclq-device{device}@{socket.gethostname()}",
+            f"--hostname=aclq-device{device}@{app.conf.aclq_host}",
             "--without-gossip",
             "--without-mingle",
         ]

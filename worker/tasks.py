@@ -9,3 +9,4 @@ from worker.app import app
 def infer(job_id: str) -> None:
     """Never raises for a job's failure: the executor answers every job with a result."""
     device.executor().run(job_id)
+    device.after_job()

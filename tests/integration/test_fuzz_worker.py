@@ -62,7 +62,7 @@ def test_every_malformed_job_is_answered_in_process(in_process):
     job = client.submit("add", GOOD)
     executor.run(job.id)
     assert job.result(1)["c"].sum() == 12
-    assert executor._device.memory().live == 0  # nothing leaked across 2,000 malformed jobs
+    assert executor.device.memory().live == 0  # nothing leaked across 2,000 malformed jobs
 
 
 def test_live_workers_answer_2000_malformed_jobs(client):

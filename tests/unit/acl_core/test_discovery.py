@@ -43,3 +43,13 @@ def test_asking_for_cuda_without_it_is_an_error(monkeypatch):
     monkeypatch.setenv("ACLQ_PROVIDER", "cuda")
     assert acl.init() == codes.ACL_ERROR_RT_NO_DEVICE
     assert "install onnxruntime-gpu (cuda)" in acl.get_recent_err_msg()
+
+
+def test_runtime_index_of_a_host_device(host, monkeypatch):
+    from acl_core.discovery import runtime_index
+
+    assert runtime_index("CPUExecutionProvider", 3, {}) == 3
+    assert runtime_index("CANNExecutionProvider", 3, {}) == 3  # sees every device: same numbers
+    # a container given NPU 3 alone sees it as its device 0
+    assert runtime_index("CANNExecutionProvider", 3, {"ASCEND_RT_VISIBLE_DEVICES": "3"}) == 0
+    assert runtime_index("CUDAExecutionProvider", 1, {"CUDA_VISIBLE_DEVICES": "0,1"}) == 1

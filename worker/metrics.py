@@ -1,0 +1,38 @@
+"""A worker's Prometheus metrics (prometheus_client), served on ``ACLQ_METRICS_PORT`` when set.
+
+The metrics always exist (updating them is cheap); with no port nothing serves them.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self, port: int = 0) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.jobs = Counter("aclq_jobs", "Jobs answered, by model and status", ["model", "status"], registry=registry)
+        self.queue_wait = Histogram(
+            "aclq_queue_wait_seconds", "Enqueue to execution start", buckets=_LATENCY_BUCKETS, registry=self.registry
+        )
+        self.execution = Histogram(
+            "aclq_execution_seconds", "Model execution", ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "aclq_batch_rows", "Rows (first axis of the first input) per execution",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry,
+        )  # fmt: skip
+        self.device_memory = Gauge("aclq_device_memory_in_use_bytes", "Device memory in use", registry=registry)
+        self.models_loaded = Gauge("aclq_models_loaded", "Models loaded on the device", registry=self.registry)
+        if port:
+            start_http_server(port, registry=self.registry)
+
+    def observe(self, model: str, status: str, queued_s: float | None, exec_s: float | None, rows: int | None) -> None:
+        self.jobs.labels(model=model or "-", status=status).inc()
+        if queued_s is not None:
+            self.queue_wait.observe(queued_s)
+        if exec_s is not None:
+            self.execution.labels(model=model).observe(exec_s)
+        if rows is not None:
+            self.batch_size.observe(rows)
