@@ -77,5 +77,17 @@ def test_producer_imports_neither_acl_core_nor_onnxruntime():
 
 def test_exported_names():
     public = {n for n in vars(producer) if not n.startswith("_")}
-    modules = {"client", "errors", "settings", "wire", "keys", "dispatch", "embedded", "cli", "batch", "malloc", "status"}
+    modules = {
+        "client",
+        "errors",
+        "settings",
+        "wire",
+        "keys",
+        "dispatch",
+        "embedded",
+        "cli",
+        "batch",
+        "malloc",
+        "status",
+    }
     assert set(producer.__all__) == public - modules
