@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: a loaded model's memory, estimated from its file: weights once in the engine, once in its arena
 MEMORY_PER_FILE_BYTE = 2
+#: seconds a name resolves to the same version without looking at the repository again
+#: (a resolution walks the directory: ~40 us a job); a new version is picked up after this
+RESOLVE_TTL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,23 @@ class ModelCache:
         self._repository = repository
         self._budget = budget_bytes
         self._loaded: OrderedDict[tuple[str, int], tuple[Model, int]] = OrderedDict()
+        self._resolved: dict[tuple[str, int | None], tuple[ModelRef, float]] = {}
+
+    def _resolve(self, name: str, version: int | None) -> ModelRef:
+        now = time.monotonic()
+        hit = (
+            self._resolved.get((name, version))
+            if isinstance(name, str) and type(version) in (int, type(None))
+            else None
+        )
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        ref = self._repository.resolve(name, version)
+        self._resolved[(name, version)] = (ref, now + RESOLVE_TTL_S)
+        return ref
 
     def get(self, name: str, version: int | None = None) -> tuple[Model, ModelRef]:
-        ref = self._repository.resolve(name, version)
+        ref = self._resolve(name, version)
         key = (ref.name, ref.version)
         hit = self._loaded.get(key)
         if hit is not None:
