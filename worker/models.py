@@ -86,11 +86,7 @@ class ModelCache:
 
     def _resolve(self, name: str, version: int | None) -> ModelRef:
         now = time.monotonic()
-        hit = (
-            self._resolved.get((name, version))
-            if isinstance(name, str) and type(version) in (int, type(None))
-            else None
-        )
+        hit = self._resolved.get((name, version))  # the wire guarantees a str and an int or None
         if hit is not None and hit[1] > now:
             return hit[0]
         ref = self._repository.resolve(name, version)
