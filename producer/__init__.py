@@ -4,7 +4,7 @@ Imports neither acl_core nor onnxruntime: an application that only enqueues need
 redis, msgpack and numpy.
 """
 
-from producer.client import AsyncClient, Client, Job, JobStatus
+from producer.client import AsyncClient, Client, Job, JobStatus, SubmitOptions
 from producer.errors import (
     AclqError,
     BrokerConnectionError,
@@ -22,6 +22,7 @@ __all__ = [
     "AsyncClient",
     "Job",
     "JobStatus",
+    "SubmitOptions",
     "Settings",
     # errors
     "AclqError",

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 import redis
@@ -25,6 +25,19 @@ from producer.wire import EXEC_OPTIONS, POSITIONAL, JobEnvelope, ResultEnvelope
 
 if TYPE_CHECKING:
     from producer import batch
+
+
+class SubmitOptions(TypedDict, total=False):
+    """What a job may carry besides its model and inputs."""
+
+    version: int | None  #: model version; None = the highest
+    options: Mapping[str, int] | None  #: exec options: stream_sync_timeout_ms, event_sync_timeout_ms
+    output_names: Iterable[str] | None  #: None = every output
+    device: int | None  #: run on this device (of any host, unless ``host`` is given)
+    host: str | None  #: with ``device``: that device of that host
+    priority: int  #: 0 (first) .. 9 (last); default 0
+    timeout_s: float | None  #: seconds after which the job is answered 107020 instead of run
+    job_id: str | None  #: an id of the caller's; an existing one returns that job
 
 
 class JobStatus(str, Enum):
@@ -50,36 +63,29 @@ class _Jobs:
         self.url = settings.require_url()
         self._celery = make_celery(settings, main="aclq.producer")
 
-    def envelope(
-        self,
-        model: str,
-        inputs: Mapping[str, Any],
-        *,
-        version: int | None = None,
-        options: Mapping[str, int] | None = None,
-        output_names: Iterable[str] | None = None,
-        device: int | None = None,
-        host: str | None = None,
-        priority: int = 0,
-        timeout_s: float | None = None,
-        job_id: str | None = None,
-    ) -> JobEnvelope:
+    def envelope(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> JobEnvelope:
+        device, host = options.get("device"), options.get("host")
+        priority, exec_options = options.get("priority", 0), dict(options.get("options") or {})
+        unknown_keywords = set(options) - set(SubmitOptions.__annotations__)
+        if unknown_keywords:
+            raise ConfigError(f"unknown submit options {sorted(unknown_keywords)}")
         if host is not None and device is None:
             raise ConfigError(f"host {host!r} needs a device: a job targets device N of host H")
         if priority not in PRIORITIES:
             raise ConfigError(f"priority {priority!r} must be 0 (first) .. 9 (last)")
-        unknown = set(options or {}) - set(EXEC_OPTIONS)
+        unknown = set(exec_options) - set(EXEC_OPTIONS)
         if unknown:
             raise ConfigError(f"unknown exec options {sorted(unknown)}; supported: {list(EXEC_OPTIONS)}")
-        job_id = job_id or uuid.uuid4().hex
+        output_names, timeout_s = options.get("output_names"), options.get("timeout_s")
+        job_id = options.get("job_id") or uuid.uuid4().hex
         now = time.time()
         return JobEnvelope(
             job_id=job_id,
             model=model,
             inputs=dict(inputs),
-            model_version=version,
+            model_version=options.get("version"),
             output_names=tuple(output_names) if output_names is not None else None,
-            options=dict(options or {}),
+            options=exec_options,
             device=device,
             host=host,
             priority=priority,
@@ -175,26 +181,10 @@ class Client:
         self.settings = self._jobs.settings
         self._redis = redis.Redis.from_url(self._jobs.url, **REDIS_OPTIONS)
 
-    def submit(
-        self,
-        model: str,
-        inputs: Mapping[str, Any],
-        *,
-        version: int | None = None,
-        options: Mapping[str, int] | None = None,
-        output_names: Iterable[str] | None = None,
-        device: int | None = None,
-        host: str | None = None,
-        priority: int = 0,
-        timeout_s: float | None = None,
-        job_id: str | None = None,
-    ) -> Job:
-        """Enqueue one job. ``device`` None lets any free worker take it; ``device`` alone, that
-        device of any host; ``host`` and ``device``, that one worker."""
-        job = self._jobs.envelope(
-            model, inputs, version=version, options=options, output_names=output_names,
-            device=device, host=host, priority=priority, timeout_s=timeout_s, job_id=job_id,
-        )  # fmt: skip
+    def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> Job:
+        """Enqueue one job (its options: :class:`SubmitOptions`). With no ``device`` any free
+        worker takes it; ``device`` alone, that device of any host; with ``host``, that worker."""
+        job = self._jobs.envelope(model, inputs, **options)
         try:
             with self._redis.pipeline(transaction=True) as pipe:
                 self._jobs.enqueue(pipe, job)
@@ -215,12 +205,19 @@ class Client:
         return Job(self, job.job_id, enqueued=created)
 
     def infer(
-        self, model: str, inputs: Mapping[str, Any], *, result_timeout_s: float | None = None, **kw: Any
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        *,
+        result_timeout_s: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Outputs:
         """Submit and wait: the outputs by name, or JobFailed with the ACL code."""
-        return self.submit(model, inputs, **kw).result(result_timeout_s)
+        return self.submit(model, inputs, **options).result(result_timeout_s)
 
-    def map(self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **kw: Any) -> Iterator[Outputs]:
+    def map(
+        self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **options: Unpack[SubmitOptions]
+    ) -> Iterator[Outputs]:
         """Results in input order, with at most ``window`` jobs in flight."""
         if window < 1:
             raise ConfigError(f"window must be at least 1, got {window}")
@@ -228,7 +225,7 @@ class Client:
         for item in inputs:
             if len(in_flight) >= window:
                 yield in_flight.popleft().result()
-            in_flight.append(self.submit(model, item, **kw))
+            in_flight.append(self.submit(model, item, **options))
         while in_flight:
             yield in_flight.popleft().result()
 
@@ -248,7 +245,7 @@ class Client:
         retries: int = 0,
         resume: bool = False,
         quiet: bool = True,
-        **submit: Any,
+        **options: Unpack[SubmitOptions],
     ) -> "batch.Summary":
         """Offline inference over a directory, a split array or a manifest (see producer.batch).
 
@@ -257,7 +254,7 @@ class Client:
         from producer import batch
 
         work = batch.plan(Path(source), Path(output), batch_size=batch_size, input_name=input_name)
-        return batch.run(self, model, work, window=window, retries=retries, resume=resume, quiet=quiet, **submit)
+        return batch.run(self, model, work, window=window, retries=retries, resume=resume, quiet=quiet, **options)
 
     def close(self) -> None:
         self._redis.close()
@@ -305,9 +302,9 @@ class AsyncClient:
         self.settings = self._jobs.settings
         self._redis = redis.asyncio.Redis.from_url(self._jobs.url, **ASYNC_REDIS_OPTIONS)
 
-    async def submit(self, model: str, inputs: Mapping[str, Any], **kw: Any) -> str:
-        """Enqueue one job (same keywords as :meth:`Client.submit`); returns its id."""
-        job = self._jobs.envelope(model, inputs, **kw)
+    async def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> str:
+        """Enqueue one job (same options as :meth:`Client.submit`); returns its id."""
+        job = self._jobs.envelope(model, inputs, **options)
         try:
             pipe = self._redis.pipeline(transaction=True)
             self._jobs.enqueue(pipe, job)
@@ -336,18 +333,23 @@ class AsyncClient:
         return dict(self._jobs.details(job_id, data).outputs)
 
     async def infer(
-        self, model: str, inputs: Mapping[str, Any], *, result_timeout_s: float | None = None, **kw: Any
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        *,
+        result_timeout_s: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Outputs:
-        return await self.result(await self.submit(model, inputs, **kw), result_timeout_s)
+        return await self.result(await self.submit(model, inputs, **options), result_timeout_s)
 
     async def map(
-        self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **kw: Any
+        self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **options: Unpack[SubmitOptions]
     ) -> AsyncIterator[Outputs]:
         in_flight: deque[str] = deque()
         for item in inputs:
             if len(in_flight) >= window:
                 yield await self.result(in_flight.popleft())
-            in_flight.append(await self.submit(model, item, **kw))
+            in_flight.append(await self.submit(model, item, **options))
         while in_flight:
             yield await self.result(in_flight.popleft())
 
