@@ -71,6 +71,10 @@ class ModelRepository:
             raise error_for(codes.ACL_ERROR_PARSE_FILE, f"{path.relative_to(self.root)}: {exc}") from None
 
     def names(self) -> list[str]:
+        """The models in the repository; none when it does not exist (yet)."""
+        if not self.root.is_dir():
+            log.warning("model repository %s does not exist", self.root)
+            return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))
 
 
