@@ -101,7 +101,8 @@ class _Fields:
         value = self._message.get(name)
         if value is None and optional:
             return None
-        if not isinstance(value, kind) or isinstance(value, bool) and kind in (int, (int, float)):
+        numeric_bool = isinstance(value, bool) and kind is not bool  # True is an int to Python, not here
+        if not isinstance(value, kind) or numeric_bool:
             raise _invalid(f"{self._what} field {name!r} must be {getattr(kind, '__name__', kind)}, got {value!r:.80}")
         return value
 
