@@ -44,13 +44,16 @@ def _inputs(pairs: tuple[str, ...]) -> dict[str, np.ndarray]:
     inputs: dict[str, np.ndarray] = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")
-        if not sep and pair.endswith(".npz"):
-            with np.load(pair, allow_pickle=False) as archive:
-                inputs.update({k: archive[k] for k in archive.files})
-        elif sep:
-            inputs[name] = np.load(path, allow_pickle=False)
-        else:
-            raise click.BadParameter(f"{pair!r} must be NAME=FILE.npy or FILE.npz")
+        try:
+            if not sep and pair.endswith(".npz"):
+                with np.load(pair, allow_pickle=False) as archive:
+                    inputs.update({k: archive[k] for k in archive.files})
+            elif sep:
+                inputs[name] = np.load(path, allow_pickle=False)
+            else:
+                raise click.BadParameter(f"{pair!r} must be NAME=FILE.npy or FILE.npz")
+        except (OSError, ValueError) as exc:
+            raise click.BadParameter(f"{pair!r}: {exc}") from None
     return inputs
 
 
@@ -82,12 +85,13 @@ def submit(
 ) -> None:
     """Run one job and write its outputs to an .npz file."""
     name, version = _model_ref(model_ref)
+    options = _options(option_pairs)  # every argument checked before any file is read
+    inputs = _inputs(input_pairs)
     try:
         with Client(Settings.from_env()) as client:
             job = client.submit(
-                name, _inputs(input_pairs), version=version, options=_options(option_pairs),
-                device=device, priority=priority, timeout_s=timeout_s,
-            )  # fmt: skip
+                name, inputs, version=version, options=options, device=device, priority=priority, timeout_s=timeout_s
+            )
             outputs = job.result(timeout_s)
     except AclqError as exc:
         raise click.ClickException(str(exc)) from None
@@ -171,7 +175,10 @@ def worker(device: int, loglevel: str) -> None:
     """Run one Celery worker bound to one device (needs the worker extra)."""
     from worker.main import run_worker
 
-    run_worker(device, loglevel)
+    try:
+        run_worker(device, loglevel)
+    except AclqError as exc:  # e.g. no broker configured
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -1,0 +1,43 @@
+"""The `aclq` command's errors: one line naming the problem, no traceback, no password."""
+
+import os
+import subprocess
+import sys
+
+
+def aclq(*args, **env):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ACLQ_")}
+    return subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args], env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_no_broker_configured():
+    for command in (["worker", "--device", "0"], ["status"]):
+        done = aclq(*command)
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        assert "no broker configured: set ACLQ_REDIS_URL" in done.stderr
+
+
+def test_missing_input_file(tmp_path):
+    done = aclq("submit", "--model", "add", "--input", f"a={tmp_path / 'nope.npy'}", "--output", str(tmp_path / "o.npz"),
+                ACLQ_REDIS_URL="redis://127.0.0.1:1/0")  # fmt: skip
+    assert done.returncode == 2 and "No such file or directory" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unreachable_redis_masks_the_password(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "a.npy", np.ones((2, 3), np.float32))
+    done = aclq("submit", "--model", "add", "--input", f"a={tmp_path / 'a.npy'}", "--output", str(tmp_path / "o.npz"),
+                ACLQ_REDIS_URL="redis://:hunter2@127.0.0.1:1/0")  # fmt: skip
+    assert done.returncode == 1 and "redis://:***@127.0.0.1:1/0" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+def test_bad_option_and_model_ref(tmp_path):
+    done = aclq("submit", "--model", "add:x", "--input", "a=b.npy", "--output", "o.npz", ACLQ_REDIS_URL="redis://h/0")
+    assert done.returncode == 2 and "the version after ':' must be a number" in done.stderr
+    done = aclq("submit", "--model", "add", "--input", "a=b.npy", "--output", "o.npz", "--option", "x=1.5",
+                ACLQ_REDIS_URL="redis://h/0")  # fmt: skip
+    assert done.returncode == 2 and "must be NAME=INTEGER" in done.stderr
