@@ -20,8 +20,8 @@ def test_no_broker_configured():
 
 
 def test_missing_input_file(tmp_path):
-    done = aclq("submit", "--model", "add", "--input", f"a={tmp_path / 'nope.npy'}", "--output", str(tmp_path / "o.npz"),
-                ACLQ_REDIS_URL="redis://127.0.0.1:1/0")  # fmt: skip
+    missing = f"a={tmp_path / 'nope.npy'}"
+    done = aclq("submit", "--model", "add", "--input", missing, "--output", "o.npz", ACLQ_REDIS_URL="redis://h:1/0")
     assert done.returncode == 2 and "No such file or directory" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -29,8 +29,10 @@ def test_unreachable_redis_masks_the_password(tmp_path):
     import numpy as np
 
     np.save(tmp_path / "a.npy", np.ones((2, 3), np.float32))
-    done = aclq("submit", "--model", "add", "--input", f"a={tmp_path / 'a.npy'}", "--output", str(tmp_path / "o.npz"),
-                ACLQ_REDIS_URL="redis://:hunter2@127.0.0.1:1/0")  # fmt: skip
+    a, out = f"a={tmp_path / 'a.npy'}", str(tmp_path / "o.npz")
+    done = aclq(
+        "submit", "--model", "add", "--input", a, "--output", out, ACLQ_REDIS_URL="redis://:hunter2@127.0.0.1:1/0"
+    )
     assert done.returncode == 1 and "redis://:***@127.0.0.1:1/0" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout and "Traceback" not in done.stderr
 
