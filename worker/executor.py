@@ -69,6 +69,8 @@ class Counters:
 
 
 class Executor:
+    """Runs one job at a time on one device: claim, decode, check, execute, answer once."""
+
     def __init__(
         self,
         settings: Settings,
