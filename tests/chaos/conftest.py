@@ -25,3 +25,4 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if os.sep + "chaos" + os.sep in str(item.fspath):
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.timeout(300))  # fault recovery takes its time on slow machines

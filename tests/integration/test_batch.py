@@ -102,8 +102,9 @@ def test_window_is_never_exceeded(client, cluster, tmp_path):
     finally:
         done.set()
         watcher.join()
-    assert summary.done == 30 and summary.max_in_flight == 3
-    assert 1 <= most[0] <= 3
+    assert summary.done == 30, summary.failures
+    assert 1 <= summary.max_in_flight <= 3, summary.max_in_flight  # the runner's own count
+    assert 1 <= most[0] <= 3, most[0]  # payloads waiting in Redis, as seen from outside
 
 
 def _batch_cli(cluster, source, output, *extra):
@@ -113,6 +114,7 @@ def _batch_cli(cluster, source, output, *extra):
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.timeout(300)  # thousands of jobs: minutes on a slow machine
 def test_resume_after_kill_matches_a_clean_run(cluster, tmp_path):
     rng = np.random.default_rng(9)
     source = tmp_path / "in"

@@ -79,6 +79,7 @@ def test_too_large_outputs_are_answered_with_the_limit_error(setup, redis_server
     server.close()
 
 
+@pytest.mark.timeout(300)  # thousands of jobs: minutes on a slow machine
 def test_device_memory_back_to_baseline_after_5000_jobs(setup):
     """Every job's outputs are runtime-allocated on the device and freed once answered."""
     client, executor, device = setup

@@ -43,6 +43,7 @@ def in_process(redis_server, model_repo):
         server.close()
 
 
+@pytest.mark.timeout(300)  # thousands of jobs: minutes on a slow machine
 def test_every_malformed_job_is_answered_in_process(in_process):
     client, executor = in_process
 
@@ -65,6 +66,7 @@ def test_every_malformed_job_is_answered_in_process(in_process):
     assert executor.device.memory().live == 0  # nothing leaked across 2,000 malformed jobs
 
 
+@pytest.mark.timeout(300)  # thousands of jobs: minutes on a slow machine
 def test_live_workers_answer_2000_malformed_jobs(client):
     strategy = st.data()
     job_ids = []

@@ -1,6 +1,7 @@
 """10,000 malformed jobs against the decode-and-validate path of the wire: each is either a
 well-formed job or a WireError with an ACL code and a message naming the problem."""
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from producer.errors import WireError
@@ -12,6 +13,7 @@ LIMIT = 1 << 20
 
 @given(malformed_jobs())
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@pytest.mark.timeout(300)  # thousands of jobs: minutes on a slow machine
 def test_malformed_jobs_are_refused_with_a_code(data):
     try:
         JobEnvelope.decode(data, LIMIT)
