@@ -124,10 +124,11 @@ def _leases() -> LeaseKeeper:
 
 @signals.worker_shutdown.connect
 def release(**_: object) -> None:
-    _leases().close()
-    heartbeat = _bound.pop("heartbeat", None)
-    if isinstance(heartbeat, Heartbeat):
-        heartbeat.close()
+    """Stop renewing and beating, then free the device; each part only if it was bound."""
+    for part in ("leases", "heartbeat"):
+        running = _bound.pop(part, None)
+        if isinstance(running, LeaseKeeper | Heartbeat):
+            running.close()
     device = _bound.pop("device", None)
     if isinstance(device, Device):
         device.close()
