@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
 import numpy as np
 
-from producer.client import Client
+from producer.client import Client, SubmitOptions
 from producer.errors import (
     ACL_ERROR_INVALID_FILE,
     AclqError,
@@ -218,12 +218,12 @@ def run(
     resume: bool = False,
     quiet: bool = False,
     stop: threading.Event | None = None,
-    **submit: Any,
+    **submit: Unpack[SubmitOptions],
 ) -> Summary:
     """Run every item with at most ``window`` jobs in flight; failures are counted, not raised.
 
-    ``submit`` takes :meth:`Client.submit`'s keywords (``version``, ``options``, ``device``,
-    ``priority``, ``timeout_s``). Setting ``stop`` ends the run after the jobs in flight.
+    ``submit`` holds each job's options (:class:`SubmitOptions`). Setting ``stop`` ends the run
+    after the jobs in flight.
     """
     if window < 1 or retries < 0:
         raise ConfigError(f"window must be >= 1 and retries >= 0, got {window} and {retries}")
@@ -275,7 +275,7 @@ def _until(items: list[Item], stop: threading.Event) -> Iterator[Item]:
 
 
 def _attempts(
-    client: Client, model: str, item: Item, retries: int, submit: dict[str, Any],
+    client: Client, model: str, item: Item, retries: int, submit: SubmitOptions,
     summary: Summary, latencies: list[float], devices: Counter[str], lock: threading.Lock,
 ) -> bool:  # fmt: skip
     """Run one item, retrying transient failures; record the outcome. True when it succeeded."""
