@@ -45,11 +45,11 @@ def main() -> None:
             rng = np.random.default_rng(0)
             x = (rng.random((8, 8)) > 0.5).astype(np.float32)
             warm = client.submit("nonzero", {"x": x})
-            executor.run(warm.id)
+            executor.run([warm.id])
             before, rss_before, started = device.memory(), rss_mib(), time.perf_counter()
             for _ in range(args.jobs):
                 job = client.submit("nonzero", {"x": x})
-                executor.run(job.id)
+                executor.run([job.id])
             elapsed = time.perf_counter() - started
             np.testing.assert_array_equal(job.result(1)["indices"], np.nonzero(x))
             after = device.memory()

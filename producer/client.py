@@ -3,6 +3,7 @@ of non-I/O logic (:class:`_Jobs`) and differ only in transport.
 """
 
 import asyncio
+import itertools
 import os
 import time
 import uuid
@@ -102,27 +103,28 @@ class _Jobs:
         pipe.set(keys.job_state(ns, job.job_id), "queued", nx=True, ex=ttl)
 
     def created(self, replies: list[Any]) -> bool:
-        """Whether the enqueue made a new job: the payload was set and the id was unknown.
-
-        A payload set for an id whose state exists belongs to a finished job: ``stray`` names it.
-        """
+        """Whether the enqueue made a new job: the payload was set and the id was unknown."""
         payload_set, state_set = replies
         return bool(payload_set and state_set)
 
     def stray_payload(self, replies: list[Any], job_id: str) -> str | None:
+        """A payload set for an id whose state exists belongs to a finished job: delete it."""
         payload_set, state_set = replies
         return keys.job_input(self.settings.namespace, job_id) if payload_set and not state_set else None
 
-    def publish(self, job: JobEnvelope) -> None:
-        ns = self.settings.namespace
-        if job.device is None:
+    def publish(self, jobs: list[JobEnvelope]) -> None:
+        """One Celery message for ``jobs``, which share their options and so their queue:
+        the worker runs them one after the other, and the message costs one delivery."""
+        ns, first = self.settings.namespace, jobs[0]
+        if first.device is None:
             name = keys.shared_queue(ns)
-        elif job.host is None:
-            name = keys.device_queue(ns, job.device)
+        elif first.host is None:
+            name = keys.device_queue(ns, first.device)
         else:
-            name = keys.host_device_queue(ns, job.host, job.device)
+            name = keys.host_device_queue(ns, first.host, first.device)
+        ids = [job.job_id for job in jobs]
         try:
-            self._celery.send_task(INFER_TASK, args=[job.job_id], queue=queue(name), priority=job.priority)
+            self._celery.send_task(INFER_TASK, args=[ids], queue=queue(name), priority=first.priority)
         except OperationalError as exc:
             raise BrokerConnectionError(f"Redis at {self.settings.safe_url()}: {exc}") from None
 
@@ -184,25 +186,49 @@ class Client:
     def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> Job:
         """Enqueue one job (its options: :class:`SubmitOptions`). With no ``device`` any free
         worker takes it; ``device`` alone, that device of any host; with ``host``, that worker."""
-        job = self._jobs.envelope(model, inputs, **options)
+        (job,) = self._enqueue(model, [inputs], options)
+        return job
+
+    def submit_many(
+        self, model: str, inputs: Iterable[Mapping[str, Any]], **options: Unpack[SubmitOptions]
+    ) -> list[Job]:
+        """Enqueue several jobs with the same options in one round trip and one Celery message.
+
+        Each is still a job of its own, with its own result or error; the message only saves
+        the per-message cost of the dispatcher. ``job_id`` cannot be given here.
+        """
+        if options.get("job_id") is not None:
+            raise ConfigError("submit_many makes its own job ids; use submit to give one")
+        return self._enqueue(model, list(inputs), options)
+
+    def _enqueue(self, model: str, many: list[Mapping[str, Any]], options: SubmitOptions) -> list[Job]:
+        jobs = [self._jobs.envelope(model, inputs, **options) for inputs in many]
+        if not jobs:
+            return []
         try:
             with self._redis.pipeline(transaction=True) as pipe:
-                self._jobs.enqueue(pipe, job)
+                for job in jobs:
+                    self._jobs.enqueue(pipe, job)
                 replies = pipe.execute()
-            stray = self._jobs.stray_payload(replies, job.job_id)
-            if stray:
-                self._redis.delete(stray)
+            pairs = [replies[i : i + 2] for i in range(0, len(replies), 2)]
+            strays = [s for job, pair in zip(jobs, pairs) if (s := self._jobs.stray_payload(pair, job.job_id))]
+            if strays:
+                self._redis.delete(*strays)
         except redis.RedisError as exc:
             raise self._jobs.broker_error(exc) from None
-        created = self._jobs.created(replies)
+        created = [job for job, pair in zip(jobs, pairs) if self._jobs.created(pair)]
         if created:
             try:
-                self._jobs.publish(job)
+                self._jobs.publish(created)
             except BrokerConnectionError:
                 ns = self.settings.namespace
-                self._redis.delete(keys.job_input(ns, job.job_id), keys.job_state(ns, job.job_id))  # so a retry can
+                orphans = [
+                    k for job in created for k in (keys.job_input(ns, job.job_id), keys.job_state(ns, job.job_id))
+                ]
+                self._redis.delete(*orphans)  # so that a retry can enqueue them
                 raise
-        return Job(self, job.job_id, enqueued=created)
+        fresh = {job.job_id for job in created}
+        return [Job(self, job.job_id, enqueued=job.job_id in fresh) for job in jobs]
 
     def infer(
         self,
@@ -218,15 +244,18 @@ class Client:
     def map(
         self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **options: Unpack[SubmitOptions]
     ) -> Iterator[Outputs]:
-        """Results in input order, with at most ``window`` jobs in flight."""
+        """Results in input order, with at most ``window`` jobs in flight. Jobs are sent in
+        chunks (:meth:`submit_many`) whenever half the window is free."""
         if window < 1:
             raise ConfigError(f"window must be at least 1, got {window}")
+        items = iter(inputs)
         in_flight: deque[Job] = deque()
-        for item in inputs:
-            if len(in_flight) >= window:
-                yield in_flight.popleft().result()
-            in_flight.append(self.submit(model, item, **options))
-        while in_flight:
+        while True:
+            room = window - len(in_flight)
+            if room >= max(1, window // 2) or not in_flight:
+                in_flight.extend(self.submit_many(model, itertools.islice(items, room), **options))
+            if not in_flight:
+                return
             yield in_flight.popleft().result()
 
     def job(self, job_id: str) -> Job:
@@ -315,7 +344,7 @@ class AsyncClient:
         except redis.RedisError as exc:
             raise self._jobs.broker_error(exc) from None
         if self._jobs.created(replies):
-            await asyncio.to_thread(self._jobs.publish, job)  # Celery's publisher is synchronous
+            await asyncio.to_thread(self._jobs.publish, [job])  # Celery's publisher is synchronous
         return job.job_id
 
     async def result(self, job_id: str, timeout_s: float | None = None) -> Outputs:

@@ -4,7 +4,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,7 +26,8 @@ REDIS_OUTAGE_S = 60
 #: seconds of history behind the "recent" throughput and error counts
 RECENT_S = 60
 
-# Answer once: the first result for a job id wins; a redelivered job's second answer is dropped.
+# Answer once: the first result for a job id wins; a redelivered job's second answer is dropped
+# (the script returns 0 then, and the staged copy is deleted).
 # The result was pushed to a staging list beforehand and is RENAMEd into place here, O(1):
 # a megabyte passed through a script would be copied into Lua and back.
 _FINISH = """
@@ -89,21 +90,49 @@ class Executor:
         self.name = name
         self.counters = Counters()
 
-    def run(self, job_id: str) -> None:
-        """Execute job ``job_id`` and push its result; every failure becomes an error result."""
-        ns, limit = self._settings.namespace, self._settings.max_message_bytes
-        started = time.time()
-        state_key = keys.job_state(ns, job_id)
+    def run(self, job_ids: Sequence[str]) -> None:
+        """Execute the jobs of one message, in order, and answer each; every failure becomes an
+        error result. Redis is visited twice for the whole message: one pipeline claims every
+        job, one answers them all."""
+        ns = self._settings.namespace
 
-        def start(pipe: Any) -> None:
-            pipe.set(state_key, "running", xx=True, keepttl=True, get=True).get(keys.job_input(ns, job_id))
-            pipe.incr(keys.job_runs(ns, job_id)).expire(keys.job_runs(ns, job_id), self._settings.payload_ttl_s)
+        def claim(pipe: Any) -> None:
+            for job_id in job_ids:
+                state_key, runs_key = keys.job_state(ns, job_id), keys.job_runs(ns, job_id)
+                pipe.set(state_key, "running", xx=True, keepttl=True, get=True).get(keys.job_input(ns, job_id))
+                pipe.incr(runs_key).expire(runs_key, self._settings.payload_ttl_s)
 
-        state, data, attempt, _ = self._pipeline(start)
-        if state in (b"done", b"failed"):  # redelivered after its answer: its worker died before the ack
-            self._redis.set(state_key, state, xx=True, keepttl=True)
-            log.info("job %s was already answered; attempt %d skipped", job_id, attempt)
+        claimed = self._pipeline(claim)
+        restores: dict[str, bytes] = {}  # answered jobs whose state the claim overwrote
+        answers: list[tuple[str, Callable[[Any], None]]] = []
+        for index, job_id in enumerate(job_ids):
+            state, data, attempt, _ = claimed[4 * index : 4 * index + 4]
+            if state in (b"done", b"failed"):  # redelivered after its answer: its worker died before the ack
+                log.info("job %s was already answered; attempt %d skipped", job_id, attempt)
+                restores[keys.job_state(ns, job_id)] = state
+                continue
+            job, result, timings = self._execute_one(job_id, data, attempt)
+            # Counted before the answer goes out, so whoever reads the answer sees it counted too.
+            self._observe(job, result, timings)
+            answers.append((job_id, self._answer(job_id, result, timings)))
+        if not answers and not restores:
             return
+
+        def answer_all(pipe: Any) -> None:
+            for state_key, state in restores.items():
+                pipe.set(state_key, state, xx=True, keepttl=True)
+            for _, finish in answers:
+                finish(pipe)
+
+        replies = self._pipeline(answer_all)[len(restores) :]
+        for (job_id, _), first in zip(answers, replies[2::3]):  # each finish: RPUSH, EXPIRE, script
+            if not first:
+                log.warning("job %s was already answered; this run's result is dropped", job_id)
+
+    def _execute_one(
+        self, job_id: str, data: bytes | None, attempt: int
+    ) -> tuple[JobEnvelope | None, ResultEnvelope, dict[str, float]]:
+        started = time.time()
         timings: dict[str, float] = {}
         job: JobEnvelope | None = None
         try:
@@ -111,7 +140,7 @@ class Executor:
                 raise WireError(
                     codes.ACL_ERROR_INVALID_PARAM, f"job {job_id} has no payload: expired or never submitted"
                 )
-            job = JobEnvelope.decode(data, limit)
+            job = JobEnvelope.decode(data, self._settings.max_message_bytes)
             timings["queued_ms"] = max(0.0, (started - job.enqueued_at) * 1000)
             outputs = self._execute(job_id, job, timings)
             result = ResultEnvelope(job_id, "ok", outputs, attempt=attempt)
@@ -121,9 +150,7 @@ class Executor:
             log.exception("job %s failed unexpectedly", job_id)
             result = self._error(job_id, codes.ACL_ERROR_INTERNAL_ERROR, "ACL_ERROR_INTERNAL_ERROR", repr(exc), attempt)
         timings["total_ms"] = (time.time() - started) * 1000 + timings.get("queued_ms", 0.0)
-        # Counted before the answer goes out, so whoever reads the answer sees it counted too.
-        self._observe(job, result, timings)
-        self._answer(job_id, result, timings)
+        return job, result, timings
 
     def _observe(self, job: JobEnvelope | None, result: ResultEnvelope, timings: dict[str, float]) -> None:
         ok = result.error is None
@@ -172,8 +199,8 @@ class Executor:
         log.warning("job %s failed: [%d %s] %s", job_id, code, name, message)
         return ResultEnvelope(job_id, "error", error=ErrorInfo(code, name, message), attempt=attempt)
 
-    def _answer(self, job_id: str, result: ResultEnvelope, timings: dict[str, float]) -> None:
-        """Push the result, unless the job was answered already (a redelivery)."""
+    def _answer(self, job_id: str, result: ResultEnvelope, timings: dict[str, float]) -> Callable[[Any], None]:
+        """The commands that push the result, unless the job was answered already (a redelivery)."""
         ns, limit = self._settings.namespace, self._settings.max_message_bytes
         result = replace(result, timings=timings, device=self.device.id, worker=self.name)
         try:
@@ -190,8 +217,7 @@ class Executor:
             pipe.rpush(staging, data).expire(staging, self._settings.result_ttl_s)
             self._finish(job_keys, [self._settings.result_ttl_s, state], client=pipe)
 
-        if not self._pipeline(finish)[-1]:
-            log.warning("job %s was already answered; this run's result is dropped", job_id)
+        return finish
 
     def _pipeline(self, commands: Callable[[Any], None]) -> list[Any]:
         """Run ``commands`` in one round trip, waiting out a Redis outage (a restart, a failover)

@@ -29,9 +29,9 @@ def test_nothing_leaks_across_good_and_bad_jobs(setup):
     for i in range(60):
         inputs = GOOD if i % 3 else {"a": GOOD["a"]}  # every third job lacks an input
         jobs.append(client.submit("add", inputs))
-        executor.run(jobs[-1].id)
+        executor.run([jobs[-1].id])
     jobs.append(client.submit("nonzero", {"x": np.eye(4, dtype=np.float32)}))
-    executor.run(jobs[-1].id)
+    executor.run([jobs[-1].id])
     stats = device.memory()
     assert stats.in_use == 0 and stats.live == 0 and stats.peak > 0  # every output was freed
     assert (executor.counters.done, executor.counters.failed) == (41, 20)
@@ -47,9 +47,9 @@ def test_a_redelivered_job_is_answered_once(setup):
     job = client.submit("add", GOOD)
     ns = client.settings.namespace
     payload = client._redis.get(keys.job_input(ns, job.id))
-    executor.run(job.id)
+    executor.run([job.id])
     client._redis.set(keys.job_input(ns, job.id), payload)  # the redelivered copy finds its payload
-    executor.run(job.id)
+    executor.run([job.id])
     assert client._redis.llen(keys.job_reply(ns, job.id)) == 1
     assert executor.counters.done == 1
     assert not client._redis.keys(keys.job_staging(ns, job.id, "*"))  # the second run's result was dropped
@@ -59,7 +59,7 @@ def test_expired_payload_is_answered(setup):
     client, executor, _ = setup
     job = client.submit("add", GOOD)
     client._redis.delete(keys.job_input(client.settings.namespace, job.id))
-    executor.run(job.id)
+    executor.run([job.id])
     with pytest.raises(JobFailed, match="no payload: expired or never submitted"):
         job.result(1)
 
@@ -71,7 +71,7 @@ def test_too_large_outputs_are_answered_with_the_limit_error(setup, redis_server
     server = redis.Redis.from_url(tight.redis_url, **REDIS_OPTIONS)
     executor = Executor(tight, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "tight")
     job = client.submit("nonzero", {"x": np.ones((500, 500), np.float32)})
-    executor.run(job.id)
+    executor.run([job.id])
     with pytest.raises(JobFailed) as info:
         job.result(1)
     assert info.value.code == 300000 and "exceeds the 1048576-byte limit" in info.value.message
@@ -88,8 +88,26 @@ def test_device_memory_back_to_baseline_after_5000_jobs(setup):
     for _ in range(5000):
         x = (rng.random((3, 4)) > 0.5).astype(np.float32)
         job = client.submit("nonzero", {"x": x})
-        executor.run(job.id)
+        executor.run([job.id])
     np.testing.assert_array_equal(job.result(1)["indices"], np.nonzero(x))
     after = device.memory()
     assert (after.in_use, after.live) == (baseline.in_use, baseline.live) == (0, 0)
     assert after.peak > 0 and executor.counters.done == 5000
+
+
+def test_one_message_of_many_jobs_is_claimed_and_answered_in_two_round_trips(setup):
+    client, executor, _ = setup
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    jobs = [client.submit("add", {"a": a * i, "b": a}) for i in range(8)]
+    jobs.insert(3, client.submit("add", {"a": a}))  # a bad job amid good ones fails alone
+    executor.run([jobs[0].id])  # answered before: in the message again, it is skipped
+    real_pipeline, visits = executor._pipeline, []
+    executor._pipeline = lambda commands: visits.append(1) or real_pipeline(commands)
+    executor.run([job.id for job in jobs])
+    assert len(visits) == 2  # one claim, one answer, for nine jobs
+    for i, job in enumerate(j for j in jobs if j is not jobs[3]):
+        np.testing.assert_array_equal(job.result(1)["c"], a * i + a)
+    with pytest.raises(JobFailed) as info:
+        jobs[3].result(1)
+    assert info.value.code == 100017
+    assert jobs[0].status().value == "done" and executor.counters.done == 8

@@ -53,7 +53,7 @@ def test_every_malformed_job_is_answered_in_process(in_process):
         job_id = f"fz{next(_ids)}"
         reply_key = keys.job_reply(client.settings.namespace, job_id)
         _plant(client, data.draw(malformed_jobs(job_id, reply_key)), job_id)
-        executor.run(job_id)  # must not raise, whatever the bytes
+        executor.run([job_id])  # must not raise, whatever the bytes
         result = _answer(client, job_id)
         if result.error is not None:
             assert result.error.code >= 100000 and result.error.message
@@ -61,7 +61,7 @@ def test_every_malformed_job_is_answered_in_process(in_process):
     run_one()
     assert executor.counters.done + executor.counters.failed == 2_000
     job = client.submit("add", GOOD)
-    executor.run(job.id)
+    executor.run([job.id])
     assert job.result(1)["c"].sum() == 12
     assert executor.device.memory().live == 0  # nothing leaked across 2,000 malformed jobs
 
@@ -78,7 +78,7 @@ def test_live_workers_answer_2000_malformed_jobs(client):
             job_id = f"live{next(_ids)}"
             reply_key = keys.job_reply(client.settings.namespace, job_id)
             _plant(client, data.draw(malformed_jobs(job_id, reply_key)), job_id)
-            app.send_task(INFER_TASK, args=[job_id], queue=queue(keys.shared_queue(client.settings.namespace)))
+            app.send_task(INFER_TASK, args=[[job_id]], queue=queue(keys.shared_queue(client.settings.namespace)))
             job_ids.append(job_id)
 
         plant()

@@ -16,7 +16,7 @@ def test_a_pickled_message_is_refused_and_logged(cluster, capfd):
         sender = Celery("attacker", set_as_current=False)
         sender.conf.update(broker_url=settings.redis_url, task_serializer="pickle", accept_content=["pickle"])
         with sender:
-            sender.send_task(INFER_TASK, args=["pickled-job"], queue=queue(keys.shared_queue(settings.namespace)))
+            sender.send_task(INFER_TASK, args=[["pickled-job"]], queue=queue(keys.shared_queue(settings.namespace)))
         a = np.ones((2, 3), np.float32)
         assert client.infer("add", {"a": a, "b": a}, result_timeout_s=30)["c"].sum() == 12  # taken after it
         assert client.job("pickled-job").status().value == "not_found"  # it never ran

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 from examples.build_models import DTYPES
-from producer import AsyncClient, Client, JobFailed, JobNotFound, JobStatus, JobTimeout, keys
+from producer import AsyncClient, Client, ConfigError, JobFailed, JobNotFound, JobStatus, JobTimeout, keys
 from producer.dispatch import INFER_TASK, make_celery, queue
 from worker.local import LocalCluster
 
@@ -95,7 +95,7 @@ def _publish_raw(client, job_id: str, payload: bytes) -> None:
     client._redis.set(keys.job_input(ns, job_id), payload, ex=60)
     client._redis.set(keys.job_state(ns, job_id), "queued", ex=60)
     with make_celery(client.settings) as app:
-        app.send_task(INFER_TASK, args=[job_id], queue=queue(keys.shared_queue(ns)))
+        app.send_task(INFER_TASK, args=[[job_id]], queue=queue(keys.shared_queue(ns)))
 
 
 @pytest.mark.parametrize(
@@ -194,3 +194,22 @@ def test_async_client(cluster):
 
     out, outs = asyncio.run(run())
     assert out["c"].sum() == 12 and len(outs) == 5
+
+
+def test_submit_many_sends_one_message_and_answers_each_job(client, cluster, model_repo):
+    rng = np.random.default_rng(11)
+    feeds = [{"x": rng.standard_normal((1, 64)).astype(np.float32)} for _ in range(5)]
+    with Client(replace(cluster.settings, namespace="nobody-serves-many")) as lonely:
+        lonely.submit_many("mlp", feeds)
+        queued = lonely._redis.llen(keys.shared_queue("nobody-serves-many"))
+        assert queued == 1  # five jobs, one Celery message
+    jobs = client.submit_many("mlp", feeds + [{"x": np.ones((1, 63), np.float32)}])
+    for job, f in zip(jobs, feeds):
+        np.testing.assert_allclose(job.result(30)["y"], reference(model_repo, "mlp", f)[0], rtol=1e-5)
+    with pytest.raises(JobFailed) as info:  # one bad job in the message fails alone
+        jobs[-1].result(30)
+    assert info.value.code == 100017
+    assert len({job.id for job in jobs}) == 6
+    with pytest.raises(ConfigError, match="submit_many makes its own job ids"):
+        client.submit_many("mlp", feeds, job_id="x")
+    assert client.submit_many("mlp", []) == []
