@@ -25,8 +25,6 @@ RESOLVE_TTL_S = 1.0
 class ModelConfig:
     """``<name>/config.json``, all optional (as Triton's model configuration)."""
 
-    max_batch_size: int = 0  #: 0 = jobs are never batched together
-    max_queue_delay_ms: int = 0  #: how long a batch may wait to fill
     warmup: bool = False  #: load (and run once) when the worker starts
 
 

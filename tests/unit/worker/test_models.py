@@ -57,8 +57,9 @@ def test_symlink_out_of_the_repository_is_refused(repo, tmp_path_factory, model_
 
 
 def test_model_config(repo):
-    (repo / "mlp" / "config.json").write_text(json.dumps({"max_batch_size": 32, "max_queue_delay_ms": 2}))
-    assert ModelRepository(repo).resolve("mlp").config == ModelConfig(max_batch_size=32, max_queue_delay_ms=2)
+    (repo / "mlp" / "config.json").write_text(json.dumps({"warmup": True}))
+    assert ModelRepository(repo).resolve("mlp").config == ModelConfig(warmup=True)
+    assert ModelRepository(repo).resolve("add").config == ModelConfig()  # no file: defaults
     (repo / "mlp" / "config.json").write_text(json.dumps({"max_batch": 32}))
     with pytest.raises(AclError, match="max_batch") as info:
         ModelRepository(repo).resolve("mlp")
