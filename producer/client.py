@@ -102,15 +102,21 @@ class _Jobs:
         pipe.set(keys.job_input(ns, job.job_id), job.encode(self.settings.max_message_bytes), nx=True, ex=ttl)
         pipe.set(keys.job_state(ns, job.job_id), "queued", nx=True, ex=ttl)
 
-    def created(self, replies: list[Any]) -> bool:
-        """Whether the enqueue made a new job: the payload was set and the id was unknown."""
-        payload_set, state_set = replies
-        return bool(payload_set and state_set)
+    def outcome(self, jobs: list[JobEnvelope], replies: list[Any]) -> tuple[list[JobEnvelope], list[str]]:
+        """From the replies of :meth:`enqueue` (two per job): the jobs it made new, and the
+        payloads it set for ids whose state already existed (finished jobs), to be deleted."""
+        created, strays = [], []
+        for job, payload_set, state_set in zip(jobs, replies[::2], replies[1::2]):
+            if payload_set and state_set:
+                created.append(job)
+            elif payload_set:
+                strays.append(keys.job_input(self.settings.namespace, job.job_id))
+        return created, strays
 
-    def stray_payload(self, replies: list[Any], job_id: str) -> str | None:
-        """A payload set for an id whose state exists belongs to a finished job: delete it."""
-        payload_set, state_set = replies
-        return keys.job_input(self.settings.namespace, job_id) if payload_set and not state_set else None
+    def job_keys(self, jobs: list[JobEnvelope]) -> list[str]:
+        """Payload and state keys of ``jobs``: deleted when publishing failed, so a retry can enqueue."""
+        ns = self.settings.namespace
+        return [k for job in jobs for k in (keys.job_input(ns, job.job_id), keys.job_state(ns, job.job_id))]
 
     def publish(self, jobs: list[JobEnvelope]) -> None:
         """One Celery message for ``jobs``, which share their options and so their queue:
@@ -126,7 +132,7 @@ class _Jobs:
         try:
             self._celery.send_task(INFER_TASK, args=[ids], queue=queue(name), priority=first.priority)
         except OperationalError as exc:
-            raise BrokerConnectionError(f"Redis at {self.settings.safe_url()}: {exc}") from None
+            raise self.broker_error(exc) from None
 
     def details(self, job_id: str, data: bytes) -> ResultEnvelope:
         result = ResultEnvelope.decode(data, self.settings.max_message_bytes)
@@ -209,23 +215,16 @@ class Client:
             with self._redis.pipeline(transaction=True) as pipe:
                 for job in jobs:
                     self._jobs.enqueue(pipe, job)
-                replies = pipe.execute()
-            pairs = [replies[i : i + 2] for i in range(0, len(replies), 2)]
-            strays = [s for job, pair in zip(jobs, pairs) if (s := self._jobs.stray_payload(pair, job.job_id))]
+                created, strays = self._jobs.outcome(jobs, pipe.execute())
             if strays:
                 self._redis.delete(*strays)
         except redis.RedisError as exc:
             raise self._jobs.broker_error(exc) from None
-        created = [job for job, pair in zip(jobs, pairs) if self._jobs.created(pair)]
         if created:
             try:
                 self._jobs.publish(created)
             except BrokerConnectionError:
-                ns = self.settings.namespace
-                orphans = [
-                    k for job in created for k in (keys.job_input(ns, job.job_id), keys.job_state(ns, job.job_id))
-                ]
-                self._redis.delete(*orphans)  # so that a retry can enqueue them
+                self._redis.delete(*self._jobs.job_keys(created))
                 raise
         fresh = {job.job_id for job in created}
         return [Job(self, job.job_id, enqueued=job.job_id in fresh) for job in jobs]
@@ -337,14 +336,17 @@ class AsyncClient:
         try:
             pipe = self._redis.pipeline(transaction=True)
             self._jobs.enqueue(pipe, job)
-            replies = await pipe.execute()
-            stray = self._jobs.stray_payload(replies, job.job_id)
-            if stray:
-                await self._redis.delete(stray)
+            created, strays = self._jobs.outcome([job], await pipe.execute())
+            if strays:
+                await self._redis.delete(*strays)
         except redis.RedisError as exc:
             raise self._jobs.broker_error(exc) from None
-        if self._jobs.created(replies):
-            await asyncio.to_thread(self._jobs.publish, [job])  # Celery's publisher is synchronous
+        if created:
+            try:
+                await asyncio.to_thread(self._jobs.publish, created)  # Celery's publisher is synchronous
+            except BrokerConnectionError:
+                await self._redis.delete(*self._jobs.job_keys(created))
+                raise
         return job.job_id
 
     async def result(self, job_id: str, timeout_s: float | None = None) -> Outputs:
