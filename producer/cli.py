@@ -12,14 +12,12 @@ from pathlib import Path
 
 import click
 import numpy as np
-import redis
 
 from producer.client import Client
-from producer.dispatch import REDIS_OPTIONS
 from producer.errors import AclqError
 from producer.malloc import keep_message_buffers
 from producer.settings import Settings
-from producer.status import healthy, read_status, render
+from producer.status import fetch_status, healthy, render
 
 
 def _model_ref(value: str) -> tuple[str, int | None]:
@@ -185,12 +183,8 @@ def worker(device: int, loglevel: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts")
 def status(as_json: bool) -> None:
     """Queues and their depths, live workers and their devices and models, recent throughput."""
-    settings = Settings.from_env()
     try:
-        with redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS) as client:
-            current = read_status(client, settings)
-    except redis.RedisError as exc:
-        raise click.ClickException(f"Redis at {settings.safe_url()}: {exc}") from None
+        current = fetch_status(Settings.from_env())
     except AclqError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(current.to_json() if as_json else render(current))
@@ -203,9 +197,8 @@ def health(device: int | None, host: str | None) -> None:
     """Exit 0 when a ready worker is alive (heartbeat within 15 s), else 1: for healthchecks."""
     settings = Settings.from_env()
     try:
-        with redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS) as client:
-            ready = healthy(read_status(client, settings), host or settings.host, device)
-    except (redis.RedisError, AclqError) as exc:
+        ready = healthy(fetch_status(settings), host or settings.host, device)
+    except AclqError as exc:
         click.echo(f"unhealthy: {exc}", err=True)
         sys.exit(1)
     if not ready:

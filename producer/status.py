@@ -7,6 +7,8 @@ from typing import Any
 import redis
 
 from producer import keys
+from producer.dispatch import REDIS_OPTIONS
+from producer.errors import BrokerConnectionError
 from producer.settings import Settings
 
 #: kombu keeps priority levels above 0 in lists named queue + this separator + level
@@ -55,6 +57,15 @@ def read_status(client: redis.Redis, settings: Settings) -> Status:
     status.throughput_per_s = round((done + failed) / status.recent_s, 2)
     status.error_rate = round(failed / (done + failed), 4) if done + failed else 0.0
     return status
+
+
+def fetch_status(settings: Settings) -> Status:
+    """:func:`read_status` over a connection of its own; Redis errors as BrokerConnectionError."""
+    try:
+        with redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS) as client:
+            return read_status(client, settings)
+    except redis.RedisError as exc:
+        raise BrokerConnectionError(f"Redis at {settings.safe_url()}: {exc}") from None
 
 
 def render(status: Status) -> str:
