@@ -166,7 +166,7 @@ class Executor:
             rows if ok else None,
         )
         self.metrics.device_memory.set(self.device.memory().in_use)
-        self.metrics.models_loaded.set(len(self._models.names()))
+        self.metrics.models_loaded.set(len(self._models))
 
     def _execute(self, job_id: str, job: JobEnvelope, timings: dict[str, float]) -> dict[str, np.ndarray]:
         if job.job_id != job_id or job.reply_key != keys.job_reply(self._settings.namespace, job_id):

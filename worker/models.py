@@ -121,3 +121,6 @@ class ModelCache:
 
     def names(self) -> list[str]:
         return [f"{name}:{version}" for name, version in self._loaded]
+
+    def __len__(self) -> int:
+        return len(self._loaded)
