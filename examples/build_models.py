@@ -6,6 +6,7 @@ Models: add (static), mlp and conv (dynamic batch), nonzero (data-dependent outp
 slow (a Loop whose trip count is an input, for timeouts), identity_<dtype> (every dtype).
 """
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -176,13 +177,23 @@ MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
 }
 
 
+#: ``<name>/config.json`` of the models whose rows are independent: their jobs may batch
+CONFIGS: dict[str, dict[str, object]] = {
+    "mlp": {"max_batch_size": 64, "max_queue_delay_ms": 2},
+    "conv": {"max_batch_size": 64, "max_queue_delay_ms": 2},
+}
+
+
 def build(root: Path, names: list[str] | None = None) -> dict[str, Path]:
-    """Write ``root/<name>/1/model.onnx`` for each model (all by default); return the paths."""
+    """Write ``root/<name>/1/model.onnx`` for each model (all by default), and the config.json
+    of those in CONFIGS; return the model paths."""
     paths = {}
     for name in names or list(MODELS):
         path = root / name / "1" / "model.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(MODELS[name](), str(path))
+        if name in CONFIGS:
+            (root / name / "config.json").write_text(json.dumps(CONFIGS[name], indent=2) + "\n")
         paths[name] = path
     return paths
 

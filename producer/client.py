@@ -119,8 +119,9 @@ class _Jobs:
         return [k for job in jobs for k in (keys.job_input(ns, job.job_id), keys.job_state(ns, job.job_id))]
 
     def publish(self, jobs: list[JobEnvelope]) -> None:
-        """One Celery message for ``jobs``, which share their options and so their queue:
-        the worker runs them one after the other, and the message costs one delivery."""
+        """One Celery message for ``jobs``, which share their model and options and so their
+        queue: the message costs one delivery, and names the model so that a worker knows
+        whether to gather it with others for a batch."""
         ns, first = self.settings.namespace, jobs[0]
         if first.device is None:
             name = keys.shared_queue(ns)
@@ -130,7 +131,9 @@ class _Jobs:
             name = keys.host_device_queue(ns, first.host, first.device)
         ids = [job.job_id for job in jobs]
         try:
-            self._celery.send_task(INFER_TASK, args=[ids], queue=queue(name), priority=first.priority)
+            self._celery.send_task(
+                INFER_TASK, args=[ids], kwargs={"model": first.model}, queue=queue(name), priority=first.priority
+            )
         except OperationalError as exc:
             raise self.broker_error(exc) from None
 

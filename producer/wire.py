@@ -197,6 +197,7 @@ class ResultEnvelope:
     device: int | None = None
     worker: str = ""
     attempt: int = 1  #: 2 or more when the job was redelivered after its worker was lost
+    batch_jobs: int = 1  #: jobs executed together with this one (dynamic batching), itself included
 
     def encode(self, limit: int) -> bytes:
         error = None if self.error is None else vars(self.error)
@@ -211,6 +212,7 @@ class ResultEnvelope:
                 "device": self.device,
                 "worker": self.worker,
                 "attempt": self.attempt,
+                "batch_jobs": self.batch_jobs,
             },
             limit,
         )
@@ -228,4 +230,5 @@ class ResultEnvelope:
             device=f.get("device", int, optional=True),
             worker=f.get("worker", str),
             attempt=f.get("attempt", int),
+            batch_jobs=f.get("batch_jobs", int),
         )

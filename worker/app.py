@@ -6,6 +6,7 @@ Run it as ``aclq worker --device N`` or ``ACLQ_DEVICE=N celery -A worker.app wor
 from producer import keys
 from producer.dispatch import make_celery, queue
 from producer.settings import Settings
+from worker.models import ModelRepository
 
 settings = Settings.from_env()
 app = make_celery(settings, main="aclq.worker")
@@ -14,8 +15,9 @@ app.conf.update(
     # loaded models live there for the worker's life, and nothing forks after binding.
     worker_pool="solo",
     worker_concurrency=1,
-    # Take one job at a time, so a busy device leaves the shared queue to the others.
-    worker_prefetch_multiplier=1,
+    # Hold no more messages than one batch needs (one, when no model batches), so a busy device
+    # leaves the shared queue to the others.
+    worker_prefetch_multiplier=ModelRepository(settings.model_repo).largest_batch(),
     # Acknowledge after the result is pushed, so a worker lost mid-job loses no job.
     task_acks_late=True,
     task_reject_on_worker_lost=True,

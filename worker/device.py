@@ -22,6 +22,7 @@ from producer.dispatch import REDIS_OPTIONS
 from producer.malloc import keep_message_buffers
 from worker.app import app, settings
 from worker.executor import RECENT_S, Executor
+from worker.gather import Gathering, GatheringTask
 from worker.health import Heartbeat
 from worker.lease import LeaseKeeper
 from worker.metrics import Metrics
@@ -53,6 +54,7 @@ def bind(**_: object) -> None:
     # One port per device on a host: device N serves ACLQ_METRICS_PORT + N.
     metrics = Metrics(settings.metrics_port + settings.device if settings.metrics_port else 0)
     executor = Executor(settings, device, models, client, name, metrics)
+    GatheringTask.gathering = Gathering(models.config)
     leases = LeaseKeeper(client, settings.visibility_timeout_s / 4)
     state = {"ready": 0, "started_at": time.time()}
     heartbeat = Heartbeat(
@@ -106,9 +108,10 @@ def lease(request: Any = None, **_: object) -> None:
     _leases().acquire(request.id, request.message.delivery_tag)
 
 
-@signals.task_postrun.connect
-def unlease(task_id: str = "", **_: object) -> None:
-    _leases().release(task_id)
+def release_leases(task_ids: list[str]) -> None:
+    """Stop renewing these messages' leases: their jobs are answered."""
+    for task_id in task_ids:
+        _leases().release(task_id)
 
 
 def after_job() -> None:
@@ -135,4 +138,4 @@ def release(**_: object) -> None:
         log.info("worker released device %d", device.id)
 
 
-__all__ = ["after_job", "app", "executor"]
+__all__ = ["after_job", "app", "executor", "release_leases"]

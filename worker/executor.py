@@ -1,24 +1,26 @@
-"""One job, start to finish: fetch, decode, check, execute on the device, answer exactly once."""
+"""Jobs, start to finish: fetch, decode, check, execute on the device (batched where their model
+allows), answer each exactly once."""
 
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import redis
 
-from acl_core import AclError, Device, ExecConfig, codes
+from acl_core import AclError, Device, ExecConfig, Model, codes
 from acl_core.constants import INT32_MAX
 from producer import keys
 from producer.errors import WireError
 from producer.settings import Settings
 from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, ResultEnvelope
+from worker.batching import Packer, batch_key, batch_rows, join, split
 from worker.metrics import Metrics
-from worker.models import ModelCache
+from worker.models import ModelCache, ModelRef
 
 log = logging.getLogger(__name__)
 #: longest Redis outage a worker waits out before giving a job up to redelivery
@@ -70,7 +72,7 @@ class Counters:
 
 
 class Executor:
-    """Runs one job at a time on one device: claim, decode, check, execute, answer once."""
+    """Runs jobs on one device: claim, decode, check, execute (alone or batched), answer once."""
 
     def __init__(
         self,
@@ -91,9 +93,9 @@ class Executor:
         self.counters = Counters()
 
     def run(self, job_ids: Sequence[str]) -> None:
-        """Execute the jobs of one message, in order, and answer each; every failure becomes an
-        error result. Redis is visited twice for the whole message: one pipeline claims every
-        job, one answers them all."""
+        """Execute the jobs of one or more messages and answer each; every failure becomes an
+        error result. Jobs their model lets batch run together (worker/batching.py). Redis is
+        visited twice in all: one pipeline claims every job, one answers them all."""
         ns = self._settings.namespace
 
         def claim(pipe: Any) -> None:
@@ -104,19 +106,26 @@ class Executor:
 
         claimed = self._pipeline(claim)
         restores: dict[str, bytes] = {}  # answered jobs whose state the claim overwrote
-        answers: list[tuple[str, Callable[[Any], None]]] = []
+        works: list[_Work] = []
         for index, job_id in enumerate(job_ids):
             state, data, attempt, _ = claimed[4 * index : 4 * index + 4]
             if state in (b"done", b"failed"):  # redelivered after its answer: its worker died before the ack
                 log.info("job %s was already answered; attempt %d skipped", job_id, attempt)
                 restores[keys.job_state(ns, job_id)] = state
                 continue
-            job, result, timings = self._execute_one(job_id, data, attempt)
-            # Counted before the answer goes out, so whoever reads the answer sees it counted too.
-            self._observe(job, result, timings)
-            answers.append((job_id, self._answer(job_id, result, timings)))
-        if not answers and not restores:
+            works.append(self._prepare(job_id, data, attempt))
+        if not works and not restores:
             return
+        packer: Packer[_Work] = Packer()
+        for work in works:
+            packer.add(work, work.batch_key, work.rows, work.max_rows)
+        for group in packer.groups():
+            self._execute(group)
+        answers = []
+        for work in works:
+            # Counted before the answer goes out, so whoever reads the answer sees it counted too.
+            self._observe(work)
+            answers.append((work.job_id, self._answer(work)))
 
         def answer_all(pipe: Any) -> None:
             for state_key, state in restores.items():
@@ -129,61 +138,95 @@ class Executor:
             if not first:
                 log.warning("job %s was already answered; this run's result is dropped", job_id)
 
-    def _execute_one(
-        self, job_id: str, data: bytes | None, attempt: int
-    ) -> tuple[JobEnvelope | None, ResultEnvelope, dict[str, float]]:
-        started = time.time()
-        timings: dict[str, float] = {}
-        job: JobEnvelope | None = None
+    def _prepare(self, job_id: str, data: bytes | None, attempt: int) -> "_Work":
+        """Decode and check a job and find its model: a work item ready to execute, or answered
+        with the error that stopped it."""
+        work = _Work(job_id, attempt, time.time())
         try:
             if data is None:
                 raise WireError(
                     codes.ACL_ERROR_INVALID_PARAM, f"job {job_id} has no payload: expired or never submitted"
                 )
-            job = JobEnvelope.decode(data, self._settings.max_message_bytes)
-            timings["queued_ms"] = max(0.0, (started - job.enqueued_at) * 1000)
-            outputs = self._execute(job_id, job, timings)
-            result = ResultEnvelope(job_id, "ok", outputs, attempt=attempt)
-        except (AclError, WireError) as exc:
-            result = self._error(job_id, exc.code, exc.name, exc.message, attempt)
-        except Exception as exc:  # a bug must not kill the worker or lose the job: answer it
-            log.exception("job %s failed unexpectedly", job_id)
-            result = self._error(job_id, codes.ACL_ERROR_INTERNAL_ERROR, "ACL_ERROR_INTERNAL_ERROR", repr(exc), attempt)
-        timings["total_ms"] = (time.time() - started) * 1000 + timings.get("queued_ms", 0.0)
-        return job, result, timings
+            job = work.job = JobEnvelope.decode(data, self._settings.max_message_bytes)
+            work.timings["queued_ms"] = max(0.0, (work.started - job.enqueued_at) * 1000)
+            if job.job_id != job_id or job.reply_key != keys.job_reply(self._settings.namespace, job_id):
+                raise WireError(codes.ACL_ERROR_INVALID_PARAM, f"job {job_id}'s payload names another job or reply key")
+            if job.deadline is not None and time.time() > job.deadline:
+                raise AclError(
+                    codes.ACL_ERROR_RT_TASK_TIMEOUT, f"deadline passed {time.time() - job.deadline:.3f} s ago"
+                )
+            work.model, work.ref = self._models.get(job.model, job.model_version)
+            feeds = dict(job.inputs)
+            if list(feeds) == [POSITIONAL] and len(work.model.inputs) == 1:  # a bare .npy for a one-input model
+                feeds = {work.model.inputs[0].name: feeds[POSITIONAL]}
+            work.feeds, work.config = feeds, self._config(job)
+            work.max_rows = work.ref.config.max_batch_size
+            work.batch_key = batch_key(work.model, work.max_rows, feeds, work.config, job.output_names)
+            work.rows = batch_rows(feeds) or 0
+        except Exception as exc:
+            self._fail(work, exc)
+        return work
 
-    def _observe(self, job: JobEnvelope | None, result: ResultEnvelope, timings: dict[str, float]) -> None:
+    def _execute(self, group: list["_Work"]) -> None:
+        """Run a group: one execution on the joined rows, split back per job; a group of one,
+        or a batch that fails (one bad job must not fail the others), runs each job alone."""
+        ready = [w for w in group if w.result is None]
+        if len(ready) > 1:
+            first = ready[0]
+            assert first.model is not None and first.job is not None
+            try:
+                outputs, exec_ms = self._timed(first, join([w.feeds for w in ready]))
+                for work, rows in zip(ready, split(outputs, [w.rows for w in ready])):
+                    self._succeed(work, rows, exec_ms, len(ready))
+                return
+            except Exception as exc:  # each job alone then gets its own result or error
+                log.info("a batch of %d %s jobs failed (%s); running them one by one", len(ready), first.job.model, exc)
+        for work in ready:
+            try:
+                outputs, exec_ms = self._timed(work, work.feeds)
+                self._succeed(work, outputs, exec_ms, 1)
+            except Exception as exc:
+                self._fail(work, exc)
+
+    def _timed(self, work: "_Work", feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+        assert work.model is not None and work.job is not None
+        started = time.perf_counter()
+        outputs = work.model.execute(feeds, work.config, output_names=work.job.output_names)
+        return outputs, (time.perf_counter() - started) * 1000
+
+    def _succeed(self, work: "_Work", outputs: dict[str, np.ndarray], exec_ms: float, batch_jobs: int) -> None:
+        assert work.ref is not None
+        work.timings["exec_ms"] = exec_ms
+        work.result = ResultEnvelope(work.job_id, "ok", outputs, attempt=work.attempt, batch_jobs=batch_jobs)
+        log.info(
+            "job %s %s:%d on device %d: %.1f ms (%d in batch)",
+            work.job_id, work.ref.name, work.ref.version, self.device.id, exec_ms, batch_jobs,
+        )  # fmt: skip
+
+    def _fail(self, work: "_Work", exc: Exception) -> None:
+        if isinstance(exc, AclError | WireError):
+            work.result = self._error(work.job_id, exc.code, exc.name, exc.message, work.attempt)
+        else:  # a bug must not kill the worker or lose the job: answer it
+            log.exception("job %s failed unexpectedly", work.job_id, exc_info=exc)
+            name = "ACL_ERROR_INTERNAL_ERROR"
+            work.result = self._error(work.job_id, codes.ACL_ERROR_INTERNAL_ERROR, name, repr(exc), work.attempt)
+
+    def _observe(self, work: "_Work") -> None:
+        result, job = work.result, work.job
+        assert result is not None
+        work.timings["total_ms"] = (time.time() - work.started) * 1000 + work.timings.get("queued_ms", 0.0)
         ok = result.error is None
         self.counters.count(ok)
-        first = next(iter(job.inputs.values()), None) if job is not None else None
-        rows = int(first.shape[0]) if first is not None and first.ndim else None
-        queued, executed = timings.get("queued_ms"), timings.get("exec_ms")
+        queued, executed = work.timings.get("queued_ms"), work.timings.get("exec_ms")
         self.metrics.observe(
             job.model if job is not None else "",
             "ok" if ok else str(result.error.code if result.error else ""),
             queued / 1000 if queued is not None else None,
             executed / 1000 if executed is not None else None,
-            rows if ok else None,
+            work.rows if ok else None,
         )
         self.metrics.device_memory.set(self.device.memory().in_use)
         self.metrics.models_loaded.set(len(self._models))
-
-    def _execute(self, job_id: str, job: JobEnvelope, timings: dict[str, float]) -> dict[str, np.ndarray]:
-        if job.job_id != job_id or job.reply_key != keys.job_reply(self._settings.namespace, job_id):
-            raise WireError(codes.ACL_ERROR_INVALID_PARAM, f"job {job_id}'s payload names another job or reply key")
-        if job.deadline is not None and time.time() > job.deadline:
-            raise AclError(codes.ACL_ERROR_RT_TASK_TIMEOUT, f"deadline passed {time.time() - job.deadline:.3f} s ago")
-        model, ref = self._models.get(job.model, job.model_version)
-        exec_started = time.perf_counter()
-        inputs = dict(job.inputs)
-        if list(inputs) == [POSITIONAL] and len(model.inputs) == 1:  # a bare .npy for a one-input model
-            inputs = {model.inputs[0].name: inputs[POSITIONAL]}
-        outputs = model.execute(inputs, self._config(job), output_names=job.output_names)
-        timings["exec_ms"] = (time.perf_counter() - exec_started) * 1000
-        log.info(
-            "job %s %s:%d on device %d: %.1f ms", job_id, ref.name, ref.version, self.device.id, timings["exec_ms"]
-        )
-        return outputs
 
     def _config(self, job: JobEnvelope) -> ExecConfig:
         """The job's options, its stream timeout capped by the task time limit (the hard limit)."""
@@ -199,15 +242,16 @@ class Executor:
         log.warning("job %s failed: [%d %s] %s", job_id, code, name, message)
         return ResultEnvelope(job_id, "error", error=ErrorInfo(code, name, message), attempt=attempt)
 
-    def _answer(self, job_id: str, result: ResultEnvelope, timings: dict[str, float]) -> Callable[[Any], None]:
+    def _answer(self, work: "_Work") -> Callable[[Any], None]:
         """The commands that push the result, unless the job was answered already (a redelivery)."""
-        ns, limit = self._settings.namespace, self._settings.max_message_bytes
-        result = replace(result, timings=timings, device=self.device.id, worker=self.name)
+        ns, limit, job_id = self._settings.namespace, self._settings.max_message_bytes, work.job_id
+        assert work.result is not None
+        result = replace(work.result, timings=work.timings, device=self.device.id, worker=self.name)
         try:
             data = result.encode(limit)
         except WireError as exc:  # outputs too large for one message: answer with that error
             error = self._error(job_id, exc.code, exc.name, exc.message, result.attempt)
-            result = replace(error, timings=timings, device=self.device.id, worker=self.name)
+            result = replace(error, timings=work.timings, device=self.device.id, worker=self.name)
             data = result.encode(limit)
         staging = keys.job_staging(ns, job_id, uuid.uuid4().hex)
         job_keys = [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id)]
@@ -238,3 +282,22 @@ class Executor:
 
     def __repr__(self) -> str:
         return f"<Executor {self.name} device={self.device.id} done={self.counters.done} failed={self.counters.failed}>"
+
+
+@dataclass
+class _Work:
+    """One job through the executor: what it needs to execute, then its answer."""
+
+    job_id: str
+    attempt: int
+    started: float  #: Unix time the worker took it
+    timings: dict[str, float] = field(default_factory=dict)
+    job: JobEnvelope | None = None
+    model: Model | None = None
+    ref: ModelRef | None = None
+    feeds: dict[str, np.ndarray] = field(default_factory=dict)
+    config: ExecConfig = field(default_factory=ExecConfig)
+    batch_key: Hashable | None = None  #: None: it runs alone
+    rows: int = 0
+    max_rows: int = 0
+    result: ResultEnvelope | None = None

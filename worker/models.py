@@ -8,7 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from acl_core import Device, Model, codes
+from acl_core import AclError, Device, Model, codes
 from acl_core.errors import error_for
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,9 @@ MEMORY_PER_FILE_BYTE = 2
 #: seconds a name resolves to the same version without looking at the repository again
 #: (a resolution walks the directory: ~40 us a job); a new version is picked up after this
 RESOLVE_TTL_S = 1.0
+#: the longest max_queue_delay_ms a model may ask for: a wait for company, far below the
+#: visibility timeout, so gathering never looks like a lost worker
+MAX_QUEUE_DELAY_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,23 @@ class ModelConfig:
     """``<name>/config.json``, all optional (as Triton's model configuration)."""
 
     warmup: bool = False  #: load (and run once) when the worker starts
+    #: rows one execution may take from several jobs together (dynamic batching); 0 or 1: off
+    max_batch_size: int = 0
+    #: longest a job waits in the worker for others to batch with it
+    max_queue_delay_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if type(self.warmup) is not bool:
+            raise ValueError(f"warmup must be true or false, got {self.warmup!r}")
+        if type(self.max_batch_size) is not int or self.max_batch_size < 0:
+            raise ValueError(f"max_batch_size must be an int >= 0, got {self.max_batch_size!r}")
+        delay = self.max_queue_delay_ms
+        if type(delay) not in (int, float) or not 0 <= delay <= MAX_QUEUE_DELAY_MS:
+            raise ValueError(f"max_queue_delay_ms must be a number in [0, {MAX_QUEUE_DELAY_MS}], got {delay!r}")
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 1
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,17 @@ class ModelRepository:
         except (ValueError, TypeError) as exc:
             raise error_for(codes.ACL_ERROR_PARSE_FILE, f"{path.relative_to(self.root)}: {exc}") from None
 
+    def largest_batch(self) -> int:
+        """The largest ``max_batch_size`` among the models (1 when none batches): how many
+        messages a worker may hold while it gathers a batch."""
+        sizes = [1]
+        for name in self.names():
+            try:
+                sizes.append(self.resolve(name).config.max_batch_size)
+            except AclError as exc:  # a broken model fails its own jobs, not the worker's start
+                log.warning("model %s: %s", name, exc)
+        return max(sizes)
+
     def names(self) -> list[str]:
         """The models in the repository; none when it does not exist (yet)."""
         if not self.root.is_dir():
@@ -94,6 +125,10 @@ class ModelCache:
         ref = self._repository.resolve(name, version)
         self._resolved[(name, version)] = (ref, now + RESOLVE_TTL_S)
         return ref
+
+    def config(self, name: str) -> ModelConfig:
+        """The config of the model a job names (its default version's directory holds it)."""
+        return self._resolve(name, None).config
 
     def get(self, name: str, version: int | None = None) -> tuple[Model, ModelRef]:
         ref = self._resolve(name, version)

@@ -1,8 +1,10 @@
 """The worker's job executor in this process, on a real device and a real Redis."""
 
 import numpy as np
+import onnx
 import pytest
 import redis
+from onnx import TensorProto, helper, numpy_helper
 
 from acl_core import Device
 from producer import Client, JobFailed, Settings, keys
@@ -111,3 +113,66 @@ def test_one_message_of_many_jobs_is_claimed_and_answered_in_two_round_trips(set
         jobs[3].result(1)
     assert info.value.code == 100017
     assert jobs[0].status().value == "done" and executor.counters.done == 8
+
+
+def mlp_rows(rows: int, seed: int) -> dict[str, np.ndarray]:
+    return {"x": np.random.default_rng(seed).standard_normal((rows, 64)).astype(np.float32)}
+
+
+def test_compatible_jobs_run_as_one_execution_and_each_gets_its_own_rows(setup, model_path):
+    client, executor, device = setup
+    feeds = [mlp_rows(1 + i % 3, i) for i in range(10)]
+    jobs = [client.submit("mlp", f) for f in feeds]
+    bad = client.submit("mlp", {"x": np.zeros((1, 63), np.float32)})  # trailing dims the model refuses
+    other = client.submit("mlp", feeds[0], options={"stream_sync_timeout_ms": 60_000})  # other options
+    executor.run([j.id for j in jobs[:5]] + [bad.id, other.id] + [j.id for j in jobs[5:]])
+    alone = device.load(model_path("mlp"))
+    for job, f in zip(jobs, feeds, strict=True):
+        details = job.details(1)
+        assert details.batch_jobs == 10
+        np.testing.assert_allclose(details.outputs["y"], alone.execute(f)["y"], rtol=1e-5, atol=1e-6)
+    assert other.details(1).batch_jobs == 1
+    with pytest.raises(JobFailed) as info:
+        bad.result(1)
+    assert info.value.code == 100017 and "got [1, 63]" in info.value.message
+    assert device.memory().live == 0  # the batch's outputs were freed
+
+
+def test_a_batch_stops_at_max_batch_size(setup):
+    client, executor, _ = setup
+    jobs = [client.submit("mlp", mlp_rows(16, i)) for i in range(10)]  # 160 rows, 64 a batch
+    executor.run([j.id for j in jobs])
+    assert [j.details(1).batch_jobs for j in jobs] == [4] * 8 + [2] * 2
+
+
+def colsum() -> onnx.ModelProto:
+    """y = x summed over its first axis, declared as if rows mapped to rows: a model whose
+    config wrongly asks for batching."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)],
+        "colsum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", 4])],
+        initializer=[numpy_helper.from_array(np.array([0], np.int64), "axes")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_batch_whose_outputs_do_not_split_runs_its_jobs_alone(setup, redis_server, tmp_path):
+    client, _, device = setup
+    (tmp_path / "colsum" / "1").mkdir(parents=True)
+    onnx.save(colsum(), str(tmp_path / "colsum" / "1" / "model.onnx"))
+    (tmp_path / "colsum" / "config.json").write_text('{"max_batch_size": 8, "max_queue_delay_ms": 1}')
+    settings = Settings(redis_url=redis_server.url, namespace="executor", model_repo=str(tmp_path))
+    server = redis.Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
+    executor = Executor(settings, device, ModelCache(device, ModelRepository(tmp_path), 1 << 30), server, "colsum")
+    feeds = [np.full((2, 4), i, np.float32) for i in range(3)]
+    jobs = [client.submit("colsum", {"x": x}) for x in feeds]
+    executor.run([j.id for j in jobs])
+    for job, x in zip(jobs, feeds, strict=True):
+        details = job.details(1)
+        assert details.batch_jobs == 1
+        np.testing.assert_array_equal(details.outputs["y"], x.sum(axis=0, keepdims=True))
+    server.close()

@@ -1,0 +1,77 @@
+"""Dynamic batching across messages, in a live worker: jobs submitted one by one (one Celery
+message each) wait in the worker for their model's delay and run as one execution."""
+
+import shutil
+import uuid
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from producer import Client, Settings, keys
+from worker.local import LocalCluster
+
+#: long enough that only a full batch, or another model's job, runs a batch before it
+DELAY_MS = 1000
+
+
+@pytest.fixture(scope="module")
+def cluster(redis_server, model_repo, tmp_path_factory):
+    """One worker whose mlp batches up to 4 jobs waiting up to DELAY_MS; add does not batch."""
+    repo = tmp_path_factory.mktemp("batching_repo")
+    for name in ("mlp", "add"):
+        shutil.copytree(model_repo / name / "1", repo / name / "1")
+    (repo / "mlp" / "config.json").write_text(f'{{"max_batch_size": 4, "max_queue_delay_ms": {DELAY_MS}}}')
+    settings = Settings(redis_url=redis_server.url, namespace=f"b{uuid.uuid4().hex[:8]}", model_repo=str(repo))
+    with LocalCluster(settings, devices=[0]) as running:
+        yield running
+
+
+@pytest.fixture
+def client(cluster):
+    with Client(cluster.settings) as c:
+        yield c
+
+
+def mlp_input(seed: int) -> dict[str, np.ndarray]:
+    return {"x": np.random.default_rng(seed).standard_normal((1, 64)).astype(np.float32)}
+
+
+def reference(cluster, x):
+    session = ort.InferenceSession(f"{cluster.settings.model_repo}/mlp/1/model.onnx")
+    return session.run(None, x)[0]
+
+
+def test_a_full_batch_runs_at_once(client, cluster):
+    feeds = [mlp_input(i) for i in range(4)]
+    jobs = [client.submit("mlp", f) for f in feeds]  # four messages
+    for job, f in zip(jobs, feeds, strict=True):
+        details = job.details(30)
+        assert details.batch_jobs == 4
+        np.testing.assert_allclose(details.outputs["y"], reference(cluster, f), rtol=1e-5, atol=1e-6)
+
+
+def test_a_partial_batch_runs_once_its_first_job_waited_the_delay(client, cluster):
+    jobs = [client.submit("mlp", mlp_input(i)) for i in range(2)]
+    results = [job.details(30) for job in jobs]
+    assert [r.batch_jobs for r in results] == [2, 2]
+    assert results[0].timings["queued_ms"] >= DELAY_MS * 0.95  # not run before its delay
+
+
+def test_a_job_of_a_model_that_does_not_batch_is_not_held(client, cluster):
+    waiting = client.submit("mlp", mlp_input(7))
+    add = client.submit("add", {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)})
+    assert add.details(30).batch_jobs == 1
+    assert waiting.details(30).timings["queued_ms"] < DELAY_MS * 0.9  # ran with add's, not after 1 s
+
+
+def test_every_gathered_message_is_acknowledged(client, cluster, raw_redis):
+    jobs = [client.submit("mlp", mlp_input(i)) for i in range(8)]
+    assert [job.details(30).batch_jobs for job in jobs] == [4] * 8
+    # The acks go out just after the answers: wait for kombu's unacked index to empty.
+    raw_redis.config_set("notify-keyspace-events", "Kz")
+    with raw_redis.pubsub() as sub:
+        sub.subscribe(f"__keyspace@0__:{keys.KOMBU_UNACKED_INDEX}")
+        while raw_redis.zcard(keys.KOMBU_UNACKED_INDEX):
+            sub.get_message(timeout=1.0)
+    assert raw_redis.llen(keys.shared_queue(cluster.settings.namespace)) == 0
