@@ -23,9 +23,11 @@ demo: examples/model_repo
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The suite prints the one table of ours beside the baselines, and writes it as JSON to compare
+# between commits; the others measure acl_core alone, offline batch and a long soak.
 bench: examples/model_repo
+	$(PY) -m bench.suite --json bench-results.json
 	$(PY) -m bench.acl_overhead
-	$(PY) -m bench.queue
 	$(PY) -m bench.batch
 	$(PY) -m bench.soak
 

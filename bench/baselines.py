@@ -1,13 +1,18 @@
-"""Baselines the queue benchmark runs beside aclq on the same Redis: a plain Celery app (no-op
-and echo tasks, msgpack serializer, Redis result backend) and a raw Redis LPUSH/BRPOP echo.
+"""Baselines the benchmark suite runs beside aclq on the same Redis: a plain Celery app (no-op,
+echo and ONNX Runtime inference tasks carrying msgpack tensors, Redis result backend), a raw
+Redis LPUSH/BRPOP echo, and ONNX Runtime in-process.
 
-    BENCH_REDIS_URL=... celery -A bench.baselines worker -P solo    # the plain Celery worker
+    BENCH_REDIS_URL=... BENCH_MODEL_REPO=... celery -A bench.baselines worker -P solo
     python -m bench.baselines echo URL                             # the raw echo loop
 """
 
+import functools
 import os
 import sys
+from typing import Any
 
+import numpy as np
+import onnxruntime as ort
 import redis
 from celery import Celery
 
@@ -33,7 +38,7 @@ def configure(url: str) -> None:
     app.conf.update(broker_url=url, result_backend=url)
 
 
-if "BENCH_REDIS_URL" in os.environ:  # the worker process started by bench.queue
+if "BENCH_REDIS_URL" in os.environ:  # the worker process started by bench.suite
     configure(os.environ["BENCH_REDIS_URL"])
 
 
@@ -45,6 +50,31 @@ def noop() -> None:
 @app.task(name="bench.echo")
 def echo(data: bytes) -> bytes:
     return data
+
+
+def pack(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Tensors as a plain Celery user would send them through msgpack: dtype, shape, bytes."""
+    return {name: {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes()} for name, a in arrays.items()}
+
+
+def unpack(packed: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {name: np.frombuffer(t["data"], np.dtype(t["dtype"])).reshape(t["shape"]) for name, t in packed.items()}
+
+
+@functools.cache
+def session(path: str) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # as an aclq worker on a CPU device
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+@app.task(name="bench.infer")
+def infer(model: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Run a model of BENCH_MODEL_REPO with ONNX Runtime: a plain Celery inference task."""
+    path = os.path.join(os.environ["BENCH_MODEL_REPO"], model, "1", "model.onnx")
+    outputs = session(path).run(None, unpack(inputs))
+    names = [o.name for o in session(path).get_outputs()]
+    return pack(dict(zip(names, outputs)))
 
 
 def echo_loop(url: str) -> None:

@@ -27,9 +27,9 @@ app.conf.update(
         queue(keys.device_queue(settings.namespace, settings.device)),
         queue(keys.shared_queue(settings.namespace)),
     ],
-    # Task events, so Flower shows jobs as they are sent, start and finish.
-    worker_send_task_events=True,
-    task_send_sent_event=True,
+    # Task events cost a publish each; off until a monitor asks: Flower turns them on in every
+    # worker through remote control when it starts (its default), and they flow while it runs.
+    worker_send_task_events=False,
     worker_hijack_root_logger=False,
     aclq_host=settings.host,  # for the worker's Celery node name
 )

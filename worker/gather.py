@@ -73,6 +73,12 @@ class GatheringTask(Batches):  # type: ignore[misc]
     def Strategy(self, task: Any, app: Any, consumer: Any) -> Callable[..., None]:  # noqa: N802 - Celery's name
         buffer = super().Strategy(task, app, consumer)
         self.consumer = consumer
+        # Called again when the consumer restarts after losing Redis, with its timers cleared:
+        # tick again for whatever the buffer still holds (their acks may fail then; the
+        # redelivered copies find their jobs answered).
+        self._tref = None
+        if not self._buffer.empty():
+            self._tref = consumer.timer.call_repeatedly(self.flush_interval, self._do_flush)
 
         def on_message(message: Message, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any) -> None:
             buffer(message, body, ack, reject, callbacks, **kw)

@@ -1,0 +1,313 @@
+"""The benchmark suite: aclq beside its baselines, all measured in one run, printed as one table.
+
+    python -m bench.suite [--rounds N] [--jobs N] [--json FILE]          (`make bench` runs it)
+
+Latency, closed loop (one job at a time; the cases interleaved, so noise hits them alike), one
+worker per system: payloads tiny (add), 1 MiB and 16 MiB (identity_uint8), and models add, mlp
+(1 row) and conv (1 image), each through
+  * aclq (``Client.infer``),
+  * plain Celery: a task carrying msgpack tensors that runs the model with ONNX Runtime
+    (``bench.baselines.infer``; for tiny, also a no-op task),
+  * a raw Redis LPUSH/BRPOP echo of the same bytes (the floor for a round trip),
+  * ONNX Runtime in-process (the limit).
+Throughput:
+  * tiny jobs/s, one worker each: aclq one submit per job, aclq ``map`` (window 64), plain
+    Celery no-op;
+  * mlp, two workers (devices 0 and 1), one row per job, sent by PRODUCERS processes one
+    message per job (and, saturated, CHUNK jobs a message), dynamic batching off (no
+    config.json) and on (the example config: 64 rows, 2 ms): first saturated (every job sent
+    at once: the most jobs/s each can do), then at one fixed offered load both can carry (half
+    the unbatched maximum), with p50/p99 of enqueue -> answer.
+Targets (issues 3 and 5) are printed as ratios of figures from this run.
+"""
+
+import argparse
+import gc
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+
+from bench import baselines
+from examples.build_models import build
+from producer import Client, Settings
+from producer.dispatch import REDIS_OPTIONS
+from producer.embedded import RedisServer
+from producer.malloc import keep_message_buffers
+from worker.local import LocalCluster
+
+MODELS = ["add", "mlp", "conv", "identity_uint8"]
+#: producer processes offering the mlp load (one process cannot send messages fast enough)
+PRODUCERS = 2
+#: jobs a message when a producer sends them in chunks (``submit_many``, as ``map`` does)
+CHUNK = 32
+Row = dict[str, Any]
+
+
+def quantiles(lat_ms: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(lat_ms, n=100)
+    return {"p50_ms": statistics.median(lat_ms), "p99_ms": q[98]}
+
+
+def progress(what: str) -> None:
+    print(f"[bench] {what}", file=sys.stderr, flush=True)
+
+
+def timed(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def payloads() -> dict[str, tuple[str, dict[str, np.ndarray]]]:
+    """Case -> (model, inputs)."""
+    rng = np.random.default_rng(0)
+    a = np.ones((2, 3), np.float32)
+    return {
+        "tiny (add)": ("add", {"a": a, "b": a}),
+        "mlp, 1 row": ("mlp", {"x": rng.standard_normal((1, 64)).astype(np.float32)}),
+        "conv, 1 image": ("conv", {"x": rng.standard_normal((1, 3, 32, 32)).astype(np.float32)}),
+        "1 MiB (identity)": ("identity_uint8", {"x": rng.integers(0, 255, (1024, 1024), dtype=np.uint8)}),
+        "16 MiB (identity)": ("identity_uint8", {"x": rng.integers(0, 255, (4096, 4096), dtype=np.uint8)}),
+    }
+
+
+def latency(client: Client, r: redis.Redis, repo: Path, rounds: int) -> list[Row]:
+    cases: dict[tuple[str, str], Callable[[], object]] = {}
+    for case, (model, inputs) in payloads().items():
+        raw = b"".join(a.tobytes() for a in inputs.values())
+        packed = baselines.pack(inputs)
+        session = baselines.session(str(repo / model / "1" / "model.onnx"))
+
+        def raw_echo(raw: bytes = raw) -> None:
+            r.lpush(baselines.ECHO_IN, raw)
+            r.brpop([baselines.ECHO_OUT])
+
+        cases[case, "aclq"] = lambda m=model, i=inputs: client.infer(m, i, result_timeout_s=60)
+        cases[case, "celery + msgpack"] = lambda m=model, p=packed: baselines.infer.delay(m, p).get(timeout=60)
+        if case == "tiny (add)":
+            cases[case, "celery no-op"] = lambda: baselines.noop.delay().get(timeout=60)
+        if model in ("add", "identity_uint8"):
+            cases[case, "redis echo"] = raw_echo
+        cases[case, "onnxruntime in-process"] = lambda s=session, i=inputs: s.run(None, i)
+    for (case, system), fn in cases.items():  # warm up: models loaded, connections open
+        progress(f"warm-up: {case}, {system}")
+        timed(fn, 5)
+    samples: dict[tuple[str, str], list[float]] = {k: [] for k in cases}
+    progress("latency")
+    for _ in range(5):
+        for (case, system), fn in cases.items():
+            n = max(rounds // 5 // (10 if case.startswith("16 MiB") else 1), 4)
+            samples[case, system] += timed(fn, n)
+    return [{"section": "latency", "case": c, "system": s, **quantiles(lat)} for (c, s), lat in samples.items()]
+
+
+def tiny_throughput(client: Client, jobs: int) -> list[Row]:
+    a = np.ones((2, 3), np.float32)
+    tiny = {"a": a, "b": a}
+
+    def rate(run: Callable[[], None], n: int) -> float:
+        progress(f"tiny throughput: {run.__name__}")
+        started = time.perf_counter()
+        run()
+        return n / (time.perf_counter() - started)
+
+    def one_by_one() -> None:
+        for job in [client.submit("add", tiny) for _ in range(jobs)]:
+            job.result(60)
+
+    def mapped() -> None:
+        for _ in client.map("add", [tiny] * (2 * jobs), window=64):
+            pass
+
+    def noop() -> None:
+        for handle in [baselines.noop.delay() for _ in range(jobs)]:
+            handle.get(timeout=60)
+
+    return [
+        {"section": "throughput", "case": "tiny", "system": "aclq, submit per job", "jobs_s": rate(one_by_one, jobs)},
+        {"section": "throughput", "case": "tiny", "system": "aclq, map window 64", "jobs_s": rate(mapped, 2 * jobs)},
+        {"section": "throughput", "case": "tiny", "system": "celery no-op", "jobs_s": rate(noop, jobs)},
+    ]
+
+
+def produce(
+    url: str, jobs: int, rate: float | None, chunk: int, start_at: float, seed: int
+) -> list[tuple[float, float, int]]:
+    """One producer process: ``jobs`` mlp jobs, ``chunk`` jobs a message, at ``rate`` jobs/s
+    (None: at once) from ``start_at``; returns (enqueued, answered, batch_jobs) per job, in Unix
+    seconds."""
+    keep_message_buffers()
+    x = np.random.default_rng(seed).standard_normal((jobs, 1, 64)).astype(np.float32)
+    with Client(url) as client:
+        time.sleep(max(0.0, start_at - time.time()))
+        sent = []
+        for i in range(0, jobs, chunk):
+            if rate is not None:
+                time.sleep(max(0.0, start_at + i / rate - time.time()))
+            now = time.time()
+            sent += [(now, job) for job in client.submit_many("mlp", [{"x": row} for row in x[i : i + chunk]])]
+        out = []
+        for enqueued, job in sent:
+            details = job.details(120)
+            out.append((enqueued, enqueued + details.timings["total_ms"] / 1000, details.batch_jobs))
+        return out
+
+
+def offered(url: str, jobs: int, rate: float | None, chunk: int = 1) -> dict[str, float]:
+    """mlp jobs from PRODUCERS processes: achieved jobs/s, p50/p99 enqueue -> answer, mean batch."""
+    start_at = time.time() + 1.0  # every producer connected before the first job
+    per = jobs // PRODUCERS
+    each = None if rate is None else rate / PRODUCERS
+    with multiprocessing.get_context("spawn").Pool(PRODUCERS) as pool:
+        parts = pool.starmap(produce, [(url, per, each, chunk, start_at, seed) for seed in range(PRODUCERS)])
+    done = [row for part in parts for row in part]
+    first, last = min(e for e, _, _ in done), max(a for _, a, _ in done)
+    return {
+        "jobs_s": len(done) / (last - first),
+        **quantiles([(a - e) * 1000 for e, a, _ in done]),
+        "mean_batch": statistics.fmean(b for _, _, b in done),
+    }
+
+
+def mlp_throughput(settings: Settings, repos: dict[str, Path], jobs: int) -> list[Row]:
+    rows: list[Row] = []
+    for label, repo in repos.items():
+        with LocalCluster(replace(settings, model_repo=str(repo)), devices=[0, 1]) as cluster:
+            progress(f"mlp saturated, batching {label}")
+            offered(cluster.settings.redis_url or "", 200, None)  # warm up: mlp loaded on both workers
+            saturated = offered(cluster.settings.redis_url or "", jobs, None)
+            rows.append({"section": "throughput", "case": "mlp, saturated", "system": f"aclq, batching {label}",
+                         **saturated})  # fmt: skip
+            progress(f"mlp saturated, {CHUNK} jobs a message, batching {label}")
+            chunked = offered(cluster.settings.redis_url or "", jobs, None, CHUNK)
+            rows.append({"section": "throughput", "case": f"mlp, saturated, {CHUNK}/msg",
+                         "system": f"aclq, batching {label}", **chunked})  # fmt: skip
+    load = 0.5 * rows[0]["jobs_s"]  # what unbatched carries with room to spare
+    for label, repo in repos.items():
+        with LocalCluster(replace(settings, model_repo=str(repo)), devices=[0, 1]) as cluster:
+            progress(f"mlp at {load:.0f} jobs/s, batching {label}")
+            offered(cluster.settings.redis_url or "", 200, None)
+            fixed = offered(cluster.settings.redis_url or "", jobs, load)
+            rows.append({"section": "throughput", "case": f"mlp, offered {load:.0f} jobs/s",
+                         "system": f"aclq, batching {label}", **fixed})  # fmt: skip
+    return rows
+
+
+def ratios(rows: list[Row]) -> list[Row]:
+    def get(section: str, case: str, system: str, key: str) -> float:
+        (row,) = [r for r in rows if (r["section"], r["case"], r["system"]) == (section, case, system)]
+        return float(row[key])
+
+    def mlp(case_prefix: str, label: str, key: str) -> float:
+        (row,) = [r for r in rows if r["case"] == case_prefix and r["system"] == f"aclq, batching {label}"]
+        return float(row[key])
+
+    lat = "latency"
+    offered_case = next(r["case"] for r in rows if r["case"].startswith("mlp, offered"))
+    chunked = f"mlp, saturated, {CHUNK}/msg"
+    return [
+        {"ratio": "tiny p50, aclq / celery no-op", "target": "<= 1",
+         "value": get(lat, "tiny (add)", "aclq", "p50_ms") / get(lat, "tiny (add)", "celery no-op", "p50_ms")},
+        {"ratio": "tiny jobs/s, aclq map / celery no-op", "target": ">= 3",
+         "value": get("throughput", "tiny", "aclq, map window 64", "jobs_s")
+         / get("throughput", "tiny", "celery no-op", "jobs_s")},
+        {"ratio": "tiny jobs/s, aclq submit per job / celery no-op", "target": "",
+         "value": get("throughput", "tiny", "aclq, submit per job", "jobs_s")
+         / get("throughput", "tiny", "celery no-op", "jobs_s")},
+        {"ratio": "mlp jobs/s saturated, batching on / off", "target": ">= 3",
+         "value": mlp("mlp, saturated", "on", "jobs_s") / mlp("mlp, saturated", "off", "jobs_s")},
+        {"ratio": "mlp p99 saturated, batching on / off", "target": "<= 2",
+         "value": mlp("mlp, saturated", "on", "p99_ms") / mlp("mlp, saturated", "off", "p99_ms")},
+        {"ratio": "mlp p99 at fixed load, batching on / off", "target": "<= 2",
+         "value": mlp(offered_case, "on", "p99_ms") / mlp(offered_case, "off", "p99_ms")},
+        {"ratio": f"mlp jobs/s saturated, {CHUNK}/msg, batching on / off", "target": ">= 3",
+         "value": mlp(chunked, "on", "jobs_s") / mlp(chunked, "off", "jobs_s")},
+        {"ratio": f"mlp p99 saturated, {CHUNK}/msg, batching on / off", "target": "<= 2",
+         "value": mlp(chunked, "on", "p99_ms") / mlp(chunked, "off", "p99_ms")},
+        {"ratio": "1 MiB p50, aclq / redis echo", "target": "<= 2",
+         "value": get(lat, "1 MiB (identity)", "aclq", "p50_ms")
+         / get(lat, "1 MiB (identity)", "redis echo", "p50_ms")},
+        {"ratio": "16 MiB p50, aclq / redis echo", "target": "",
+         "value": get(lat, "16 MiB (identity)", "aclq", "p50_ms")
+         / get(lat, "16 MiB (identity)", "redis echo", "p50_ms")},
+        {"ratio": "mlp p50, aclq / celery + msgpack", "target": "",
+         "value": get(lat, "mlp, 1 row", "aclq", "p50_ms") / get(lat, "mlp, 1 row", "celery + msgpack", "p50_ms")},
+    ]  # fmt: skip
+
+
+def render(rows: list[Row], ratio_rows: list[Row]) -> str:
+    def cell(row: Row, key: str, fmt: str) -> str:
+        return format(row[key], fmt) if row.get(key) is not None else ""
+
+    lines = [f"{'section':<10} {'case':<28} {'system':<24} {'p50 ms':>8} {'p99 ms':>8} {'jobs/s':>8} {'batch':>6}"]
+    for r in rows:
+        lines.append(
+            f"{r['section']:<10} {r['case']:<28} {r['system']:<24} {cell(r, 'p50_ms', '8.2f'):>8} "
+            f"{cell(r, 'p99_ms', '8.2f'):>8} {cell(r, 'jobs_s', '8.0f'):>8} {cell(r, 'mean_batch', '6.1f'):>6}"
+        )
+    lines.append("")
+    for r in ratio_rows:
+        target = f"(target {r['target']})" if r["target"] else ""
+        lines.append(f"{r['ratio']:<50} {r['value']:7.2f}  {target}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200, help="round trips per latency case")
+    parser.add_argument("--jobs", type=int, default=3000, help="mlp jobs per throughput run")
+    parser.add_argument("--json", type=Path, help="also write the rows and ratios here")
+    args = parser.parse_args()
+    os.environ.update(ACLQ_PROVIDER="cpu", ACLQ_DEVICE_COUNT="2")  # one engine thread per worker
+    keep_message_buffers()  # this process runs aclq's client and the baselines' clients alike
+    with tempfile.TemporaryDirectory() as tmp, RedisServer() as server:
+        repos = {"off": Path(tmp) / "off", "on": Path(tmp) / "on"}
+        for repo in repos.values():
+            build(repo, MODELS)
+        for config in repos["off"].glob("*/config.json"):
+            config.unlink()
+        env = {**os.environ, "BENCH_REDIS_URL": server.url, "BENCH_MODEL_REPO": str(repos["off"])}
+        baselines.configure(server.url)
+        plain = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "bench.baselines", "-q", "worker", "-P", "solo", "-l", "WARNING",
+             "--without-gossip", "--without-mingle"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        echo = subprocess.Popen([sys.executable, "-m", "bench.baselines", "echo", server.url])
+        settings = Settings(redis_url=server.url, model_repo=str(repos["off"]))
+        try:
+            with LocalCluster(settings, devices=[0]), Client(settings) as client:  # one worker, as Celery's
+                rows = latency(client, redis.Redis.from_url(server.url, **REDIS_OPTIONS), repos["off"], args.rounds)
+                rows += tiny_throughput(client, 1000)
+        finally:
+            # Celery's AsyncResults unsubscribe when collected: let them while Redis is still up
+            # (collected at exit, each retries a dead connection for seconds).
+            gc.collect()
+            plain.terminate()
+            echo.terminate()
+            plain.wait()
+            echo.wait()
+        rows += mlp_throughput(settings, repos, args.jobs)
+    ratio_rows = ratios(rows)
+    print(render(rows, ratio_rows), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "ratios": ratio_rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
