@@ -185,26 +185,22 @@ def offered(url: str, jobs: int, rate: float | None, chunk: int = 1) -> dict[str
 
 
 def mlp_throughput(settings: Settings, repos: dict[str, Path], jobs: int) -> list[Row]:
+    """Per repository (batching off first, then on): saturated with 1 and CHUNK jobs a message,
+    then at the fixed load of half what unbatched carried saturated (room to spare)."""
     rows: list[Row] = []
+    load: float | None = None
     for label, repo in repos.items():
         with LocalCluster(replace(settings, model_repo=str(repo)), devices=[0, 1]) as cluster:
-            progress(f"mlp saturated, batching {label}")
-            offered(cluster.settings.redis_url or "", 200, None)  # warm up: mlp loaded on both workers
-            saturated = offered(cluster.settings.redis_url or "", jobs, None)
-            rows.append({"section": "throughput", "case": "mlp, saturated", "system": f"aclq, batching {label}",
-                         **saturated})  # fmt: skip
-            progress(f"mlp saturated, {CHUNK} jobs a message, batching {label}")
-            chunked = offered(cluster.settings.redis_url or "", jobs, None, CHUNK)
-            rows.append({"section": "throughput", "case": f"mlp, saturated, {CHUNK}/msg",
-                         "system": f"aclq, batching {label}", **chunked})  # fmt: skip
-    load = 0.5 * rows[0]["jobs_s"]  # what unbatched carries with room to spare
-    for label, repo in repos.items():
-        with LocalCluster(replace(settings, model_repo=str(repo)), devices=[0, 1]) as cluster:
+            url, system = cluster.settings.redis_url or "", f"aclq, batching {label}"
+            offered(url, 200, None)  # warm up: mlp loaded on both workers
+            for case, chunk in [("mlp, saturated", 1), (f"mlp, saturated, {CHUNK}/msg", CHUNK)]:
+                progress(f"{case}, batching {label}")
+                saturated = offered(url, jobs, None, chunk)
+                rows.append({"section": "throughput", "case": case, "system": system, **saturated})
+            load = load or 0.5 * rows[0]["jobs_s"]
             progress(f"mlp at {load:.0f} jobs/s, batching {label}")
-            offered(cluster.settings.redis_url or "", 200, None)
-            fixed = offered(cluster.settings.redis_url or "", jobs, load)
-            rows.append({"section": "throughput", "case": f"mlp, offered {load:.0f} jobs/s",
-                         "system": f"aclq, batching {label}", **fixed})  # fmt: skip
+            fixed = offered(url, jobs, load)
+            rows.append({"section": "throughput", "case": f"mlp, offered {load:.0f} jobs/s", "system": system, **fixed})
     return rows
 
 
