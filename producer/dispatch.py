@@ -14,6 +14,7 @@ from redis.connection import Encoder, PythonRespSerializer
 
 from producer import keys
 from producer.settings import Settings
+from producer.transport import DEAD_LETTER_KEY_OPTION
 
 #: the one task aclq defines
 INFER_TASK: Final = "aclq.infer"
@@ -30,6 +31,8 @@ REDIS_OPTIONS: Final = {
     **ASYNC_REDIS_OPTIONS,
     "command_packer": PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode),
 }
+#: the kombu transport both sides use
+TRANSPORT: Final = "producer.transport:Transport"
 #: seconds between sweeps that return a dead worker's jobs to their queues (kombu's own sweep)
 RESTORE_INTERVAL_S: Final = 5
 
@@ -38,6 +41,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     url = settings.require_url()
     config: dict[str, Any] = {
         "broker_url": url,
+        # kombu's Redis transport with a delivery that cannot lose a message (producer/transport.py)
+        "broker_transport": TRANSPORT,
         "broker_connection_retry_on_startup": True,
         # JSON for the tiny task message; pickle is never accepted.
         "task_serializer": "json",
@@ -53,6 +58,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_throttle": 1,
             "priority_steps": list(PRIORITIES),
             "queue_order_strategy": "priority",
+            DEAD_LETTER_KEY_OPTION: keys.dead_letter(settings.namespace),
         },
     }
     if urlsplit(url).scheme == "rediss" and "ssl_cert_reqs" not in url:

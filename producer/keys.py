@@ -6,22 +6,28 @@
 | {ns}:job:{id}:in             | string | producer (job envelope, NX)          | worker; DEL when done| payload_ttl_s  |
 | {ns}:job:{id}:reply          | list   | worker: RENAME of its staging list   | producer (BLMOVE)    | result_ttl_s   |
 | {ns}:job:{id}:staging:{run}  | list   | worker (RPUSH result envelope)       | worker finish script | result_ttl_s   |
-| {ns}:job:{id}:runs           | string | worker (INCR at each start)          | worker (attempt no.) | payload_ttl_s  |
+| {ns}:job:{id}:runs           | hash   | worker: n, run, answered (below)     | worker (attempt no.) | payload_ttl_s  |
 | {ns}:worker:{name}           | hash   | worker heartbeat (every 5 s)         | `aclq status`, health| 15 s           |
 | {ns}:workers:ready           | list   | worker at start (LPUSH name)         | `aclq up`, tests     | none           |
+| {ns}:deadletter              | list   | worker: entries that are no message  | `aclq status`, people| newest 10,000 |
+| {ns}:failpoint:{name}[:release] | list | worker at a fail point / the test | the test / worker | none (tests only) |
+| {queue}:bell                 | list   | producer: a doorbell token per message| worker (BRPOP)      | none           |
 | queue {ns}.host.{h}.device.{n}| list  | producer via Celery (host and device)| that one worker      | (kombu's)      |
 | queue {ns}.device.{n}        | list   | producer via Celery (device only)    | device n of any host | (kombu's)      |
 | queue {ns}.shared            | list   | producer via Celery                  | every worker         | (kombu's)      |
 
+``runs`` counts a job's attempts (``n``), the run that claimed it last (``run``) and the run whose
+answer won (``answered``), so a claim or answer retried after a lost connection is not counted
+twice. A dead letter is msgpack ``{queue, reason, entry, at}`` (producer/transport.py).
+
 The reply list holds the one result envelope. Waiters read it with ``BLMOVE reply reply``, which
 returns the element and leaves it in place, so any number of readers see the same result.
-Celery and kombu own their keys (`unacked`, `unacked_index`, `_kombu.*`). aclq writes one of
-them in one way: a worker renews the score of the job it is running in kombu's `unacked_index`
-(``ZADD XX``), which is the lease kombu's visibility timeout reads (worker/lease.py).
+Celery and kombu own their keys (`unacked`, `unacked_index`, `_kombu.*`; names set by kombu's
+transport options). aclq writes them in two ways: its transport's claim script records a message
+there in the same step that pops it (producer/transport.py), and a worker renews the score of the
+jobs it holds in `unacked_index` (``ZADD XX CH``), which is the lease kombu's visibility timeout
+reads (worker/lease.py).
 """
-
-#: kombu's sorted set of unacknowledged deliveries, scored by delivery time (kombu's default name)
-KOMBU_UNACKED_INDEX = "unacked_index"
 
 
 def job_state(ns: str, job_id: str) -> str:
@@ -42,6 +48,24 @@ def job_staging(ns: str, job_id: str, run: str) -> str:
 
 def job_runs(ns: str, job_id: str) -> str:
     return f"{ns}:job:{job_id}:runs"
+
+
+def dead_letter(ns: str) -> str:
+    return f"{ns}:deadletter"
+
+
+def queue_bell(queue: str) -> str:
+    """The doorbell list of a queue: one token a message, which the queue's workers wait on."""
+    return f"{queue}:bell"
+
+
+def failpoint(ns: str, name: str) -> str:
+    """Where a worker stopped at fail point ``name`` pushes its pid (worker/failpoints.py; tests only)."""
+    return f"{ns}:failpoint:{name}"
+
+
+def failpoint_release(ns: str, name: str) -> str:
+    return f"{ns}:failpoint:{name}:release"
 
 
 def workers_ready(ns: str) -> str:

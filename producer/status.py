@@ -22,6 +22,8 @@ class Status:
     recent_s: float = 60.0
     throughput_per_s: float = 0.0  #: jobs answered per second over the last recent_s, all workers
     error_rate: float = 0.0  #: share of those that failed
+    dead_letters: int = 0  #: queue entries that were not messages, kept in the list dead_letter_key
+    dead_letter_key: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -42,6 +44,8 @@ def read_status(client: redis.Redis, settings: Settings) -> Status:
     ns = settings.namespace
     status = Status()
     for key in client.scan_iter(match=f"{ns}.*", count=1000, _type="list"):
+        if b":" in key:  # a queue's doorbell (keys.queue_bell): queue names hold no ':'
+            continue
         name = key.decode().split(KOMBU_PRIORITY_SEP)[0]
         status.queues[name] = status.queues.get(name, 0) + int(client.llen(key))
     heartbeats = sorted(client.scan_iter(match=keys.worker_heartbeat(ns, "*"), count=1000))
@@ -50,6 +54,8 @@ def read_status(client: redis.Redis, settings: Settings) -> Status:
         for name in filter(None, str(worker.get("queues", "")).split(",")):
             status.queues.setdefault(name, 0)
     status.queues = dict(sorted(status.queues.items()))
+    status.dead_letter_key = keys.dead_letter(ns)
+    status.dead_letters = int(client.llen(status.dead_letter_key))
     if status.workers:
         status.recent_s = float(status.workers[0].get("recent_s", 60))
     done = sum(int(w.get("done_recent", 0)) for w in status.workers)
@@ -82,6 +88,8 @@ def render(status: Status) -> str:
         )
     if not status.workers:
         lines.append("(no live worker)")
+    if status.dead_letters:
+        lines += ["", f"dead letters: {status.dead_letters} queue entries were not messages ({status.dead_letter_key})"]
     lines += ["", f"last {status.recent_s:g} s: {status.throughput_per_s:g} jobs/s, error rate {status.error_rate:.1%}"]
     return "\n".join(lines)
 

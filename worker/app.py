@@ -31,6 +31,8 @@ app.conf.update(
     # worker through remote control when it starts (its default), and they flow while it runs.
     worker_send_task_events=False,
     worker_hijack_root_logger=False,
+    # Celery's consumer, whose refusals (undecodable body, unknown task) are dead-lettered too
+    worker_consumer="worker.consumer:Consumer",
     aclq_host=settings.host,  # for the worker's Celery node name
 )
 

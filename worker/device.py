@@ -20,8 +20,10 @@ from acl_core.runtime import RUNTIME
 from producer import keys
 from producer.dispatch import REDIS_OPTIONS
 from producer.malloc import keep_message_buffers
+from producer.transport import DEAD_LETTER_HOOK_OPTION, unacked_index_key
 from worker.app import app, settings
 from worker.executor import RECENT_S, Executor
+from worker.failpoints import FailPoints
 from worker.gather import Gathering, GatheringTask
 from worker.health import Heartbeat
 from worker.lease import LeaseKeeper
@@ -53,19 +55,31 @@ def bind(**_: object) -> None:
     name = f"{settings.host}/device{settings.device}/pid{os.getpid()}"
     # One port per device on a host: device N serves ACLQ_METRICS_PORT + N.
     metrics = Metrics(settings.metrics_port + settings.device if settings.metrics_port else 0)
-    executor = Executor(settings, device, models, client, name, metrics)
-    GatheringTask.gathering = Gathering(models.config)
-    leases = LeaseKeeper(client, settings.visibility_timeout_s / 4)
+    failpoints = FailPoints(client, settings.namespace)
+    executor = Executor(settings, device, models, client, name, metrics, failpoints)
+    GatheringTask.gathering = Gathering(models.config, failpoints)
+    index_key = unacked_index_key(app.conf.broker_transport_options)
+    leases = LeaseKeeper(client, index_key, settings.visibility_timeout_s / 4)
     state = {"ready": 0, "started_at": time.time()}
     heartbeat = Heartbeat(
         client, keys.worker_heartbeat(settings.namespace, name), lambda: _snapshot(executor, models, state)
     )
-    _bound.update(device=device, executor=executor, redis=client, leases=leases, heartbeat=heartbeat)
+    _bound.update(device=device, executor=executor, redis=client, leases=leases, heartbeat=heartbeat, metrics=metrics)
     heartbeat.start()
     warm_up(models, repository)
     state["ready"] = 1
     heartbeat.beat()
     log.info("worker %s bound device %d (%s)", name, device.id, device.provider)
+
+
+def dead_lettered(queue_key: str, reason: str) -> None:
+    """Count a queue entry the transport moved to the dead-letter list (it logged it)."""
+    metrics = _bound.get("metrics")
+    if isinstance(metrics, Metrics):
+        metrics.dead_letters.labels(queue=queue_key).inc()
+
+
+app.conf.broker_transport_options[DEAD_LETTER_HOOK_OPTION] = dead_lettered
 
 
 def warm_up(models: ModelCache, repository: ModelRepository) -> None:

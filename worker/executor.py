@@ -19,6 +19,7 @@ from producer.errors import WireError
 from producer.settings import Settings
 from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, ResultEnvelope
 from worker.batching import Packer, batch_key, batch_rows, join, split
+from worker.failpoints import FailPoints
 from worker.metrics import Metrics
 from worker.models import ModelCache, ModelRef
 
@@ -28,19 +29,46 @@ REDIS_OUTAGE_S = 60
 #: seconds of history behind the "recent" throughput and error counts
 RECENT_S = 60
 
+# Claim a job for this run: mark it running and count the attempt, unless it was answered
+# already (a redelivery after its worker died before the ack): then it is left as it is, never
+# shown running again. The attempt is counted once per run: a pipeline retried after a lost
+# connection presents the same run id and is not counted twice.
+# KEYS: state, runs. ARGV: run id, TTL of runs. Returns {state before, attempt}.
+_CLAIM = """
+local state = redis.call('GET', KEYS[1])
+if state == 'done' or state == 'failed' then
+  return {state, tonumber(redis.call('HGET', KEYS[2], 'n') or 0)}
+end
+local n
+if redis.call('HGET', KEYS[2], 'run') == ARGV[1] then
+  n = tonumber(redis.call('HGET', KEYS[2], 'n'))
+else
+  n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+  redis.call('HSET', KEYS[2], 'run', ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+if state then
+  redis.call('SET', KEYS[1], 'running', 'KEEPTTL')
+end
+return {state, n}
+"""
+
 # Answer once: the first result for a job id wins; a redelivered job's second answer is dropped
-# (the script returns 0 then, and the staged copy is deleted).
+# (the script returns 0 then, and the staged copy is deleted). A retried answer of the same run
+# finds its own answer in place and returns 1: it is not reported as a second one.
 # The result was pushed to a staging list beforehand and is RENAMEd into place here, O(1):
 # a megabyte passed through a script would be copied into Lua and back.
+# KEYS: staging, reply, state, input, runs. ARGV: TTL, final state, run id.
 _FINISH = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('DEL', KEYS[1])
-  return 0
+  return redis.call('HGET', KEYS[5], 'answered') == ARGV[3] and 1 or 0
 end
 redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[1])
 redis.call('DEL', KEYS[4])
+redis.call('HSET', KEYS[5], 'answered', ARGV[3])
 return 1
 """
 
@@ -82,12 +110,15 @@ class Executor:
         client: redis.Redis,
         name: str,
         metrics: Metrics | None = None,
+        failpoints: FailPoints | None = None,
     ) -> None:
         self._settings = settings
         self.device = device
         self._models = models
         self.metrics = metrics or Metrics()
+        self._failpoints = failpoints or FailPoints(client, settings.namespace, armed="")
         self._redis = client
+        self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self.name = name
         self.counters = Counters()
@@ -96,26 +127,24 @@ class Executor:
         """Execute the jobs of one or more messages and answer each; every failure becomes an
         error result. Jobs their model lets batch run together (worker/batching.py). Redis is
         visited twice in all: one pipeline claims every job, one answers them all."""
-        ns = self._settings.namespace
+        ns, run = self._settings.namespace, uuid.uuid4().hex
 
         def claim(pipe: Any) -> None:
             for job_id in job_ids:
-                state_key, runs_key = keys.job_state(ns, job_id), keys.job_runs(ns, job_id)
-                pipe.set(state_key, "running", xx=True, keepttl=True, get=True).get(keys.job_input(ns, job_id))
-                pipe.incr(runs_key).expire(runs_key, self._settings.payload_ttl_s)
+                claim_keys = [keys.job_state(ns, job_id), keys.job_runs(ns, job_id)]
+                self._claim(claim_keys, [run, self._settings.payload_ttl_s], client=pipe)
+                pipe.get(keys.job_input(ns, job_id))
 
         claimed = self._pipeline(claim)
-        restores: dict[str, bytes] = {}  # answered jobs whose state the claim overwrote
         works: list[_Work] = []
-        for index, job_id in enumerate(job_ids):
-            state, data, attempt, _ = claimed[4 * index : 4 * index + 4]
+        for job_id, (state, attempt), data in zip(job_ids, claimed[::2], claimed[1::2]):
             if state in (b"done", b"failed"):  # redelivered after its answer: its worker died before the ack
-                log.info("job %s was already answered; attempt %d skipped", job_id, attempt)
-                restores[keys.job_state(ns, job_id)] = state
+                log.info("job %s was already answered (attempt %d); not run again", job_id, attempt)
                 continue
-            works.append(self._prepare(job_id, data, attempt))
-        if not works and not restores:
+            works.append(self._prepare(job_id, data, attempt, run))
+        if not works:
             return
+        self._failpoints.reached("execute")
         packer: Packer[_Work] = Packer()
         for work in works:
             packer.add(work, work.batch_key, work.rows, work.max_rows)
@@ -128,20 +157,19 @@ class Executor:
             answers.append((work.job_id, self._answer(work)))
 
         def answer_all(pipe: Any) -> None:
-            for state_key, state in restores.items():
-                pipe.set(state_key, state, xx=True, keepttl=True)
             for _, finish in answers:
                 finish(pipe)
 
-        replies = self._pipeline(answer_all)[len(restores) :]
-        for (job_id, _), first in zip(answers, replies[2::3]):  # each finish: RPUSH, EXPIRE, script
+        self._failpoints.reached("answer")
+        replies = self._pipeline(answer_all)
+        for (job_id, _), first in zip(answers, replies[3::4]):  # each finish: DEL, RPUSH, EXPIRE, script
             if not first:
                 log.warning("job %s was already answered; this run's result is dropped", job_id)
 
-    def _prepare(self, job_id: str, data: bytes | None, attempt: int) -> "_Work":
+    def _prepare(self, job_id: str, data: bytes | None, attempt: int, run: str) -> "_Work":
         """Decode and check a job and find its model: a work item ready to execute, or answered
         with the error that stopped it."""
-        work = _Work(job_id, attempt, time.time())
+        work = _Work(job_id, attempt, run, time.time())
         try:
             if data is None:
                 raise WireError(
@@ -253,13 +281,15 @@ class Executor:
             error = self._error(job_id, exc.code, exc.name, exc.message, result.attempt)
             result = replace(error, timings=work.timings, device=self.device.id, worker=self.name)
             data = result.encode(limit)
-        staging = keys.job_staging(ns, job_id, uuid.uuid4().hex)
+        staging = keys.job_staging(ns, job_id, work.run)
         job_keys = [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id)]
+        job_keys.append(keys.job_runs(ns, job_id))
         state = "done" if result.error is None else "failed"
 
         def finish(pipe: Any) -> None:
-            pipe.rpush(staging, data).expire(staging, self._settings.result_ttl_s)
-            self._finish(job_keys, [self._settings.result_ttl_s, state], client=pipe)
+            # DEL first: a pipeline retried after a lost connection stages the result once.
+            pipe.delete(staging).rpush(staging, data).expire(staging, self._settings.result_ttl_s)
+            self._finish(job_keys, [self._settings.result_ttl_s, state, work.run], client=pipe)
 
         return finish
 
@@ -290,6 +320,7 @@ class _Work:
 
     job_id: str
     attempt: int
+    run: str  #: this run's id: its claim and its answer carry it
     started: float  #: Unix time the worker took it
     timings: dict[str, float] = field(default_factory=dict)
     job: JobEnvelope | None = None

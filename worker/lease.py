@@ -1,11 +1,16 @@
-"""Renews the lease of the job a worker is running, so Redis gives it to nobody else meanwhile.
+"""Renews the leases of the messages a worker holds, so Redis gives them to nobody else meanwhile.
 
 kombu's Redis transport keeps every delivered, unacknowledged message in a sorted set scored by
 delivery time, and returns to its queue any message older than the visibility timeout: that is
 how a job held by a worker killed with -9 comes back. With the visibility timeout short (30 s),
 a dead worker's job comes back within about 35 s instead of kombu's default hour; renewing the
-score of the running job every few seconds keeps a long job that is still running from coming
+score of the held messages every few seconds keeps a long job that is still running from coming
 back and running twice at once.
+
+The set's name is kombu's to choose (``unacked_index_key``, ``global_keyprefix``): the keeper is
+given it as kombu computes it (producer/transport.py). A renewal that finds fewer of its
+messages than it holds means kombu's books and aclq's disagree, and a message may be handed out
+twice: that is logged, never silent.
 """
 
 import logging
@@ -14,16 +19,15 @@ import time
 
 import redis
 
-from producer import keys
-
 log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    """A thread that renews, every ``interval_s``, the leases of the jobs this worker holds."""
+    """A thread that renews, every ``interval_s``, the leases of the messages this worker holds."""
 
-    def __init__(self, client: redis.Redis, interval_s: float) -> None:
+    def __init__(self, client: redis.Redis, index_key: str, interval_s: float) -> None:
         self._redis = client
+        self.index_key = index_key
         self._interval_s = interval_s
         self._held: dict[str, str] = {}  # task id -> kombu delivery tag
         self._lock = threading.Lock()
@@ -39,17 +43,41 @@ class LeaseKeeper:
         with self._lock:
             self._held.pop(task_id, None)
 
+    def renew(self) -> int:
+        """Renew every held lease now; returns how many kombu still tracked."""
+        with self._lock:
+            held = list(self._held.values())
+        if not held:
+            return 0
+        # XX: renew only what kombu still tracks, never re-add an acknowledged delivery;
+        # CH: count what was renewed.
+        renewed: int = self._redis.zadd(self.index_key, dict.fromkeys(held, time.time()), xx=True, ch=True)
+        if renewed < len(held):
+            self._report_missing(held)
+        return renewed
+
+    def _report_missing(self, held: list[str]) -> None:
+        # A message acknowledged between the snapshot and the ZADD is gone rightly: only those
+        # still held count.
+        scores = self._redis.zmscore(self.index_key, held)
+        with self._lock:
+            still_held = set(self._held.values())
+        missing = [tag for tag, score in zip(held, scores) if score is None and tag in still_held]
+        if missing:
+            log.warning(
+                "%d of %d held messages are not in kombu's %r: their leases cannot be renewed, and they "
+                "may be delivered again (delivery tags %s)",
+                len(missing), len(held), self.index_key, ", ".join(missing[:5]),
+            )  # fmt: skip
+
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
-            with self._lock:
-                held = list(self._held.values())
-            if not held:
-                continue
             try:
-                # XX: renew only what kombu still tracks; never re-add an acknowledged delivery.
-                self._redis.zadd(keys.KOMBU_UNACKED_INDEX, dict.fromkeys(held, time.time()), xx=True)
+                self.renew()
             except redis.RedisError as exc:  # Redis restarting: the next round tries again
-                log.warning("could not renew job leases: %s", exc)
+                log.warning("could not renew message leases: %s", exc)
+            except Exception:  # a bug here must not stop the renewals for good
+                log.exception("lease renewal failed")
 
     def close(self) -> None:
         self._stop.set()

@@ -24,6 +24,12 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry,
         )  # fmt: skip
         self.device_memory = Gauge("aclq_device_memory_in_use_bytes", "Device memory in use", registry=registry)
+        self.dead_letters = Counter(
+            "aclq_dead_letters",
+            "Queue entries that were not messages, moved to the dead-letter list",
+            ["queue"],
+            registry=registry,
+        )
         self.models_loaded = Gauge("aclq_models_loaded", "Models loaded on the device", registry=self.registry)
         if port:
             start_http_server(port, registry=self.registry)

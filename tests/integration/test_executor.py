@@ -1,14 +1,16 @@
 """The worker's job executor in this process, on a real device and a real Redis."""
 
+import logging
+
 import numpy as np
 import onnx
 import pytest
 import redis
-from onnx import TensorProto, helper, numpy_helper
 
 from acl_core import Device
 from producer import Client, JobFailed, Settings, keys
 from producer.dispatch import REDIS_OPTIONS
+from tests.models import colsum
 from worker.executor import Executor
 from worker.models import ModelCache, ModelRepository
 
@@ -145,21 +147,6 @@ def test_a_batch_stops_at_max_batch_size(setup):
     assert [j.details(1).batch_jobs for j in jobs] == [4] * 8 + [2] * 2
 
 
-def colsum() -> onnx.ModelProto:
-    """y = x summed over its first axis, declared as if rows mapped to rows: a model whose
-    config wrongly asks for batching."""
-    graph = helper.make_graph(
-        [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)],
-        "colsum",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", 4])],
-        initializer=[numpy_helper.from_array(np.array([0], np.int64), "axes")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
 def test_a_batch_whose_outputs_do_not_split_runs_its_jobs_alone(setup, redis_server, tmp_path):
     client, _, device = setup
     (tmp_path / "colsum" / "1").mkdir(parents=True)
@@ -176,3 +163,44 @@ def test_a_batch_whose_outputs_do_not_split_runs_its_jobs_alone(setup, redis_ser
         assert details.batch_jobs == 1
         np.testing.assert_array_equal(details.outputs["y"], x.sum(axis=0, keepdims=True))
     server.close()
+
+
+def test_an_answered_job_delivered_again_is_never_shown_running(setup):
+    """The claim of a redelivered, answered job leaves its state alone: no reader ever sees it
+    `running` again, and its attempt is not counted."""
+    client, executor, _ = setup
+    job = client.submit("add", GOOD)
+    executor.run([job.id])
+    state_key = keys.job_state(client.settings.namespace, job.id)
+    client._redis.config_set("notify-keyspace-events", "K$")
+    with client._redis.pubsub() as sub:
+        sub.subscribe(f"__keyspace@0__:{state_key}")
+        sub.get_message(timeout=1)  # the subscription's confirmation
+        executor.run([job.id])
+        assert sub.get_message(timeout=0.2) is None  # no write to the state at all
+    assert job.status().value == "done" and job.details(1).attempt == 1
+
+
+def test_a_claim_and_an_answer_retried_after_a_lost_reply_count_once(setup, caplog):
+    """A pipeline whose replies were lost is sent again (executor._pipeline after a connection
+    error): the attempt is counted once and the answer is not reported as a second one."""
+    client, executor, _ = setup
+    real = executor._pipeline
+    executor._pipeline = lambda commands: real(commands) and real(commands)  # ran, then retried
+    job = client.submit("add", GOOD)
+    with caplog.at_level(logging.WARNING, logger="worker.executor"):
+        executor.run([job.id])
+    details = job.details(1)
+    assert details.attempt == 1 and details.outputs["c"].sum() == 12
+    assert client._redis.llen(keys.job_reply(client.settings.namespace, job.id)) == 1
+    assert "already answered" not in caplog.text
+
+
+def test_a_job_whose_worker_died_mid_run_is_attempt_two(setup):
+    client, executor, _ = setup
+    job = client.submit("add", GOOD)
+    ns = client.settings.namespace
+    client._redis.set(keys.job_state(ns, job.id), "running", keepttl=True)  # as a lost worker left it
+    client._redis.hset(keys.job_runs(ns, job.id), mapping={"n": 1, "run": "the-lost-run"})
+    executor.run([job.id])
+    assert job.details(1).attempt == 2

@@ -9,6 +9,8 @@ import onnxruntime as ort
 import pytest
 
 from producer import Client, Settings, keys
+from producer.dispatch import celery_config
+from producer.transport import unacked_index_key
 from worker.local import LocalCluster
 
 #: long enough that only a full batch, or another model's job, runs a batch before it
@@ -69,9 +71,10 @@ def test_every_gathered_message_is_acknowledged(client, cluster, raw_redis):
     jobs = [client.submit("mlp", mlp_input(i)) for i in range(8)]
     assert [job.details(30).batch_jobs for job in jobs] == [4] * 8
     # The acks go out just after the answers: wait for kombu's unacked index to empty.
+    index = unacked_index_key(celery_config(cluster.settings)["broker_transport_options"])
     raw_redis.config_set("notify-keyspace-events", "Kz")
     with raw_redis.pubsub() as sub:
-        sub.subscribe(f"__keyspace@0__:{keys.KOMBU_UNACKED_INDEX}")
-        while raw_redis.zcard(keys.KOMBU_UNACKED_INDEX):
+        sub.subscribe(f"__keyspace@0__:{index}")
+        while raw_redis.zcard(index):
             sub.get_message(timeout=1.0)
     assert raw_redis.llen(keys.shared_queue(cluster.settings.namespace)) == 0

@@ -89,5 +89,6 @@ def test_exported_names():
         "batch",
         "malloc",
         "status",
+        "transport",
     }
     assert set(producer.__all__) == public - modules

@@ -1,0 +1,306 @@
+"""aclq's kombu Redis transport: a message is never held only by a process that can die.
+
+kombu's Redis channel consumes with ``BRPOP``, which removes a message from its queue, and only
+then records it as delivered-unacknowledged (``unacked`` and ``unacked_index``, which the
+visibility timeout restores from). Between the two steps the message lives only in the worker:
+in its socket buffer, or in a reply it has not read yet because it is busy. A worker killed
+there loses the message for good. A worker that gathers messages for a batch runs the batch
+from a timer while its next ``BRPOP`` is outstanding, so the popped message waits there for the
+whole execution (the loss docs/reliability.md records).
+
+Here popping and recording are one step: a script pops the first message of the worker's
+queues (kombu's priority order) and records it in ``unacked`` and ``unacked_index`` in the same
+atomic call, so from the moment it leaves its queue, kombu's visibility timeout can restore it.
+Scripts cannot block, so the worker waits on a *doorbell*: the producer pushes a token onto
+``keys.queue_bell(queue)`` in the same round trip as each message, and the worker's ``BRPOP``
+takes a token, not a message. Tokens are only hints: one lost with a killed worker costs
+nothing, since every wait also ends after ``brpop_timeout`` (1 s) with a claim, a claim that
+finds a message claims again at once (a backlog drains at full speed, tokens or not), and a
+token without a message makes a claim that finds nothing. A message published by something
+other than aclq (no token) is therefore still consumed, within a second. Per message this costs
+what kombu's own consumption did: two round trips for the worker (the wait, the claim) and one
+for the producer (message and token in one pipeline).
+
+The same script moves a queue entry that is not a message kombu can deliver and restore (not
+JSON, not an object, no delivery tag or routing) to aclq's dead-letter list with the reason,
+instead of handing it to kombu, whose decoding would raise and end the worker.
+"""
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgpack
+import redis
+from kombu.transport import redis as kombu_redis
+from kombu.transport.virtual import base as virtual
+from kombu.utils.json import loads
+
+from producer import keys
+from producer.settings import DEFAULT_NAMESPACE
+
+log = logging.getLogger(__name__)
+
+#: what a doorbell token holds (any value would do: a token says only "look")
+BELL: Final = b"1"
+#: tokens kept in a doorbell list: enough to wake every idle worker of a queue; past a burst
+#: that size workers drain the queue without tokens (a claim that finds a message claims again at
+#: once), and a doorbell nobody reads (workers of an older aclq) stays this small
+BELL_KEEP: Final = 1024
+#: entries kept in the dead-letter list (the newest); the count keeps growing in the metrics
+DEAD_LETTER_KEEP: Final = 10_000
+#: transport options aclq adds to kombu's (``broker_transport_options``)
+DEAD_LETTER_KEY_OPTION: Final = "aclq_dead_letter_key"
+DEAD_LETTER_HOOK_OPTION: Final = "aclq_on_dead_letter"
+
+# KEYS: unacked hash, unacked index, dead-letter list, then the queue keys in priority order.
+# ARGV: now (the client's clock, as kombu scores deliveries), dead letters kept.
+# Returns {index of the queue key, message, delivery tag} or {0, false, false}, then
+# {queue key, reason} per entry dead-lettered on the way. What it records is what kombu's
+# restore reads back: a JSON object with a delivery tag and the exchange and routing key to
+# route it by, in UTF-8 with no raw control characters.
+_CLAIM: Final = r"""
+local function utf8_ok(s)
+  if not string.find(s, '[\128-\255]') then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    local len, lo, hi = 1, 0x80, 0xBF
+    if c >= 0x80 then
+      if c >= 0xC2 and c <= 0xDF then len = 2
+      elseif c >= 0xE0 and c <= 0xEF then len = 3
+        if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+      elseif c >= 0xF0 and c <= 0xF4 then len = 4
+        if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+      else return false end
+      for j = i + 1, i + len - 1 do
+        local d = string.byte(s, j)
+        if not d or d < lo or d > hi then return false end
+        lo, hi = 0x80, 0xBF
+      end
+    end
+    i = i + len
+  end
+  return true
+end
+
+local function problem(raw)
+  if string.find(raw, '[%z\1-\8\11\12\14-\31\127]') then return 'control characters: not JSON' end
+  if not utf8_ok(raw) then return 'not UTF-8' end
+  local ok, msg = pcall(cjson.decode, raw)
+  if not ok then return 'not JSON: ' .. tostring(msg) end
+  if type(msg) ~= 'table' or msg[1] ~= nil or type(msg['properties']) ~= 'table' then
+    return 'not a kombu message object'
+  end
+  local props = msg['properties']
+  local info = props['delivery_info']
+  if type(props['delivery_tag']) ~= 'string' or props['delivery_tag'] == '' then return 'no delivery_tag' end
+  if type(info) ~= 'table' or type(info['exchange']) ~= 'string' or type(info['routing_key']) ~= 'string' then
+    return 'no delivery_info exchange and routing_key'
+  end
+  if type(msg['body']) ~= 'string' or type(msg['headers']) ~= 'table' then return 'no body or headers' end
+  return nil, props['delivery_tag'], info
+end
+
+local dead = {}
+for i = 4, #KEYS do
+  while true do
+    local raw = redis.call('RPOP', KEYS[i])
+    if not raw then break end
+    local reason, tag, info = problem(raw)
+    if not reason then
+      redis.call('ZADD', KEYS[2], ARGV[1], tag)
+      redis.call('HSET', KEYS[1], tag,
+        '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
+      return {i - 3, raw, tag, unpack(dead)}
+    end
+    redis.call('LPUSH', KEYS[3], cmsgpack.pack({queue = KEYS[i], reason = reason, entry = raw, at = ARGV[1]}))
+    redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[2]) - 1)
+    table.insert(dead, KEYS[i])
+    table.insert(dead, reason)
+  end
+end
+return {0, false, false, unpack(dead)}
+"""
+
+
+def _ring(queue: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """The commands that push one doorbell token for ``queue``, the list kept to BELL_KEEP."""
+    bell = keys.queue_bell(queue)
+    return [("lpush", (bell, BELL)), ("ltrim", (bell, 0, BELL_KEEP - 1))]
+
+
+def unacked_index_key(transport_options: dict[str, Any]) -> str:
+    """The sorted set kombu's visibility timeout reads, as kombu names it for these options
+    (``unacked_index_key`` and ``global_keyprefix`` change it)."""
+    name = transport_options.get("unacked_index_key", kombu_redis.Channel.unacked_index_key)
+    return f"{transport_options.get('global_keyprefix', '')}{name}"
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's QoS, less the write at delivery: the claim script recorded the message already."""
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        virtual.QoS.append(self, message, delivery_tag)
+
+
+class Channel(kombu_redis.Channel):  # type: ignore[misc]
+    QoS = QoS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        options = self.connection.client.transport_options
+        self._dead_letter_key: str = options.get(DEAD_LETTER_KEY_OPTION) or keys.dead_letter(DEFAULT_NAMESPACE)
+        self._on_dead_letter: Callable[[str, str], None] | None = options.get(DEAD_LETTER_HOOK_OPTION)
+        # Unprefixed: the script's keys are prefixed here, all of them (kombu's prefixing
+        # client would prefix only the first key of an EVALSHA).
+        self._script_client = redis.Redis(connection_pool=self.pool)
+        self._claim_script = self._script_client.register_script(_CLAIM)
+        self._claim_queues: list[str] = []
+        self._claimed_last = False  #: the last claim found a message: look again without waiting
+        self._sent = "BRPOP"  #: the command whose reply _brpop_read reads
+
+    # -- producing: the message and its doorbell token in one round trip ----------------------
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        publish_batch = kwargs.pop("_publish_batch", None)
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        commands: list[tuple[str, tuple[Any, ...]]] = [
+            ("lpush", (key, kombu_redis.dumps(message))),
+            *_ring(queue),
+        ]
+        if self._expires and queue in self._expires:
+            commands += [("pexpire", (self._q_for_pri(queue, p), self._expires[queue])) for p in self.priority_steps]
+        if publish_batch is not None:
+            for name, args in commands:
+                publish_batch.add(name, *args)
+            return
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            for name, args in commands:
+                getattr(pipe, name)(*args)
+            pipe.execute()
+
+    # -- consuming: wait on the doorbells, then claim atomically ------------------------------
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        self._claim_queues = self._queue_cycle.consume(len(self.active_queues))
+        if not self._claim_queues:
+            return
+        if self._claimed_last:
+            # The last claim found a message, so more may wait, with or without tokens: take a
+            # token if there is one (RPOP answers at once) and claim again, without waiting.
+            command_args: list[Any] = ["RPOP", keys.queue_bell(self._claim_queues[0])]
+        else:
+            bells = [keys.queue_bell(queue) for queue in self._claim_queues]
+            command_args = ["BRPOP", *bells, timeout or self.brpop_timeout or 0]
+        self._sent = command_args[0]
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()
+        if self.global_keyprefix:
+            command_args = self.client._prefix_args(command_args)
+        self.client.connection.send_command(*command_args)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            try:
+                # A token, or None when the wait timed out: claim either way.
+                self.client.parse_response(self.client.connection, self._sent, **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # the next iteration reconnects
+                raise
+            queue, payload = self._claim(self._claim_queues)
+            self._claimed_last = payload is not None
+            if payload is None:
+                raise virtual.Empty()
+            self._queue_cycle.rotate(queue)
+            self.connection._deliver(payload, queue)
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def _do_restore_message(
+        self, payload: dict[str, Any], exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:
+        """kombu's restore (a lapsed lease, a warm shutdown), with a doorbell token for each
+        message put back, so a waiting worker takes it at once."""
+        super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+        try:
+            queues = self._lookup(exchange, routing_key)
+        except Exception:  # kombu's restore logged the routing it could not follow
+            return
+        for queue in queues:
+            for name, args in _ring(queue):
+                getattr(pipe, name)(*args)
+
+    def _get(self, queue: str) -> dict[str, Any]:
+        """``basic_get``: the same atomic claim, from one queue."""
+        _, payload = self._claim([queue])
+        if payload is None:
+            raise virtual.Empty()
+        return payload
+
+    def _claim(self, queues: list[str]) -> tuple[str, dict[str, Any] | None]:
+        """Pop the first deliverable message of ``queues`` and record it as unacknowledged, in
+        one step; dead-letter what cannot be delivered on the way."""
+        order = [(queue, self._q_for_pri(queue, pri)) for pri in self.priority_steps for queue in queues]
+        prefix = self.global_keyprefix
+        script_keys = [prefix + self.unacked_key, prefix + self.unacked_index_key, self._dead_letter_key]
+        script_keys += [prefix + key for _, key in order]
+        found, raw, tag, *dead = self._claim_script(keys=script_keys, args=[time.time(), DEAD_LETTER_KEEP])
+        for key, reason in zip(dead[::2], dead[1::2]):
+            self._dead_lettered(key.decode(errors="replace"), reason.decode(errors="replace"))
+        if not found:
+            return "", None
+        queue, key = order[found - 1]
+        try:
+            payload = loads(raw)
+            self.Message(payload, channel=self)  # what kombu builds of it: its errors are the entry's
+            return queue, payload
+        except Exception as exc:  # what the script let through and Python's JSON or kombu refuse
+            with self._script_client.pipeline(transaction=True) as pipe:
+                pipe.zrem(script_keys[1], tag).hdel(script_keys[0], tag)
+                self.dead_letter(prefix + key, f"not a message to kombu: {type(exc).__name__}: {exc}", raw, pipe)
+                pipe.execute()
+            return self._claim(queues)
+
+    def dead_letter(self, queue_key: str, reason: str, entry: bytes, pipe: Any = None) -> None:
+        """Move a queue entry that is no message to the dead-letter list, logged once and counted
+        (on ``pipe`` when given, for the caller to execute)."""
+        record = msgpack.packb({"queue": queue_key, "reason": reason, "entry": entry, "at": str(time.time())})
+        with contextlib.ExitStack() as stack:
+            target = pipe if pipe is not None else stack.enter_context(self._script_client.pipeline())
+            target.lpush(self._dead_letter_key, record).ltrim(self._dead_letter_key, 0, DEAD_LETTER_KEEP - 1)
+            if pipe is None:
+                target.execute()
+        self._dead_lettered(queue_key, reason)
+
+    def _dead_lettered(self, queue_key: str, reason: str) -> None:
+        log.error("a queue entry of %r is not a message (%s); moved to %s", queue_key, reason, self._dead_letter_key)
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(queue_key, reason)
+
+
+class Transport(kombu_redis.Transport):  # type: ignore[misc]
+    """kombu's Redis transport with :class:`Channel`; selected by ``broker_transport``."""
+
+    Channel = Channel
+
+
+def dead_letters(client: redis.Redis, key: str, count: int = 10) -> list[dict[str, Any]]:
+    """The newest ``count`` dead-lettered entries: queue, reason, entry (the bytes as they lay in
+    the queue), at (Unix time)."""
+    records = []
+    for raw in client.lrange(key, 0, count - 1):
+        record = {k.decode(): v for k, v in msgpack.unpackb(raw, raw=True).items()}
+        records.append(
+            {
+                **record,
+                "queue": record["queue"].decode(errors="replace"),
+                "reason": record["reason"].decode(errors="replace"),
+                "at": float(record["at"]),
+            }
+        )
+    return records

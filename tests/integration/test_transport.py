@@ -1,0 +1,167 @@
+"""aclq's kombu transport (producer/transport.py) and lease keeper (worker/lease.py) against a real
+Redis and kombu's own bookkeeping: the contract a kombu upgrade must keep, or CI fails here."""
+
+import logging
+import time
+import uuid
+
+import pytest
+import redis
+from kombu import Connection, Consumer
+
+from producer import Settings, keys
+from producer.dispatch import celery_config, make_celery, queue
+from producer.transport import DEAD_LETTER_KEY_OPTION, Transport, dead_letters, unacked_index_key
+from worker.lease import LeaseKeeper
+
+#: kombu's defaults, and every name its options can change
+OPTION_SETS = {
+    "defaults": {},
+    "renamed": {"unacked_key": "my_unacked", "unacked_index_key": "my_index", "global_keyprefix": "pfx:"},
+}
+
+
+@pytest.fixture(params=list(OPTION_SETS))
+def broker(request, redis_server):
+    """A producer app and a consuming kombu connection with one set of transport options."""
+    settings = Settings(redis_url=redis_server.url, namespace=f"tr{uuid.uuid4().hex[:8]}")
+    app = make_celery(settings)
+    options = app.conf.broker_transport_options
+    options.update(OPTION_SETS[request.param], visibility_timeout=60)
+    connection = Connection(redis_server.url, transport=Transport, transport_options=options)
+    channel = connection.default_channel
+    r = redis.Redis.from_url(redis_server.url)
+    yield settings, app, channel, r, options
+    connection.close()
+    app.close()
+    r.close()
+
+
+def consume_one(settings, channel) -> list:
+    """Start consuming the shared queue and take one delivery (the worker's path: BRPOP on the
+    doorbells, then the claim script)."""
+    delivered: list = []
+    consumer = Consumer(channel, [queue(keys.shared_queue(settings.namespace))], accept=["json"])
+    consumer.register_callback(lambda body, message: delivered.append(message))
+    with consumer:
+        channel.connection.client.drain_events(timeout=5)
+    return delivered
+
+
+def publish(app, settings, job_id="job-1") -> None:
+    shared = queue(keys.shared_queue(settings.namespace))
+    app.send_task("aclq.infer", args=[[job_id]], kwargs={"model": "m"}, queue=shared)
+
+
+def prefixed(options: dict, key: str) -> str:
+    """A key as kombu names it under these options (``global_keyprefix``)."""
+    return options.get("global_keyprefix", "") + key
+
+
+def kombu_key(options: dict, option: str) -> str:
+    """One of kombu's own keys (``unacked_key``, ``unacked_index_key``) under these options."""
+    return prefixed(options, options.get(option, getattr(Transport.Channel, option)))
+
+
+def test_a_published_message_rings_its_queue_doorbell(broker):
+    settings, app, _, r, options = broker
+    publish(app, settings)
+    shared = keys.shared_queue(settings.namespace)
+    assert r.llen(prefixed(options, shared)) == 1
+    assert r.llen(prefixed(options, keys.queue_bell(shared))) == 1
+
+
+def test_a_claimed_message_is_in_kombus_books_in_the_same_step(broker):
+    settings, app, channel, r, options = broker
+    publish(app, settings)
+    (message,) = consume_one(settings, channel)
+    tag = message.delivery_tag
+    assert r.llen(prefixed(options, keys.shared_queue(settings.namespace))) == 0  # out of its queue,
+    assert r.zscore(kombu_key(options, "unacked_index_key"), tag) is not None  # and in kombu's books
+    assert r.hexists(kombu_key(options, "unacked_key"), tag)
+    assert message.payload[0] == [["job-1"]]
+
+
+def test_kombus_own_restore_returns_a_claimed_message_whose_lease_lapsed(broker):
+    """The contract with kombu: what the claim script records is what restore_visible reads."""
+    settings, app, channel, r, options = broker
+    publish(app, settings)
+    (message,) = consume_one(settings, channel)
+    index = unacked_index_key(options)
+    assert index == kombu_key(options, "unacked_index_key")
+    r.zadd(index, {message.delivery_tag: 1.0})  # delivered long ago: the lease lapsed
+    channel.qos.restore_visible(num=10, interval=1)
+    assert r.zcard(index) == 0 and r.hlen(kombu_key(options, "unacked_key")) == 0
+    (restored,) = consume_one(settings, channel)  # back in its queue, whole, marked redelivered
+    assert restored.payload[0] == [["job-1"]] and restored.delivery_info["redelivered"]
+
+
+def test_a_renewed_lease_is_not_restored_and_a_lapsed_one_is_reported(broker, caplog):
+    settings, app, channel, r, options = broker
+    publish(app, settings)
+    (message,) = consume_one(settings, channel)
+    index = unacked_index_key(options)
+    r.zadd(index, {message.delivery_tag: 1.0})
+    keeper = LeaseKeeper(redis.Redis.from_url(settings.redis_url), index, interval_s=3600)
+    keeper.acquire("task", message.delivery_tag)
+    assert keeper.renew() == 1  # ZADD XX CH: renewed
+    channel.qos.restore_visible(num=10, interval=1)
+    assert r.zscore(index, message.delivery_tag) is not None  # still held: not handed out again
+    r.zrem(index, message.delivery_tag)  # kombu's books lost it (an ack elsewhere, a restore)
+    with caplog.at_level(logging.WARNING, logger="worker.lease"):
+        assert keeper.renew() == 0
+    assert f"1 of 1 held messages are not in kombu's '{index}'" in caplog.text
+    keeper.close()
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe\x00binary", "control characters"),
+        (b'{"body": "\xff"}', "not UTF-8"),
+        (b"[1, 2, 3]", "not a kombu message object"),
+        (b'"a string"', "not a kombu message object"),
+        (b"null", "not a kombu message object"),
+        (b"{}", "not a kombu message object"),
+        (b'{"properties": {}}', "no delivery_tag"),
+        (b'{"properties": {"delivery_tag": "t"}}', "no delivery_info"),
+        (b'{"properties": {"delivery_tag": "t", "delivery_info": {"exchange": "", "routing_key": "q"}}}', "no body"),
+        (b"", "not JSON"),
+    ],
+)
+def test_an_entry_that_is_no_message_is_dead_lettered_and_the_next_delivered(broker, entry, reason, caplog):
+    settings, app, channel, r, options = broker
+    shared = keys.shared_queue(settings.namespace)
+    publish(app, settings)
+    r.rpush(prefixed(options, shared), entry)  # RPUSH: in front of the good message (BRPOP order)
+    with caplog.at_level(logging.ERROR, logger="producer.transport"):
+        (message,) = consume_one(settings, channel)
+    assert message.payload[0] == [["job-1"]]
+    (dead,) = dead_letters(r, options[DEAD_LETTER_KEY_OPTION])
+    assert dead["entry"] == entry and reason in dead["reason"] and dead["queue"] == prefixed(options, shared)
+    assert caplog.text.count("is not a message") == 1  # logged once
+    assert r.hlen(kombu_key(options, "unacked_key")) == 1  # only the good one is held
+
+
+def test_the_dead_letter_key_is_in_the_namespace():
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", namespace="ns1")
+    assert celery_config(settings)["broker_transport_options"][DEAD_LETTER_KEY_OPTION] == "ns1:deadletter"
+
+
+def test_a_backlog_without_doorbell_tokens_is_drained_without_waiting_per_message(broker):
+    """Messages a foreign producer left (no tokens): the first waits out one doorbell timeout at
+    most; each claim that finds a message claims again at once."""
+    settings, app, channel, r, options = broker
+    for i in range(20):
+        publish(app, settings, job_id=f"job-{i}")
+    r.delete(prefixed(options, keys.queue_bell(keys.shared_queue(settings.namespace))))
+    delivered: list = []
+    consumer = Consumer(channel, [queue(keys.shared_queue(settings.namespace))], accept=["json"])
+    consumer.register_callback(lambda body, message: delivered.append(message))
+    started = time.monotonic()
+    with consumer:
+        while len(delivered) < 20:
+            channel.connection.client.drain_events(timeout=5)
+    assert time.monotonic() - started < 20 * channel.brpop_timeout / 2  # not a timeout per message
+    assert [m.payload[0][0][0] for m in delivered] == [f"job-{i}" for i in range(20)]
