@@ -49,7 +49,10 @@ class Heartbeat:
             self._nudged.clear()
             if self._stop.is_set():
                 return
-            self.beat()
+            try:
+                self.beat()
+            except Exception:  # a bug in a snapshot must not stop the heartbeat: the worker would look dead
+                log.exception("heartbeat snapshot failed; beating again in %d s", HEARTBEAT_S)
             self._stop.wait(MIN_INTERVAL_S)
 
     def close(self) -> None:

@@ -115,6 +115,9 @@ class ModelCache:
         self._repository = repository
         self._budget = budget_bytes
         self._loaded: OrderedDict[tuple[str, int], tuple[Model, int]] = OrderedDict()
+        # What other threads (the heartbeat) may read: a copy this thread replaces whole at each
+        # load and eviction, so nobody iterates _loaded while the job thread changes it.
+        self._names: tuple[str, ...] = ()
         self._resolved: dict[tuple[str, int | None], tuple[ModelRef, float]] = {}
 
     def _resolve(self, name: str, version: int | None) -> ModelRef:
@@ -141,6 +144,7 @@ class ModelCache:
         self._evict(self._budget - cost)
         model = self._device.load(ref.path)
         self._loaded[key] = (model, cost)
+        self._names = self._snapshot_names()
         log.info("loaded %s:%d on device %d (%s)", ref.name, ref.version, self._device.id, model.provider)
         return model, ref
 
@@ -148,6 +152,7 @@ class ModelCache:
         while self._loaded and self.used_bytes > max(keep_bytes, 0):
             (name, version), (model, _) = self._loaded.popitem(last=False)
             model.unload()
+            self._names = self._snapshot_names()
             log.info("evicted %s:%d from device %d", name, version, self._device.id)
 
     @property
@@ -155,7 +160,11 @@ class ModelCache:
         return sum(cost for _, cost in self._loaded.values())
 
     def names(self) -> list[str]:
-        return [f"{name}:{version}" for name, version in self._loaded]
+        """The loaded models as name:version; safe to call from any thread."""
+        return list(self._names)
+
+    def _snapshot_names(self) -> tuple[str, ...]:
+        return tuple(sorted(f"{name}:{version}" for name, version in self._loaded))
 
     def __len__(self) -> int:
         return len(self._loaded)
