@@ -28,6 +28,7 @@ from producer.errors import (
     BrokerConnectionError,
     ConfigError,
     JobFailed,
+    JobNotFound,
     JobTimeout,
 )
 from producer.wire import POSITIONAL
@@ -289,7 +290,7 @@ def _attempts(
             failure = Failure(item.key, exc.code, exc.name, exc.message)
             if exc.code not in TRANSIENT_CODES:
                 break
-        except (JobTimeout, BrokerConnectionError) as exc:
+        except (JobTimeout, JobNotFound, BrokerConnectionError) as exc:  # JobNotFound: Redis lost it
             failure = Failure(item.key, None, type(exc).__name__, str(exc))
         except (OSError, ValueError) as exc:  # an input file that is missing or not an array
             failure = Failure(

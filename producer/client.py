@@ -41,6 +41,12 @@ class SubmitOptions(TypedDict, total=False):
     job_id: str | None  #: an id of the caller's; an existing one returns that job
 
 
+#: longest single blocking wait for a result; between two, the client checks that the job still
+#: exists, so a job whose records were lost (Redis restarted without persistence) ends in
+#: JobNotFound within about this long instead of a wait that never ends
+WAIT_SLICE_S = 1.0
+
+
 class JobStatus(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -136,6 +142,24 @@ class _Jobs:
             )
         except OperationalError as exc:
             raise self.broker_error(exc) from None
+
+    def found(self, job_id: str, data: bytes | None, state: bytes | None) -> bytes | None:
+        """From a look at a job's reply and state: the reply when it is there, None while the
+        job is still on its way, JobNotFound when neither exists."""
+        if data is None and state is None:
+            raise JobNotFound(
+                f"no job {job_id}: never submitted, its result expired, or Redis lost it (restarted, no persistence)"
+            )
+        return data
+
+    def next_wait(self, job_id: str, timeout_s: float | None, deadline: float | None) -> float:
+        """Seconds of the next blocking wait for a result; JobTimeout once ``deadline`` passed."""
+        if deadline is None:
+            return WAIT_SLICE_S
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise JobTimeout(f"job {job_id} gave no result within {timeout_s} s")
+        return min(WAIT_SLICE_S, left)
 
     def details(self, job_id: str, data: bytes) -> ResultEnvelope:
         result = ResultEnvelope.decode(data, self.settings.max_message_bytes)
@@ -308,21 +332,23 @@ class Client:
     def _result(self, job_id: str, timeout_s: float | None, known: bool = False) -> ResultEnvelope:
         """The result envelope; ``known``: the job surely exists, so skip the look before waiting."""
         reply_key, state_key = self._jobs.result_keys(job_id)
+        deadline = time.monotonic() + timeout_s if timeout_s else None
         try:
-            data = None
-            if not known:
-                with self._redis.pipeline(transaction=True) as pipe:
-                    data, state = pipe.lindex(reply_key, 0).get(state_key).execute()
-                if data is None and state is None:
-                    raise JobNotFound(f"no job {job_id}: never submitted, or its result expired")
-            if data is None:
+            data = None if known else self._look(job_id, reply_key, state_key)
+            while data is None:
                 # BLMOVE of a list onto itself: the result is returned and stays for other readers.
-                data = self._redis.blmove(reply_key, reply_key, timeout_s or 0, "LEFT", "LEFT")
+                wait_s = self._jobs.next_wait(job_id, timeout_s, deadline)
+                data = self._redis.blmove(reply_key, reply_key, wait_s, "LEFT", "LEFT")
                 if data is None:
-                    raise JobTimeout(f"job {job_id} gave no result within {timeout_s} s")
+                    data = self._look(job_id, reply_key, state_key)
         except redis.RedisError as exc:
             raise self._jobs.broker_error(exc) from None
         return self._jobs.details(job_id, data)
+
+    def _look(self, job_id: str, reply_key: str, state_key: str) -> bytes | None:
+        with self._redis.pipeline(transaction=True) as pipe:
+            data, state = pipe.lindex(reply_key, 0).get(state_key).execute()
+        return self._jobs.found(job_id, data, state)
 
 
 class AsyncClient:
@@ -354,17 +380,21 @@ class AsyncClient:
 
     async def result(self, job_id: str, timeout_s: float | None = None) -> Outputs:
         reply_key, state_key = self._jobs.result_keys(job_id)
+        deadline = time.monotonic() + timeout_s if timeout_s else None
         try:
-            data, state = await self._redis.pipeline(transaction=True).lindex(reply_key, 0).get(state_key).execute()
-            if data is None:
-                if state is None:
-                    raise JobNotFound(f"no job {job_id}: never submitted, or its result expired")
-                data = await self._redis.blmove(reply_key, reply_key, timeout_s or 0, "LEFT", "LEFT")
+            data = await self._look(job_id, reply_key, state_key)
+            while data is None:
+                wait_s = self._jobs.next_wait(job_id, timeout_s, deadline)
+                data = await self._redis.blmove(reply_key, reply_key, wait_s, "LEFT", "LEFT")
                 if data is None:
-                    raise JobTimeout(f"job {job_id} gave no result within {timeout_s} s")
+                    data = await self._look(job_id, reply_key, state_key)
         except redis.RedisError as exc:
             raise self._jobs.broker_error(exc) from None
         return dict(self._jobs.details(job_id, data).outputs)
+
+    async def _look(self, job_id: str, reply_key: str, state_key: str) -> bytes | None:
+        data, state = await self._redis.pipeline(transaction=True).lindex(reply_key, 0).get(state_key).execute()
+        return self._jobs.found(job_id, data, state)
 
     async def infer(
         self,
