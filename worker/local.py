@@ -15,7 +15,7 @@ import redis
 
 from producer import keys
 from producer.dispatch import REDIS_OPTIONS
-from producer.embedded import RedisServer
+from producer.embedded import RedisServer, die_with_parent
 from producer.errors import ConfigError
 from producer.settings import Settings
 
@@ -62,11 +62,13 @@ class LocalCluster:
         self.wait_ready(client, len(self.devices))
         return self
 
-    def start_worker(self, device: int) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **self.settings.to_env()}
+    def start_worker(self, device: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start the worker of ``device`` (``env``: variables of its own, e.g. a fail point);
+        it gets SIGTERM when this process ends, however it ends."""
+        env = {**os.environ, **self.settings.to_env(), **(env or {})}
         command = [sys.executable, "-m", "worker", "--device", str(device), "--loglevel", self.loglevel, "--quiet"]
         # stdout too goes to stderr: a command like `aclq batch` keeps stdout for its JSON summary
-        process = subprocess.Popen(command, env=env, stdout=2)
+        process = subprocess.Popen(command, env=env, stdout=2, preexec_fn=die_with_parent())
         self.workers[device] = process
         return process
 
