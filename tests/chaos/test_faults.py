@@ -1,12 +1,16 @@
 """What aclq guarantees under faults (docs/reliability.md), shown on real processes."""
 
 import os
+import select
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -78,17 +82,17 @@ def test_redis_restart_mid_batch_names_every_failure(settings, server, model_rep
     for i in range(300):
         np.save(source / f"{i:03d}.npy", rng.standard_normal((1, 64)).astype(np.float32))
     with LocalCluster(settings, devices=[0, 1]), Client(settings) as client:
-        restarted = threading.Event()
-
-        def restart_when_busy() -> None:
-            while len(list((tmp_path / "out").glob("*.npz"))) < 50:
-                time.sleep(0.01)
-            server.restart()  # AOF on: queues, payloads and answers survive the restart
-            restarted.set()
-
-        threading.Thread(target=restart_when_busy, daemon=True).start()
-        summary = client.batch("mlp", source, tmp_path / "out", window=8, retries=3)
-        assert restarted.is_set()
+        summaries = []
+        batch = threading.Thread(
+            target=lambda: summaries.append(client.batch("mlp", source, tmp_path / "out", window=8, retries=3))
+        )
+        batch.start()
+        while len(list((tmp_path / "out").glob("*.npz"))) < 50:
+            time.sleep(0.01)
+        # From this thread: a server dies with the thread that started it (its parent-death signal).
+        server.restart()  # AOF on: queues, payloads and answers survive the restart
+        batch.join(240)
+    (summary,) = summaries
     written = {p.name for p in (tmp_path / "out").glob("*.npz")}
     assert summary.done + summary.failed == 300  # nothing silently dropped
     assert {f.item.replace(".npy", ".npz") for f in summary.failures} == {f"{i:03d}.npz" for i in range(300)} - written
@@ -117,3 +121,76 @@ def test_a_device_that_cannot_be_bound_exits_non_zero(settings):
     )
     assert done.returncode == 3
     assert "device 5 cannot be bound: [107001 ACL_ERROR_RT_INVALID_DEVICEID]" in done.stderr
+
+
+def test_sigkill_while_gathering_loses_no_job(settings, model_repo, tmp_path):
+    """The loss of issue 13: batching on (16 rows, 20 ms), two workers, 400 one-row jobs from 16
+    threads, worker 0 killed -9 when about 100 are answered. Before the atomic claim one job in
+    most runs was never answered: its message, popped by a BRPOP that was outstanding while the
+    worker ran a batch, died with the worker."""
+    repo = tmp_path / "repo"
+    shutil.copytree(model_repo / "mlp" / "1", repo / "mlp" / "1")
+    (repo / "mlp" / "config.json").write_text('{"max_batch_size": 16, "max_queue_delay_ms": 20}')
+    settings = replace(settings, model_repo=str(repo), visibility_timeout_s=2)
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(400)]
+    session = ort.InferenceSession(str(repo / "mlp" / "1" / "model.onnx"))
+    answered, lock, killed = [0], threading.Lock(), threading.Event()
+    with LocalCluster(settings, devices=[0, 1]) as cluster, Client(settings) as client:
+
+        def one(x: np.ndarray) -> np.ndarray:
+            outputs = client.submit("mlp", {"x": x}).result(60)
+            with lock:
+                answered[0] += 1
+                if answered[0] == 100:
+                    cluster.workers[0].send_signal(signal.SIGKILL)
+                    killed.set()
+            return outputs["y"]
+
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(one, xs))  # a lost job raises JobTimeout here
+    assert killed.is_set()
+    for x, y in zip(xs, results, strict=True):
+        np.testing.assert_allclose(y, session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_worker_that_stops_by_itself_exits_non_zero(settings):
+    """A bug that ends the consumer (here: the claim raises) must not look like a clean exit."""
+    env = {**os.environ, **settings.to_env()}
+    bug = (
+        "import producer.transport as t\n"
+        "def claim(self, queues): raise RuntimeError('an injected bug in the consumer')\n"
+        "t.Channel._claim = claim\n"
+        "from worker.main import run_worker\n"
+        "run_worker(0, 'WARNING', quiet=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", bug], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "an injected bug in the consumer" in done.stderr
+
+
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def test_nothing_outlives_aclq_up_killed_with_sigkill(settings, tmp_path):
+    """`aclq up` on the embedded default, killed -9: its private server and workers end too."""
+    env = {k: v for k, v in os.environ.items() if k != "ACLQ_REDIS_URL"}
+    env.update(ACLQ_MODEL_REPO=settings.model_repo, ACLQ_PROVIDER="cpu", ACLQ_DEVICE_COUNT="2")
+    aclq = str(Path(sys.executable).with_name("aclq"))
+    parent = subprocess.Popen([aclq, "up", "--devices", "2"], env=env, stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    for line in parent.stdout:
+        if line.startswith("aclq up:"):
+            break
+    spawned = children(parent.pid)
+    assert len(spawned) == 3  # the server and two workers
+    handles = [os.pidfd_open(pid) for pid in spawned]  # readable once the process has ended
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 60
+    for handle in handles:
+        assert select.select([handle], [], [], max(deadline - time.monotonic(), 0))[0], "a child outlived aclq up"
+        os.close(handle)
