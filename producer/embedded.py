@@ -44,8 +44,8 @@ def server_binary() -> str:
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes a child get SIGTERM when this process ends, however it ends
+def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes a child get ``sig`` when this process ends, however it ends
     (SIGKILL, an OOM kill, a closed terminal), so the private server and workers of `aclq up`
     and `aclq batch` never outlive it; None where the OS has no parent-death signal (Linux only).
 
@@ -58,9 +58,9 @@ def die_with_parent() -> Callable[[], None] | None:
     parent = os.getpid()
 
     def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        prctl(_PR_SET_PDEATHSIG, sig)
         if os.getppid() != parent:  # the parent ended before the signal was armed
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), sig)
 
     return arm
 

@@ -63,12 +63,17 @@ class LocalCluster:
         return self
 
     def start_worker(self, device: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start the worker of ``device`` (``env``: variables of its own, e.g. a fail point);
-        it gets SIGTERM when this process ends, however it ends."""
+        """Start the worker of ``device`` (``env``: variables of its own, e.g. a fail point).
+
+        It ends when this process ends, however it ends: with SIGTERM (a warm shutdown: its job
+        finishes and is answered) on a broker of the user's; with SIGKILL on the embedded
+        server, which ends too and takes every job with it, so a warm shutdown would only wait
+        for a Redis that is gone."""
         env = {**os.environ, **self.settings.to_env(), **(env or {})}
         command = [sys.executable, "-m", "worker", "--device", str(device), "--loglevel", self.loglevel, "--quiet"]
         # stdout too goes to stderr: a command like `aclq batch` keeps stdout for its JSON summary
-        process = subprocess.Popen(command, env=env, stdout=2, preexec_fn=die_with_parent())
+        on_parent_death = signal.SIGKILL if self.server is not None else signal.SIGTERM
+        process = subprocess.Popen(command, env=env, stdout=2, preexec_fn=die_with_parent(on_parent_death))
         self.workers[device] = process
         return process
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from producer import Client, keys
 from worker.local import LocalCluster
@@ -174,16 +175,33 @@ def children(pid: int) -> list[int]:
         return [int(c) for c in f.read().split()]
 
 
-def test_nothing_outlives_aclq_up_killed_with_sigkill(settings, tmp_path):
-    """`aclq up` on the embedded default, killed -9: its private server and workers end too."""
+@pytest.mark.parametrize("command", ["up", "batch"])
+def test_nothing_outlives_aclq_killed_with_sigkill(command, settings, tmp_path):
+    """`aclq up` and `aclq batch` on the embedded default, killed -9 mid-run (an OOM kill, a
+    closed terminal): their private server and both workers end too."""
     env = {k: v for k, v in os.environ.items() if k != "ACLQ_REDIS_URL"}
     env.update(ACLQ_MODEL_REPO=settings.model_repo, ACLQ_PROVIDER="cpu", ACLQ_DEVICE_COUNT="2")
     aclq = str(Path(sys.executable).with_name("aclq"))
-    parent = subprocess.Popen([aclq, "up", "--devices", "2"], env=env, stdout=subprocess.PIPE, text=True)
+    out = tmp_path / "out"
+    if command == "up":
+        argv = [aclq, "up", "--devices", "2"]
+    else:  # slow jobs, so that it is killed mid-run
+        np.save(tmp_path / "x.npy", np.full((64, 64), 0.01, np.float32))
+        np.save(tmp_path / "n.npy", np.array(200_000))
+        manifest = tmp_path / "manifest.jsonl"
+        manifest.write_text("".join(f'{{"id": "{i}", "x": "x.npy", "iterations": "n.npy"}}\n' for i in range(40)))
+        argv = [aclq, "batch", "--model", "slow", "--input", str(manifest), "--output", str(out)]
+    parent = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert parent.stdout is not None
-    for line in parent.stdout:
-        if line.startswith("aclq up:"):
-            break
+    if command == "up":
+        for line in parent.stdout:
+            if line.startswith("aclq up:"):  # every worker is ready
+                break
+    else:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*.npz")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the batch is under way once its first output is written
+        assert list(out.glob("*.npz")), "the batch never got going"
     spawned = children(parent.pid)
     assert len(spawned) == 3  # the server and two workers
     handles = [os.pidfd_open(pid) for pid in spawned]  # readable once the process has ended
@@ -192,5 +210,6 @@ def test_nothing_outlives_aclq_up_killed_with_sigkill(settings, tmp_path):
     parent.stdout.close()
     deadline = time.monotonic() + 60
     for handle in handles:
-        assert select.select([handle], [], [], max(deadline - time.monotonic(), 0))[0], "a child outlived aclq up"
+        ended = select.select([handle], [], [], max(deadline - time.monotonic(), 0))[0]
+        assert ended, f"a child outlived aclq {command}"
         os.close(handle)
