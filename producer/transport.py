@@ -126,12 +126,6 @@ return {0, false, false, unpack(dead)}
 """
 
 
-def _ring(queue: str) -> list[tuple[str, tuple[Any, ...]]]:
-    """The commands that push one doorbell token for ``queue``, the list kept to BELL_KEEP."""
-    bell = keys.queue_bell(queue)
-    return [("lpush", (bell, BELL)), ("ltrim", (bell, 0, BELL_KEEP - 1))]
-
-
 def unacked_index_key(transport_options: dict[str, Any]) -> str:
     """The sorted set kombu's visibility timeout reads, as kombu names it for these options
     (``unacked_index_key`` and ``global_keyprefix`` change it)."""
@@ -169,7 +163,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         commands: list[tuple[str, tuple[Any, ...]]] = [
             ("lpush", (key, kombu_redis.dumps(message))),
-            *_ring(queue),
+            *self._ring(queue),
         ]
         if self._expires and queue in self._expires:
             commands += [("pexpire", (self._q_for_pri(queue, p), self._expires[queue])) for p in self.priority_steps]
@@ -181,6 +175,12 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             for name, args in commands:
                 getattr(pipe, name)(*args)
             pipe.execute()
+
+    def _ring(self, queue: str) -> list[tuple[str, tuple[Any, ...]]]:
+        """The commands that push one doorbell token for ``queue``, the list kept to BELL_KEEP.
+        kombu's client adds ``global_keyprefix`` to LPUSH's key but not to LTRIM's."""
+        bell = keys.queue_bell(queue)
+        return [("lpush", (bell, BELL)), ("ltrim", (self.global_keyprefix + bell, 0, BELL_KEEP - 1))]
 
     # -- consuming: wait on the doorbells, then claim atomically ------------------------------
 
@@ -232,7 +232,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         except Exception:  # kombu's restore logged the routing it could not follow
             return
         for queue in queues:
-            for name, args in _ring(queue):
+            for name, args in self._ring(queue):
                 getattr(pipe, name)(*args)
 
     def _get(self, queue: str) -> dict[str, Any]:

@@ -118,6 +118,8 @@ class Executor:
         self.metrics = metrics or Metrics()
         self._failpoints = failpoints or FailPoints(client, settings.namespace, armed="")
         self._redis = client
+        # Called by sha in pipelines (redis-py's Script objects would make every pipeline that
+        # holds one ask SCRIPT EXISTS first: a round trip); _pipeline loads them when missing.
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self.name = name
@@ -132,7 +134,7 @@ class Executor:
         def claim(pipe: Any) -> None:
             for job_id in job_ids:
                 claim_keys = [keys.job_state(ns, job_id), keys.job_runs(ns, job_id)]
-                self._claim(claim_keys, [run, self._settings.payload_ttl_s], client=pipe)
+                pipe.evalsha(self._claim.sha, 2, *claim_keys, run, self._settings.payload_ttl_s)
                 pipe.get(keys.job_input(ns, job_id))
 
         claimed = self._pipeline(claim)
@@ -282,20 +284,24 @@ class Executor:
             result = replace(error, timings=work.timings, device=self.device.id, worker=self.name)
             data = result.encode(limit)
         staging = keys.job_staging(ns, job_id, work.run)
-        job_keys = [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id)]
-        job_keys.append(keys.job_runs(ns, job_id))
+        job_keys = [
+            staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id),
+            keys.job_runs(ns, job_id),
+        ]  # fmt: skip
         state = "done" if result.error is None else "failed"
 
         def finish(pipe: Any) -> None:
             # DEL first: a pipeline retried after a lost connection stages the result once.
             pipe.delete(staging).rpush(staging, data).expire(staging, self._settings.result_ttl_s)
-            self._finish(job_keys, [self._settings.result_ttl_s, state, work.run], client=pipe)
+            pipe.evalsha(self._finish.sha, len(job_keys), *job_keys, self._settings.result_ttl_s, state, work.run)
 
         return finish
 
     def _pipeline(self, commands: Callable[[Any], None]) -> list[Any]:
         """Run ``commands`` in one round trip, waiting out a Redis outage (a restart, a failover)
-        for up to REDIS_OUTAGE_S: a computed result is worth delivering once Redis is back."""
+        for up to REDIS_OUTAGE_S: a computed result is worth delivering once Redis is back. A
+        server without the scripts (restarted) gets them, and the pipeline again: what of it
+        ran before is safe to run twice (the claim and the answer are idempotent per run)."""
         deadline = time.monotonic() + REDIS_OUTAGE_S
         delay = 0.1
         while True:
@@ -303,6 +309,9 @@ class Executor:
                 with self._redis.pipeline(transaction=False) as pipe:
                     commands(pipe)
                     return pipe.execute()  # type: ignore[no-any-return]
+            except redis.exceptions.NoScriptError:
+                for script in (self._claim, self._finish):
+                    self._redis.script_load(script.script)
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 if time.monotonic() + delay > deadline:
                     raise

@@ -204,3 +204,13 @@ def test_a_job_whose_worker_died_mid_run_is_attempt_two(setup):
     client._redis.hset(keys.job_runs(ns, job.id), mapping={"n": 1, "run": "the-lost-run"})
     executor.run([job.id])
     assert job.details(1).attempt == 2
+
+
+def test_a_server_that_lost_the_scripts_gets_them_again(setup):
+    """After a restart Redis has no scripts: the claim and answer pipelines load them and go on."""
+    client, executor, _ = setup
+    client._redis.script_flush()
+    job = client.submit("add", GOOD)
+    executor.run([job.id])
+    details = job.details(1)
+    assert details.attempt == 1 and details.outputs["c"].sum() == 12

@@ -9,7 +9,7 @@ import pytest
 import redis
 from kombu import Connection, Consumer
 
-from producer import Settings, keys
+from producer import Settings, keys, transport
 from producer.dispatch import celery_config, make_celery, queue
 from producer.transport import DEAD_LETTER_KEY_OPTION, Transport, dead_letters, unacked_index_key
 from worker.lease import LeaseKeeper
@@ -69,6 +69,15 @@ def test_a_published_message_rings_its_queue_doorbell(broker):
     shared = keys.shared_queue(settings.namespace)
     assert r.llen(prefixed(options, shared)) == 1
     assert r.llen(prefixed(options, keys.queue_bell(shared))) == 1
+
+
+def test_a_doorbell_keeps_its_newest_tokens_only(broker, monkeypatch):
+    settings, app, _, r, options = broker
+    monkeypatch.setattr(transport, "BELL_KEEP", 3)
+    for i in range(5):
+        publish(app, settings, job_id=f"job-{i}")
+    assert r.llen(prefixed(options, keys.queue_bell(keys.shared_queue(settings.namespace)))) == 3
+    assert r.llen(prefixed(options, keys.shared_queue(settings.namespace))) == 5  # every message stays
 
 
 def test_a_claimed_message_is_in_kombus_books_in_the_same_step(broker):
