@@ -29,47 +29,59 @@ REDIS_OUTAGE_S = 60
 #: seconds of history behind the "recent" throughput and error counts
 RECENT_S = 60
 
-# Claim a job for this run: mark it running and count the attempt, unless it was answered
+# Claim the jobs of a run: mark each running and count its attempt, unless it was answered
 # already (a redelivery after its worker died before the ack): then it is left as it is, never
-# shown running again. The attempt is counted once per run: a pipeline retried after a lost
-# connection presents the same run id and is not counted twice.
-# KEYS: state, runs. ARGV: run id, TTL of runs. Returns {state before, attempt}.
+# shown running again. An attempt is counted once per run: a pipeline resent after a lost
+# connection presents the same run id and is not counted twice. One call for all the run's jobs
+# (a call per job costs Redis a script invocation each).
+# KEYS: state, runs of each job. ARGV: run id, TTL of runs. Returns state before, attempt per job.
 _CLAIM = """
-local state = redis.call('GET', KEYS[1])
-if state == 'done' or state == 'failed' then
-  return {state, tonumber(redis.call('HGET', KEYS[2], 'n') or 0)}
+local out = {}
+for i = 1, #KEYS, 2 do
+  local state = redis.call('GET', KEYS[i])
+  local seen = redis.call('HMGET', KEYS[i + 1], 'run', 'n')
+  local n = tonumber(seen[2]) or 0
+  if state ~= 'done' and state ~= 'failed' then
+    if seen[1] ~= ARGV[1] then
+      n = redis.call('HINCRBY', KEYS[i + 1], 'n', 1)
+      redis.call('HSET', KEYS[i + 1], 'run', ARGV[1])
+      redis.call('EXPIRE', KEYS[i + 1], ARGV[2])
+    end
+    if state then
+      redis.call('SET', KEYS[i], 'running', 'KEEPTTL')
+    end
+  end
+  out[#out + 1] = state
+  out[#out + 1] = n
 end
-local n
-if redis.call('HGET', KEYS[2], 'run') == ARGV[1] then
-  n = tonumber(redis.call('HGET', KEYS[2], 'n'))
-else
-  n = redis.call('HINCRBY', KEYS[2], 'n', 1)
-  redis.call('HSET', KEYS[2], 'run', ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-end
-if state then
-  redis.call('SET', KEYS[1], 'running', 'KEEPTTL')
-end
-return {state, n}
+return out
 """
 
 # Answer once: the first result for a job id wins; a redelivered job's second answer is dropped
-# (the script returns 0 then, and the staged copy is deleted). A retried answer of the same run
-# finds its own answer in place and returns 1: it is not reported as a second one.
-# The result was pushed to a staging list beforehand and is RENAMEd into place here, O(1):
-# a megabyte passed through a script would be copied into Lua and back.
-# KEYS: staging, reply, state, input, runs. ARGV: TTL, final state, run id.
+# (0 for it, and the staged copy is deleted). A resent answer of the same run finds its own
+# answer in place (1: not reported as a second one), or its result staged twice (one is kept).
+# Each result was pushed to a staging list beforehand and is RENAMEd into place here, O(1): a
+# megabyte passed through a script would be copied into Lua and back.
+# KEYS: staging, reply, state, input, runs of each job. ARGV: TTL, run id, each job's final state.
 _FINISH = """
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('DEL', KEYS[1])
-  return redis.call('HGET', KEYS[5], 'answered') == ARGV[3] and 1 or 0
+local out = {}
+for j = 1, #KEYS / 5 do
+  local k = 5 * (j - 1)
+  local staging, reply, state, input, runs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  if redis.call('EXISTS', reply) == 1 then
+    redis.call('DEL', staging)
+    out[j] = redis.call('HGET', runs, 'answered') == ARGV[2] and 1 or 0
+  else
+    redis.call('LTRIM', staging, -1, -1)
+    redis.call('RENAME', staging, reply)
+    redis.call('EXPIRE', reply, ARGV[1])
+    redis.call('SET', state, ARGV[2 + j], 'EX', ARGV[1])
+    redis.call('DEL', input)
+    redis.call('HSET', runs, 'answered', ARGV[2])
+    out[j] = 1
+  end
 end
-redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[1])
-redis.call('DEL', KEYS[4])
-redis.call('HSET', KEYS[5], 'answered', ARGV[3])
-return 1
+return out
 """
 
 
@@ -132,14 +144,14 @@ class Executor:
         ns, run = self._settings.namespace, uuid.uuid4().hex
 
         def claim(pipe: Any) -> None:
+            claim_keys = [key for job_id in job_ids for key in (keys.job_state(ns, job_id), keys.job_runs(ns, job_id))]
+            pipe.evalsha(self._claim.sha, len(claim_keys), *claim_keys, run, self._settings.payload_ttl_s)
             for job_id in job_ids:
-                claim_keys = [keys.job_state(ns, job_id), keys.job_runs(ns, job_id)]
-                pipe.evalsha(self._claim.sha, 2, *claim_keys, run, self._settings.payload_ttl_s)
                 pipe.get(keys.job_input(ns, job_id))
 
-        claimed = self._pipeline(claim)
+        claimed, *payloads = self._pipeline(claim)
         works: list[_Work] = []
-        for job_id, (state, attempt), data in zip(job_ids, claimed[::2], claimed[1::2]):
+        for job_id, state, attempt, data in zip(job_ids, claimed[::2], claimed[1::2], payloads):
             if state in (b"done", b"failed"):  # redelivered after its answer: its worker died before the ack
                 log.info("job %s was already answered (attempt %d); not run again", job_id, attempt)
                 continue
@@ -152,21 +164,25 @@ class Executor:
             packer.add(work, work.batch_key, work.rows, work.max_rows)
         for group in packer.groups():
             self._execute(group)
-        answers = []
         for work in works:
             # Counted before the answer goes out, so whoever reads the answer sees it counted too.
             self._observe(work)
-            answers.append((work.job_id, self._answer(work)))
+        answers = [self._answer(work) for work in works]
 
         def answer_all(pipe: Any) -> None:
-            for _, finish in answers:
-                finish(pipe)
+            finish_keys, states = [], []
+            for answer in answers:
+                pipe.rpush(answer.staging, answer.data).expire(answer.staging, self._settings.result_ttl_s)
+                finish_keys += answer.keys
+                states.append(answer.state)
+            ttl = self._settings.result_ttl_s
+            pipe.evalsha(self._finish.sha, len(finish_keys), *finish_keys, ttl, run, *states)
 
         self._failpoints.reached("answer")
-        replies = self._pipeline(answer_all)
-        for (job_id, _), first in zip(answers, replies[3::4]):  # each finish: DEL, RPUSH, EXPIRE, script
+        firsts = self._pipeline(answer_all)[-1]
+        for work, first in zip(works, firsts):
             if not first:
-                log.warning("job %s was already answered; this run's result is dropped", job_id)
+                log.warning("job %s was already answered; this run's result is dropped", work.job_id)
 
     def _prepare(self, job_id: str, data: bytes | None, attempt: int, run: str) -> "_Work":
         """Decode and check a job and find its model: a work item ready to execute, or answered
@@ -272,8 +288,8 @@ class Executor:
         log.warning("job %s failed: [%d %s] %s", job_id, code, name, message)
         return ResultEnvelope(job_id, "error", error=ErrorInfo(code, name, message), attempt=attempt)
 
-    def _answer(self, work: "_Work") -> Callable[[Any], None]:
-        """The commands that push the result, unless the job was answered already (a redelivery)."""
+    def _answer(self, work: "_Work") -> "_Answer":
+        """A job's result, encoded, and the keys its answer touches."""
         ns, limit, job_id = self._settings.namespace, self._settings.max_message_bytes, work.job_id
         assert work.result is not None
         result = replace(work.result, timings=work.timings, device=self.device.id, worker=self.name)
@@ -284,18 +300,13 @@ class Executor:
             result = replace(error, timings=work.timings, device=self.device.id, worker=self.name)
             data = result.encode(limit)
         staging = keys.job_staging(ns, job_id, work.run)
-        job_keys = [
-            staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id),
-            keys.job_runs(ns, job_id),
-        ]  # fmt: skip
-        state = "done" if result.error is None else "failed"
-
-        def finish(pipe: Any) -> None:
-            # DEL first: a pipeline retried after a lost connection stages the result once.
-            pipe.delete(staging).rpush(staging, data).expire(staging, self._settings.result_ttl_s)
-            pipe.evalsha(self._finish.sha, len(job_keys), *job_keys, self._settings.result_ttl_s, state, work.run)
-
-        return finish
+        return _Answer(
+            staging,
+            data,
+            [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id),
+             keys.job_runs(ns, job_id)],
+            "done" if result.error is None else "failed",
+        )  # fmt: skip
 
     def _pipeline(self, commands: Callable[[Any], None]) -> list[Any]:
         """Run ``commands`` in one round trip, waiting out a Redis outage (a restart, a failover)
@@ -321,6 +332,16 @@ class Executor:
 
     def __repr__(self) -> str:
         return f"<Executor {self.name} device={self.device.id} done={self.counters.done} failed={self.counters.failed}>"
+
+
+@dataclass
+class _Answer:
+    """What answering a job writes: its encoded result, staged, then moved into place."""
+
+    staging: str
+    data: bytes
+    keys: list[str]  #: staging, reply, state, input, runs: the finish script's keys for it
+    state: str  #: done or failed
 
 
 @dataclass

@@ -8,6 +8,7 @@ answer must come within the visibility timeout plus one sweep of the fault (plus
 this 2-core machine).
 """
 
+import asyncio
 import shutil
 import signal
 import threading
@@ -20,7 +21,7 @@ import onnxruntime as ort
 import pytest
 import redis
 
-from producer import BrokerConnectionError, Client, JobFailed, JobNotFound, Settings, keys
+from producer import AsyncClient, BrokerConnectionError, Client, JobFailed, JobNotFound, Settings, keys
 from producer.client import WAIT_SLICE_S
 from producer.dispatch import RESTORE_INTERVAL_S
 from producer.embedded import RedisServer
@@ -213,3 +214,23 @@ def test_a_lost_job_is_named_to_a_caller_already_waiting(matrix_repo, monkeypatc
     assert not waiter.is_alive(), "the caller still waits for a job Redis lost"
     assert len(outcome) == 1 and isinstance(outcome[0], (JobNotFound, BrokerConnectionError)), outcome
     print(f"\nCHAOS no-persistence restart: a waiting caller told in {time.monotonic() - restarted_at:.1f} s")
+
+
+def test_the_async_client_names_a_job_redis_lost(matrix_repo):
+    with RedisServer(appendonly=False) as server:
+        settings = Settings(redis_url=server.url, model_repo=str(matrix_repo), namespace="volatile")
+
+        async def submit_then_wait() -> BaseException | None:
+            async with AsyncClient(settings) as client:
+                job_id = await client.submit("mlp", inputs("mlp", 0))  # no worker: it stays queued
+                server.restart()  # (blocking, in this thread: the server lives with this thread)
+                try:
+                    await client.result(job_id)
+                except (JobNotFound, BrokerConnectionError) as exc:
+                    return exc
+            return None
+
+        started = time.monotonic()
+        outcome = asyncio.run(submit_then_wait())
+    assert isinstance(outcome, JobNotFound), outcome
+    assert time.monotonic() - started < WAIT_SLICE_S + SLACK_S
