@@ -1,6 +1,8 @@
 """Jobs end to end: producer -> Redis -> Celery workers on two devices -> results."""
 
 import asyncio
+import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -213,3 +215,39 @@ def test_submit_many_sends_one_message_and_answers_each_job(client, cluster, mod
     with pytest.raises(ConfigError, match="submit_many makes its own job ids"):
         client.submit_many("mlp", feeds, job_id="x")
     assert client.submit_many("mlp", []) == []
+
+
+def forget_when_waited_on(client, job_id: str) -> threading.Thread:
+    """Delete a job's records (as a Redis that lost them would) once a caller blocks on its reply."""
+    ns = client.settings.namespace
+
+    def forget() -> None:
+        while not any(c["cmd"] == "blmove" for c in client._redis.client_list()):
+            time.sleep(0.01)  # until the caller blocks on its reply (Redis has no event for it)
+        client._redis.delete(keys.job_state(ns, job_id), keys.job_input(ns, job_id))
+
+    thread = threading.Thread(target=forget)
+    thread.start()
+    return thread
+
+
+def test_a_job_lost_while_its_caller_waits_is_named_by_both_clients(client):
+    """A caller waiting with no timeout, whose job's records vanish: JobNotFound within about a
+    slice (the clients check between 1 s waits), not a wait without end."""
+    gone = client.submit("add", {"a": np.ones((2, 3), np.float32)}, device=7)  # no worker serves device 7
+    started = time.monotonic()
+    forgetting = forget_when_waited_on(client, gone.id)
+    with pytest.raises(JobNotFound, match="Redis lost it"):
+        gone.result()
+    forgetting.join()
+    assert time.monotonic() - started < 5
+
+    async def wait_async() -> None:
+        async with AsyncClient(client.settings) as other:
+            job_id = await other.submit("add", {"a": np.ones((2, 3), np.float32)}, device=7)
+            forgetting = forget_when_waited_on(client, job_id)
+            with pytest.raises(JobNotFound, match="Redis lost it"):
+                await other.result(job_id)
+            forgetting.join()
+
+    asyncio.run(wait_async())
