@@ -1,7 +1,7 @@
 """Fail points: named places in the worker where a chaos test can stop it, deterministically.
 
 A worker started with ``ACLQ_FAILPOINT=<name>`` stops the first time it reaches that place: it
-pushes its name onto ``keys.failpoint(ns, name)``, which the test waits on (an event, not a
+pushes its pid onto ``keys.failpoint(ns, name)``, which the test waits on (an event, not a
 sleep), then blocks until something is pushed onto ``keys.failpoint_release(ns, name)`` or the
 process is killed. The test then injects its fault (SIGKILL, SIGTERM, a Redis restart) with the
 worker exactly there. Unset, a fail point costs one comparison.
@@ -20,6 +20,7 @@ import time
 import redis
 
 from producer import keys
+from producer.errors import ConfigError
 
 log = logging.getLogger(__name__)
 NAMES = ("hold", "execute", "answer")
@@ -31,7 +32,7 @@ class FailPoints:
     def __init__(self, client: redis.Redis, namespace: str, armed: str | None = None) -> None:
         armed = os.environ.get("ACLQ_FAILPOINT") if armed is None else armed
         if armed and armed not in NAMES:
-            raise ValueError(f"ACLQ_FAILPOINT={armed!r}: known fail points are {', '.join(NAMES)}")
+            raise ConfigError(f"ACLQ_FAILPOINT={armed!r}: known fail points are {', '.join(NAMES)}")
         self._redis, self._namespace, self._armed = client, namespace, armed or None
 
     def reached(self, name: str) -> None:

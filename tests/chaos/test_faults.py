@@ -100,14 +100,19 @@ def test_redis_restart_mid_batch_names_every_failure(settings, server, model_rep
     assert summary.done == len(written)
 
 
-def test_sigterm_lets_the_current_job_finish(settings):
+def test_sigterm_lets_the_current_job_finish(settings, model_repo):
+    """SIGTERM while the worker is inside a job (held there by a fail point, so the signal
+    cannot come after the job): the job finishes and is answered, then the worker exits 0."""
     x = np.full((64, 64), 0.01, np.float32)
-    with LocalCluster(settings, devices=[0]) as cluster, Client(settings) as client:
-        client.infer("slow", {"x": x, "iterations": np.array(1)})
-        job = client.submit("slow", {"x": x, "iterations": np.array(500_000)})  # about 2 s
-        wait_until_running(client, job)
+    with LocalCluster(settings, devices=[]) as cluster, Client(settings) as client:
+        cluster.start_worker(0, env={"ACLQ_FAILPOINT": "execute"})
+        cluster.wait_ready(client._redis, 1)
+        job = client.submit("slow", {"x": x, "iterations": np.array(1000)})
+        assert client._redis.blpop([keys.failpoint(settings.namespace, "execute")], timeout=60)
+        assert job.status().value == "running"
         cluster.workers[0].send_signal(signal.SIGTERM)
-        assert job.result(60)["y"].shape == (64, 64)
+        client._redis.lpush(keys.failpoint_release(settings.namespace, "execute"), 1)
+        np.testing.assert_allclose(job.result(60)["y"], slow_reference(model_repo, x, 1000), rtol=1e-5, atol=1e-6)
         assert cluster.workers[0].wait(60) == 0
 
 
