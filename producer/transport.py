@@ -30,13 +30,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from queue import Empty  # what kombu's channels raise for "no message"
 from typing import Any, Final
 
 import msgpack
 import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import base as virtual
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 
 from producer import keys
 from producer.settings import DEFAULT_NAMESPACE
@@ -162,7 +163,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         publish_batch = kwargs.pop("_publish_batch", None)
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         commands: list[tuple[str, tuple[Any, ...]]] = [
-            ("lpush", (key, kombu_redis.dumps(message))),
+            ("lpush", (key, dumps(message))),
             *self._ring(queue),
         ]
         if self._expires and queue in self._expires:
@@ -213,7 +214,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             queue, payload = self._claim(self._claim_queues)
             self._claimed_last = payload is not None
             if payload is None:
-                raise virtual.Empty()
+                raise Empty()
             self._queue_cycle.rotate(queue)
             self.connection._deliver(payload, queue)
             return True
@@ -235,11 +236,11 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             for name, args in self._ring(queue):
                 getattr(pipe, name)(*args)
 
-    def _get(self, queue: str) -> dict[str, Any]:
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         """``basic_get``: the same atomic claim, from one queue."""
         _, payload = self._claim([queue])
         if payload is None:
-            raise virtual.Empty()
+            raise Empty()
         return payload
 
     def _claim(self, queues: list[str]) -> tuple[str, dict[str, Any] | None]:
