@@ -154,7 +154,8 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         self._script_client = redis.Redis(connection_pool=self.pool)
         self._claim_script = self._script_client.register_script(_CLAIM)
         self._claim_queues: list[str] = []
-        self._claimed_last = False  #: the last claim found a message: look again without waiting
+        #: the queue of the message the last claim found (None: it found none): look again at once
+        self._last_claimed: str | None = None
         self._sent = "BRPOP"  #: the command whose reply _brpop_read reads
 
     # -- producing: the message and its doorbell token in one round trip ----------------------
@@ -189,10 +190,10 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         self._claim_queues = self._queue_cycle.consume(len(self.active_queues))
         if not self._claim_queues:
             return
-        if self._claimed_last:
-            # The last claim found a message, so more may wait, with or without tokens: take a
-            # token if there is one (RPOP answers at once) and claim again, without waiting.
-            command_args: list[Any] = ["RPOP", keys.queue_bell(self._claim_queues[0])]
+        if self._last_claimed is not None:
+            # The last claim found a message, so more may wait, with or without tokens: take that
+            # queue's token if there is one (RPOP answers at once) and claim again, without waiting.
+            command_args: list[Any] = ["RPOP", keys.queue_bell(self._last_claimed)]
         else:
             bells = [keys.queue_bell(queue) for queue in self._claim_queues]
             command_args = ["BRPOP", *bells, timeout or self.brpop_timeout or 0]
@@ -212,7 +213,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                 self.client.connection.disconnect()  # the next iteration reconnects
                 raise
             queue, payload = self._claim(self._claim_queues)
-            self._claimed_last = payload is not None
+            self._last_claimed = queue if payload is not None else None
             if payload is None:
                 raise Empty()
             self._queue_cycle.rotate(queue)
