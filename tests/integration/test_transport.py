@@ -174,3 +174,19 @@ def test_a_backlog_without_doorbell_tokens_is_drained_without_waiting_per_messag
             channel.connection.client.drain_events(timeout=5)
     assert time.monotonic() - started < 20 * channel.brpop_timeout / 2  # not a timeout per message
     assert [m.payload[0][0][0] for m in delivered] == [f"job-{i}" for i in range(20)]
+
+
+def test_each_claim_takes_the_token_of_its_own_queue(broker):
+    """A worker of two queues draining one: every token is taken with its message, so none is
+    left to wake a worker later for a claim that finds nothing."""
+    settings, app, channel, r, options = broker
+    for i in range(20):
+        publish(app, settings, job_id=f"job-{i}")
+    delivered: list = []
+    queues = [queue(keys.device_queue(settings.namespace, 0)), queue(keys.shared_queue(settings.namespace))]
+    consumer = Consumer(channel, queues, accept=["json"])
+    consumer.register_callback(lambda body, message: delivered.append(message))
+    with consumer:
+        while len(delivered) < 20:
+            channel.connection.client.drain_events(timeout=5)
+    assert r.llen(prefixed(options, keys.queue_bell(keys.shared_queue(settings.namespace)))) == 0
