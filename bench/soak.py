@@ -20,8 +20,8 @@ from acl_core import Device
 from examples.build_models import build
 from producer import Client, Settings
 from producer.dispatch import REDIS_OPTIONS
-from producer.embedded import RedisServer
 from producer.malloc import keep_message_buffers
+from worker.embedded import RedisServer
 from worker.executor import Executor
 from worker.models import ModelCache, ModelRepository
 

@@ -43,8 +43,8 @@ from bench import baselines
 from examples.build_models import build
 from producer import Client, Settings
 from producer.dispatch import REDIS_OPTIONS
-from producer.embedded import RedisServer
 from producer.malloc import keep_message_buffers
+from worker.embedded import RedisServer
 from worker.local import LocalCluster
 
 MODELS = ["add", "mlp", "conv", "identity_uint8"]

@@ -1,12 +1,12 @@
 """The ``aclq`` command: thin commands over the library."""
 
 import contextlib
-import json
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Iterator
+from importlib.metadata import EntryPoint, entry_points
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from producer.client import Client
-from producer.errors import AclqError
+from producer.errors import WORKER_EXTRA, AclqError, ConfigError
 from producer.malloc import keep_message_buffers
 from producer.settings import Settings
 from producer.status import fetch_status, healthy, render
@@ -55,7 +55,27 @@ def _inputs(pairs: tuple[str, ...]) -> dict[str, np.ndarray]:
     return inputs
 
 
-@click.group()
+class _Commands(click.Group):
+    """aclq's own commands, and those a worker host adds through ``aclq.commands`` entry points
+    (`aclq worker`, `aclq up`, `aclq devices`), each loaded only when named or listed, so a
+    process that only enqueues never imports them."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_device_commands()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in _device_commands():
+            loaded: click.Command = _device_commands()[name].load()
+            return loaded
+        return command
+
+
+def _device_commands() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group="aclq.commands")}
+
+
+@click.group(cls=_Commands, epilog=f"Commands that run devices need the worker extra: {WORKER_EXTRA}")
 @click.version_option(package_version("aclq"), prog_name="aclq")
 @click.option("-v", "--verbose", count=True, help="-v info, -vv debug logs")
 def main(verbose: int) -> None:
@@ -156,27 +176,16 @@ def batch(
 
 @contextlib.contextmanager
 def _broker(settings: Settings) -> Iterator[Settings]:
-    """The settings to use: as given when a broker is configured, else a local cluster's."""
+    """The settings to use: as given when a broker is configured, else those of the local
+    cluster a worker host provides (entry point ``aclq.local_cluster``)."""
     if settings.redis_url:
         yield settings
         return
-    from worker.local import LocalCluster
-
-    with LocalCluster(settings) as cluster:
-        yield cluster.settings
-
-
-@main.command()
-@click.option("--device", type=int, required=True, help="the device this worker binds")
-@click.option("--loglevel", default="INFO", show_default=True)
-def worker(device: int, loglevel: str) -> None:
-    """Run one Celery worker bound to one device (needs the worker extra)."""
-    from worker.main import run_worker
-
-    try:
-        run_worker(device, loglevel)
-    except AclqError as exc:  # e.g. no broker configured
-        raise click.ClickException(str(exc)) from None
+    providers = entry_points(group="aclq.local_cluster")
+    if not providers:
+        raise ConfigError(f"no broker configured: set ACLQ_REDIS_URL, or {WORKER_EXTRA} to run a private one")
+    with next(iter(providers)).load()(settings) as local:
+        yield local
 
 
 @main.command()
@@ -205,49 +214,6 @@ def health(device: int | None, host: str | None) -> None:
         click.echo(f"unhealthy: no ready worker for host {host or settings.host} device {device}", err=True)
         sys.exit(1)
     click.echo(f"healthy: {', '.join(str(w.get('pid')) for w in ready)}")
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per device, for scripts")
-def devices(as_json: bool) -> None:
-    """What each backend sees on this host: device id, provider, memory (needs the worker extra)."""
-    import dataclasses
-
-    from acl_core.backends import inventory
-    from acl_core.config import RuntimeConfig
-
-    rows = inventory(RuntimeConfig.from_env())
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(dataclasses.asdict(row)))
-        return
-    click.echo(f"{'backend':<12} {'provider':<24} {'device':>6} {'memory':>10}  note")
-    for row in rows:
-        device = "-" if row.device is None else str(row.device)
-        memory = "-" if row.memory_bytes is None else f"{row.memory_bytes / (1 << 30):.1f} GiB"
-        click.echo(f"{row.backend:<12} {row.provider:<24} {device:>6} {memory:>10}  {row.note}")
-
-
-@main.command()
-@click.option("--devices", type=int, default=None, help="workers to start (default: every visible device)")
-def up(devices: int | None) -> None:
-    """Start workers (and a private Redis when ACLQ_REDIS_URL is unset); Ctrl-C stops all."""
-    from worker.local import LocalCluster
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with LocalCluster(Settings.from_env(), list(range(devices)) if devices else None, loglevel="INFO") as cluster:
-        click.echo(f"ACLQ_REDIS_URL={cluster.settings.safe_url()}")
-        click.echo(f"aclq up: {len(cluster.workers)} workers on devices {sorted(cluster.workers)}; Ctrl-C stops")
-        try:
-            while not stop.wait(1):
-                dead = [d for d, p in cluster.workers.items() if p.poll() is not None]
-                if dead:
-                    click.echo(f"aclq up: the worker of device {dead[0]} exited", err=True)
-                    sys.exit(1)
-        except KeyboardInterrupt:
-            pass
-    click.echo("aclq up: stopped")
 
 
 if __name__ == "__main__":

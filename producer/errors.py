@@ -16,6 +16,9 @@ from typing import Final
 # ACL's values for the codes the client side answers itself (wire layer, batch input files).
 # Repeated here because the producer must not import acl_core; tests/unit/producer/test_wire.py
 # asserts they equal acl_core.codes.
+#: what a host that runs devices installs, named by every error that needs it
+WORKER_EXTRA: Final = "pip install 'aclq[worker]'"
+
 ACL_ERROR_INVALID_PARAM: Final = 100000
 ACL_ERROR_INVALID_FILE: Final = 100003
 ACL_ERROR_UNSUPPORTED_DATA_TYPE: Final = 100026

@@ -15,9 +15,9 @@ import redis
 
 from producer import keys
 from producer.dispatch import REDIS_OPTIONS
-from producer.embedded import RedisServer, die_with_parent
 from producer.errors import ConfigError
 from producer.settings import Settings
+from worker.embedded import RedisServer, die_with_parent
 
 log = logging.getLogger(__name__)
 #: seconds to wait for every worker to report ready

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from producer import Settings
-from producer.embedded import RedisServer
+from worker.embedded import RedisServer
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ import redis
 from producer import AsyncClient, BrokerConnectionError, Client, JobFailed, JobNotFound, Settings, keys
 from producer.client import WAIT_SLICE_S
 from producer.dispatch import RESTORE_INTERVAL_S
-from producer.embedded import RedisServer
 from producer.errors import ACL_ERROR_INVALID_PARAM
 from tests.models import colsum
+from worker.embedded import RedisServer
 from worker.local import LocalCluster
 
 #: shortest visibility timeout aclq accepts: a killed worker's messages come back after it

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from producer import Client, Settings
-from producer.embedded import RedisServer
+from worker.embedded import RedisServer
 from worker.local import LocalCluster
 
 #: two virtual CPU devices for every worker process these tests start

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from producer import Client, ConfigError, JobFailed, Settings, keys
-from producer.embedded import free_port
 from producer.status import read_status
+from worker.embedded import free_port
 from worker.local import LocalCluster
 
 GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}

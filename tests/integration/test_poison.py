@@ -13,9 +13,9 @@ import redis
 
 from producer import Client, Settings, keys
 from producer.dispatch import make_celery, queue
-from producer.embedded import free_port
 from producer.status import fetch_status
 from producer.transport import dead_letters
+from worker.embedded import free_port
 from worker.local import LocalCluster
 
 GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}

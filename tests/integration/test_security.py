@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from producer import BrokerConnectionError, Client, ConfigError, Settings
-from producer.embedded import RedisServer
+from worker.embedded import RedisServer
 from worker.local import LocalCluster
 
 GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}

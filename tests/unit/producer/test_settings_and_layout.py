@@ -1,5 +1,7 @@
 """Settings, key names, and the producer's independence from acl_core."""
 
+import ast
+import os
 import re
 import subprocess
 import sys
@@ -84,7 +86,6 @@ def test_exported_names():
         "wire",
         "keys",
         "dispatch",
-        "embedded",
         "cli",
         "batch",
         "malloc",
@@ -92,3 +93,28 @@ def test_exported_names():
         "transport",
     }
     assert set(producer.__all__) == public - modules
+
+
+def test_no_line_of_the_producer_imports_the_device_side():
+    """Not lazily either: an enqueue-only install must never need worker, acl_core or onnxruntime."""
+    for path in sorted((Path(ROOT) / "producer").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not [n for n in names if n.split(".")[0] in ("worker", "acl_core", "onnxruntime")], path.name
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["up"], ["devices"], ["worker", "--device", "0"], ["batch", "--model", "m", "--input", ".", "--output", "out"]],
+)
+def test_a_device_command_without_the_engine_names_the_extra(argv, tmp_path):
+    """As in `pip install aclq` with no extra: no traceback, the pip line to run."""
+    code = "import sys; sys.modules['onnxruntime'] = None; from producer.cli import main; main()"
+    env = {k: v for k, v in os.environ.items() if k != "ACLQ_REDIS_URL"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert "pip install 'aclq[worker]'" in done.stderr and "Traceback" not in done.stderr

