@@ -409,6 +409,8 @@ class AsyncClient:
     async def map(
         self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **options: Unpack[SubmitOptions]
     ) -> AsyncIterator[Outputs]:
+        if window < 1:
+            raise ConfigError(f"window must be at least 1, got {window}")
         in_flight: deque[str] = deque()
         for item in inputs:
             if len(in_flight) >= window:

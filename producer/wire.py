@@ -220,12 +220,16 @@ class ResultEnvelope:
     @classmethod
     def decode(cls, data: bytes, limit: int) -> "ResultEnvelope":
         f = _Fields(_unpack(data, limit, "result"), "result")
-        error = f.get("error", dict, optional=True)
+        error_map = f.get("error", dict, optional=True)
+        error = None
+        if error_map is not None:  # read like any field, so a malformed error is a WireError too
+            e = _Fields(error_map, "result error")
+            error = ErrorInfo(e.get("code", int), e.get("name", str), e.get("message", str))
         return cls(
             job_id=f.get("job_id", str),
             status=f.get("status", str),
             outputs=f.tensors("outputs"),
-            error=None if error is None else ErrorInfo(int(error["code"]), str(error["name"]), str(error["message"])),
+            error=error,
             timings=f.get("timings", dict),
             device=f.get("device", int, optional=True),
             worker=f.get("worker", str),

@@ -138,3 +138,18 @@ def test_result_round_trip():
 
 def test_exec_options_are_acl_attrs():
     assert EXEC_OPTIONS == ("stream_sync_timeout_ms", "event_sync_timeout_ms")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [{}, {"code": "100017", "name": "N", "message": "m"}, {"code": 1, "name": 2, "message": "m"}, {"code": 1}],
+)
+def test_a_result_with_a_malformed_error_is_a_wire_error(error):
+    message = msgpack.packb(
+        {"version": 1, "job_id": "j", "status": "error", "outputs": {}, "error": error, "timings": {},
+         "device": 0, "worker": "w", "attempt": 1, "batch_jobs": 1},
+        use_bin_type=True,
+    )  # fmt: skip
+    with pytest.raises(WireError) as info:
+        ResultEnvelope.decode(message, LIMIT)
+    assert info.value.code == 100000 and "result error field" in info.value.message
