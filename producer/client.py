@@ -20,9 +20,17 @@ from kombu.exceptions import OperationalError
 
 from producer import keys
 from producer.dispatch import ASYNC_REDIS_OPTIONS, INFER_TASK, PRIORITIES, REDIS_OPTIONS, make_celery, queue
-from producer.errors import BrokerConnectionError, ConfigError, JobFailed, JobNotFound, JobTimeout
+from producer.errors import (
+    ACL_ERROR_INVALID_PARAM,
+    BrokerConnectionError,
+    ConfigError,
+    JobFailed,
+    JobNotFound,
+    JobTimeout,
+    WireError,
+)
 from producer.settings import Settings
-from producer.wire import EXEC_OPTIONS, POSITIONAL, JobEnvelope, ResultEnvelope
+from producer.wire import EXEC_OPTIONS, POSITIONAL, JobEnvelope, ResultEnvelope, model_name_problem
 
 if TYPE_CHECKING:
     from producer import batch
@@ -78,6 +86,9 @@ class _Jobs:
             raise ConfigError(f"unknown submit options {sorted(unknown_keywords)}")
         if host is not None and device is None:
             raise ConfigError(f"host {host!r} needs a device: a job targets device N of host H")
+        problem = model_name_problem(model)
+        if problem:  # the worker would refuse it: say so before anything is sent
+            raise WireError(ACL_ERROR_INVALID_PARAM, problem)
         if priority not in PRIORITIES:
             raise ConfigError(f"priority {priority!r} must be 0 (first) .. 9 (last)")
         unknown = set(exec_options) - set(EXEC_OPTIONS)

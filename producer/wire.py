@@ -6,6 +6,7 @@ own read (``np.frombuffer`` over the bytes msgpack returns). No pickle, ever.
 """
 
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ EXEC_OPTIONS: Final = ("stream_sync_timeout_ms", "event_sync_timeout_ms")
 POSITIONAL: Final = ""
 #: most dims a tensor may have
 MAX_RANK: Final = 32
+#: a model name as a repository holds it: a directory name that cannot lead out of it
+MODEL_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 _DTYPES: Final = {
     np.dtype(t).newbyteorder("<").str: np.dtype(t).newbyteorder("<")
@@ -39,6 +42,15 @@ _DTYPES: Final = {
 
 def _invalid(message: str) -> WireError:
     return WireError(ACL_ERROR_INVALID_PARAM, message)
+
+
+def model_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a model (checked by the client before sending and by the worker
+    on arrival), or None."""
+    if isinstance(name, str) and MODEL_NAME.fullmatch(name) and ".." not in name:
+        return None
+    hint = "; a version goes in version=N, not after ':'" if isinstance(name, str) and ":" in name else ""
+    return f"model name {name!r} is not a valid name ([A-Za-z0-9_.-], no '..'){hint}"
 
 
 def encode_tensor(array: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -10,10 +9,10 @@ from pathlib import Path
 
 from acl_core import AclError, Device, Model, codes
 from acl_core.errors import error_for
+from producer.wire import MODEL_NAME, model_name_problem
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: a loaded model's memory, estimated from its file: weights once in the engine, once in its arena
 MEMORY_PER_FILE_BYTE = 2
 #: seconds a name resolves to the same version without looking at the repository again
@@ -63,8 +62,9 @@ class ModelRepository:
         self.root = Path(root).resolve()
 
     def resolve(self, name: str, version: int | None = None) -> ModelRef:
-        if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-            raise error_for(codes.ACL_ERROR_INVALID_PARAM, f"model name {name!r} is not a valid name ([A-Za-z0-9_.-])")
+        problem = model_name_problem(name)
+        if problem:
+            raise error_for(codes.ACL_ERROR_INVALID_PARAM, problem)
         if version is not None and (type(version) is not int or version < 1):
             raise error_for(codes.ACL_ERROR_INVALID_PARAM, f"model version {version!r} must be a positive int")
         model_dir = self.root / name
@@ -104,7 +104,7 @@ class ModelRepository:
         if not self.root.is_dir():
             log.warning("model repository %s does not exist", self.root)
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and MODEL_NAME.fullmatch(p.name))
 
 
 class ModelCache:

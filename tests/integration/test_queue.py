@@ -12,6 +12,8 @@ import pytest
 from examples.build_models import DTYPES
 from producer import AsyncClient, Client, ConfigError, JobFailed, JobNotFound, JobStatus, JobTimeout, keys
 from producer.dispatch import INFER_TASK, make_celery, queue
+from producer.errors import WireError
+from producer.wire import JobEnvelope
 from worker.local import LocalCluster
 
 
@@ -68,8 +70,6 @@ GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}
     [
         ("nosuch", None, GOOD, {}, 100003, "no model 'nosuch'"),
         ("add", 7, GOOD, {}, 100003, "has no version 7"),
-        ("../add", None, GOOD, {}, 100000, "is not a valid name"),
-        ("add/../../etc", None, GOOD, {}, 100000, "is not a valid name"),
         ("add", None, {"a": GOOD["a"], "z": GOOD["b"]}, {}, 100017, "missing inputs ['b'], unknown inputs ['z']"),
         ("add", None, {"a": GOOD["a"].astype(np.float64), "b": GOOD["b"]}, {}, 100017, "expects float32, got float64"),
         (
@@ -116,6 +116,21 @@ def test_corrupt_payloads_answered(client, payload, code, fragment):
     assert info.value.code == code and fragment in info.value.message
     assert client.job(job_id).status() is JobStatus.FAILED
     assert client.infer("add", GOOD, result_timeout_s=30)["c"].sum() == 12
+
+
+@pytest.mark.parametrize("name", ["../add", "add/../../etc", "add:1"])
+def test_a_model_name_no_repository_holds_is_refused_at_both_ends(client, name):
+    """The client refuses it before sending; a payload that bypassed the client (a foreign or
+    older producer) is answered by the worker with the same code and reason."""
+    with pytest.raises(WireError, match="is not a valid name") as info:
+        client.submit(name, GOOD)
+    assert info.value.code == 100000
+    ns, job_id = client.settings.namespace, f"named-{abs(hash(name))}"
+    payload = JobEnvelope(job_id, name, GOOD, reply_key=keys.job_reply(ns, job_id)).encode(1 << 20)
+    _publish_raw(client, job_id, payload)
+    with pytest.raises(JobFailed, match="is not a valid name") as failed:
+        client.job(job_id).result(30)
+    assert failed.value.code == 100000
 
 
 def test_payload_naming_another_job_is_refused(client):

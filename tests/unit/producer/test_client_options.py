@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from producer import AsyncClient, Client, ConfigError
+from producer.errors import WireError
 
 NO_BROKER = "redis://127.0.0.1:1/0"
 
@@ -19,3 +20,12 @@ def test_a_map_window_below_one_is_refused_by_both_clients():
 
     with pytest.raises(ConfigError, match="window must be at least 1"):
         asyncio.run(first())
+
+
+@pytest.mark.parametrize("name", ["add:1", "../etc", "", "a b", "-x"])
+def test_a_model_name_the_worker_would_refuse_is_refused_before_sending(name):
+    with Client(NO_BROKER) as client, pytest.raises(WireError) as info:
+        client.submit(name, {})
+    assert info.value.code == 100000 and "is not a valid name" in info.value.message
+    if ":" in name:
+        assert "a version goes in version=N" in info.value.message
