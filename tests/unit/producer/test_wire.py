@@ -1,5 +1,6 @@
 """The wire format: round trips of every dtype, and every malformation named with its code."""
 
+import dataclasses
 import math
 
 import msgpack
@@ -136,8 +137,12 @@ def test_result_round_trip():
     assert ResultEnvelope.decode(failed.encode(LIMIT), LIMIT).error == failed.error
 
 
-def test_exec_options_are_acl_attrs():
-    assert EXEC_OPTIONS == ("stream_sync_timeout_ms", "event_sync_timeout_ms")
+def test_exec_options_are_the_fields_of_acl_cores_exec_config():
+    """The wire names the options a worker applies through ExecConfig: one list, derived here,
+    so a field added on one side and not the other fails CI, not a job at run time."""
+    from acl_core import ExecConfig
+
+    assert EXEC_OPTIONS == tuple(f.name for f in dataclasses.fields(ExecConfig))
 
 
 @pytest.mark.parametrize(
