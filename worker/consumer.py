@@ -14,11 +14,10 @@ from kombu.utils.json import dumps
 
 
 def dead_letter(message: Message, reason: str) -> None:
-    """Record ``message`` as a dead letter, through the channel that delivered it."""
-    channel = message.channel
-    if hasattr(channel, "dead_letter"):
-        entry = dumps(getattr(message, "_raw", None) or {"body": str(message.body)}).encode()
-        channel.dead_letter(str(message.delivery_info.get("routing_key", "")), reason, entry)
+    """Record ``message`` (kombu's JSON of it) as a dead letter, through aclq's channel that
+    delivered it (producer/transport.py)."""
+    routing_key = str(message.delivery_info.get("routing_key", ""))
+    message.channel.dead_letter(routing_key, reason, dumps(message._raw).encode())
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]

@@ -155,7 +155,7 @@ class Executor:
             if state in (b"done", b"failed"):  # redelivered after its answer: its worker died before the ack
                 log.info("job %s was already answered (attempt %d); not run again", job_id, attempt)
                 continue
-            works.append(self._prepare(job_id, data, attempt, run))
+            works.append(self._prepare(job_id, data, attempt))
         if not works:
             return
         self._failpoints.reached("execute")
@@ -167,7 +167,7 @@ class Executor:
         for work in works:
             # Counted before the answer goes out, so whoever reads the answer sees it counted too.
             self._observe(work)
-        answers = [self._answer(work) for work in works]
+        answers = [self._answer(work, run) for work in works]
 
         def answer_all(pipe: Any) -> None:
             finish_keys, states = [], []
@@ -184,10 +184,10 @@ class Executor:
             if not first:
                 log.warning("job %s was already answered; this run's result is dropped", work.job_id)
 
-    def _prepare(self, job_id: str, data: bytes | None, attempt: int, run: str) -> "_Work":
+    def _prepare(self, job_id: str, data: bytes | None, attempt: int) -> "_Work":
         """Decode and check a job and find its model: a work item ready to execute, or answered
         with the error that stopped it."""
-        work = _Work(job_id, attempt, run, time.time())
+        work = _Work(job_id, attempt, time.time())
         try:
             if data is None:
                 raise WireError(
@@ -288,8 +288,8 @@ class Executor:
         log.warning("job %s failed: [%d %s] %s", job_id, code, name, message)
         return ResultEnvelope(job_id, "error", error=ErrorInfo(code, name, message), attempt=attempt)
 
-    def _answer(self, work: "_Work") -> "_Answer":
-        """A job's result, encoded, and the keys its answer touches."""
+    def _answer(self, work: "_Work", run: str) -> "_Answer":
+        """A job's result, encoded, and the keys its answer in ``run`` touches."""
         ns, limit, job_id = self._settings.namespace, self._settings.max_message_bytes, work.job_id
         assert work.result is not None
         result = replace(work.result, timings=work.timings, device=self.device.id, worker=self.name)
@@ -299,9 +299,8 @@ class Executor:
             error = self._error(job_id, exc.code, exc.name, exc.message, result.attempt)
             result = replace(error, timings=work.timings, device=self.device.id, worker=self.name)
             data = result.encode(limit)
-        staging = keys.job_staging(ns, job_id, work.run)
+        staging = keys.job_staging(ns, job_id, run)
         return _Answer(
-            staging,
             data,
             [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id),
              keys.job_runs(ns, job_id)],
@@ -338,10 +337,13 @@ class Executor:
 class _Answer:
     """What answering a job writes: its encoded result, staged, then moved into place."""
 
-    staging: str
     data: bytes
     keys: list[str]  #: staging, reply, state, input, runs: the finish script's keys for it
     state: str  #: done or failed
+
+    @property
+    def staging(self) -> str:
+        return self.keys[0]
 
 
 @dataclass
@@ -350,7 +352,6 @@ class _Work:
 
     job_id: str
     attempt: int
-    run: str  #: this run's id: its claim and its answer carry it
     started: float  #: Unix time the worker took it
     timings: dict[str, float] = field(default_factory=dict)
     job: JobEnvelope | None = None
