@@ -4,6 +4,7 @@ them is answered, and `aclq status` shows the count."""
 
 import base64
 import json
+import socket
 import urllib.request
 import uuid
 
@@ -15,10 +16,22 @@ from producer import Client, Settings, keys
 from producer.dispatch import make_celery, queue
 from producer.status import fetch_status
 from producer.transport import dead_letters
-from worker.embedded import free_port
 from worker.local import LocalCluster
 
 GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}
+
+
+def free_port_pair() -> int:
+    """A port P with P + 1 free too: device N serves its metrics on ACLQ_METRICS_PORT + N."""
+    while True:
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return int(port)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +40,7 @@ def cluster(redis_server, model_repo):
         redis_url=redis_server.url,
         namespace=f"p{uuid.uuid4().hex[:8]}",
         model_repo=str(model_repo),
-        metrics_port=free_port(),
+        metrics_port=free_port_pair(),
     )
     with LocalCluster(settings, devices=[0, 1]) as running:
         yield running
