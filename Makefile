@@ -20,10 +20,11 @@ models: examples/model_repo
 demo: examples/model_repo
 	$(PY) -m examples.demo
 
-# The linters pyproject.toml configures run first: a style or import error fails the run.
+# The checks pyproject.toml configures run first: a style, import or type error fails the run.
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 # The suite prints the one table of ours beside the baselines, and writes it as JSON to compare

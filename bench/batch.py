@@ -20,6 +20,7 @@ import onnxruntime as ort
 
 from examples.build_models import build
 from producer import Client, Settings
+from producer.batch import run_batch
 from producer.malloc import keep_message_buffers
 from worker.local import LocalCluster
 
@@ -56,10 +57,10 @@ def main() -> None:
             LocalCluster(Settings(model_repo=str(repo)), devices=[0, 1]) as cluster,
             Client(cluster.settings) as client,
         ):
-            client.batch("conv", data, Path(tmp) / "warm", batch_size=32)  # models loaded on both workers
+            run_batch(client, "conv", data, Path(tmp) / "warm", batch_size=32)  # models loaded on both workers
             for rows in args.rows:
                 baseline = in_process(repo / "conv" / "1" / "model.onnx", x, rows)
-                summary = client.batch("conv", data, Path(tmp) / f"out{rows}", batch_size=rows, window=8)
+                summary = run_batch(client, "conv", data, Path(tmp) / f"out{rows}", batch_size=rows, window=8)
                 assert summary.failed == 0, summary.failures
                 ours = args.items / summary.elapsed_s
                 rows_out.append(

@@ -4,7 +4,7 @@ Imports neither acl_core nor onnxruntime: an application that only enqueues need
 redis, msgpack and numpy.
 """
 
-from producer.client import AsyncClient, Client, Job, JobStatus, SubmitOptions
+from producer.client import AsyncClient, AsyncJob, Client, Job, SubmitOptions
 from producer.errors import (
     AclqError,
     BrokerConnectionError,
@@ -15,12 +15,14 @@ from producer.errors import (
     WireError,
 )
 from producer.settings import Settings
+from producer.wire import JobStatus
 
 __all__ = [
     # clients
     "Client",
     "AsyncClient",
     "Job",
+    "AsyncJob",
     "JobStatus",
     "SubmitOptions",
     "Settings",

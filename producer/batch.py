@@ -6,6 +6,7 @@ input names to files. Every output is written atomically (temporary file + renam
 interrupted run leaves only whole files, and ``resume`` skips the items whose outputs exist.
 """
 
+import functools
 import json
 import logging
 import os
@@ -21,9 +22,9 @@ from typing import Unpack
 
 import numpy as np
 
+from producer import codes
 from producer.client import Client, SubmitOptions
 from producer.errors import (
-    ACL_ERROR_INVALID_FILE,
     AclqError,
     BrokerConnectionError,
     ConfigError,
@@ -35,8 +36,6 @@ from producer.wire import POSITIONAL
 
 log = logging.getLogger(__name__)
 
-#: ACL codes worth another try: the run timed out or the device failed, not the input
-TRANSIENT_CODES = frozenset({500000, 500003, 507000, 507011, 507046, 507047, 207001, 207018})
 PARTS_DIR = ".parts"
 TMP_SUFFIX = ".tmp"
 SUMMARY_FILE = "summary.json"
@@ -101,7 +100,7 @@ def atomic_save(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
             (array,) = arrays.values()
             np.save(f, array, allow_pickle=False)
         else:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
     os.replace(tmp, path)
 
 
@@ -125,7 +124,8 @@ def plan(source: Path, output: Path, *, batch_size: int = 1, input_name: str = P
         files = sorted(p for p in source.rglob("*") if p.suffix in (".npy", ".npz") and p.is_file())
         relative = [p.relative_to(source) for p in files]
         items = [
-            Item(str(r), lambda p=source / r: _load(p, input_name), output / r.with_suffix(".npz")) for r in relative
+            Item(str(r), functools.partial(_load, source / r, input_name), output / r.with_suffix(".npz"))
+            for r in relative
         ]
         return Plan(items, output)
     if source.suffix == ".jsonl":
@@ -146,10 +146,16 @@ def _manifest_items(manifest: Path, output: Path) -> list[Item]:
         except (ValueError, AttributeError) as exc:
             raise ConfigError(f"{manifest}:{number + 1}: not a JSON map of input name to file: {exc}") from None
         key = str(entry.get("id", f"{number:08d}"))
-        items.append(
-            Item(key, lambda f=files: {n: np.load(p, allow_pickle=False) for n, p in f.items()}, output / f"{key}.npz")
-        )
+        items.append(Item(key, functools.partial(_load_files, files), output / f"{key}.npz"))
     return items
+
+
+def _load_files(files: Mapping[str, Path]) -> dict[str, np.ndarray]:
+    return {name: np.load(path, allow_pickle=False) for name, path in files.items()}
+
+
+def _rows(arrays: Mapping[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
+    return {name: np.ascontiguousarray(a[start : start + count]) for name, a in arrays.items()}
 
 
 def _split_plan(source: Path, output: Path, batch_size: int, input_name: str) -> Plan:
@@ -168,7 +174,7 @@ def _split_plan(source: Path, output: Path, batch_size: int, input_name: str) ->
     items = [
         Item(
             f"rows {start}-{min(start + batch_size, n) - 1}",
-            lambda s=start: {k: np.ascontiguousarray(a[s : s + batch_size]) for k, a in arrays.items()},
+            functools.partial(_rows, arrays, start, batch_size),
             parts / f"{start // batch_size:08d}.npz",
         )
         for start in range(0, n, batch_size)
@@ -207,6 +213,26 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def run_batch(
+    client: Client,
+    model: str,
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    batch_size: int = 1,
+    input_name: str = POSITIONAL,
+    window: int = 16,
+    retries: int = 0,
+    resume: bool = False,
+    quiet: bool = True,
+    **options: Unpack[SubmitOptions],
+) -> Summary:
+    """Offline inference over a directory, a split array or a manifest (:func:`plan`) through
+    ``client``; failed items are reported in the returned summary, not raised."""
+    work = plan(Path(source), Path(output), batch_size=batch_size, input_name=input_name)
+    return run(client, model, work, window=window, retries=retries, resume=resume, quiet=quiet, **options)
 
 
 def run(
@@ -288,13 +314,16 @@ def _attempts(
             atomic_save(item.output, details.outputs)
         except JobFailed as exc:
             failure = Failure(item.key, exc.code, exc.name, exc.message)
-            if exc.code not in TRANSIENT_CODES:
+            if exc.code not in codes.TRANSIENT:
                 break
         except (JobTimeout, JobNotFound, BrokerConnectionError) as exc:  # JobNotFound: Redis lost it
             failure = Failure(item.key, None, type(exc).__name__, str(exc))
         except (OSError, ValueError) as exc:  # an input file that is missing or not an array
             failure = Failure(
-                item.key, ACL_ERROR_INVALID_FILE, "ACL_ERROR_INVALID_FILE", f"{type(exc).__name__}: {exc}"
+                item.key,
+                codes.ACL_ERROR_INVALID_FILE,
+                codes.NAMES[codes.ACL_ERROR_INVALID_FILE],
+                f"{type(exc).__name__}: {exc}",
             )
             break
         except AclqError as exc:  # refused before sending (e.g. a dtype that cannot travel)

@@ -113,7 +113,7 @@ def submit(
             outputs = job.result(timeout_s)
     except AclqError as exc:
         raise click.ClickException(str(exc)) from None
-    np.savez(output, **outputs)
+    np.savez(output, **outputs)  # type: ignore[arg-type]  # numpy's stub reads **outputs as allow_pickle
     click.echo(f"{job.id}: {', '.join(f'{k} {v.dtype}{list(v.shape)}' for k, v in outputs.items())} -> {output}")
 
 
@@ -213,7 +213,7 @@ def health(device: int | None, host: str | None) -> None:
     if not ready:
         click.echo(f"unhealthy: no ready worker for host {host or settings.host} device {device}", err=True)
         sys.exit(1)
-    click.echo(f"healthy: {', '.join(str(w.get('pid')) for w in ready)}")
+    click.echo(f"healthy: {', '.join(str(w.pid) for w in ready)}")
 
 
 if __name__ == "__main__":

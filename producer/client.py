@@ -1,17 +1,20 @@
-"""The client: submit jobs, wait for results. ``Client`` and ``AsyncClient`` share every line
-of non-I/O logic (:class:`_Jobs`) and differ only in transport.
+"""The client: submit jobs, wait for results.
+
+``Client`` and ``AsyncClient`` share every decision (httpx's sans-I/O pattern): what to enqueue,
+when to roll an enqueue back, how long to wait and when a job counts as lost are written once,
+as generators in :class:`_Core` that yield the I/O they need (:class:`_Redis`, :class:`_Publish`)
+and receive its reply. Each client only drives them: one loop over a blocking Redis client, one
+over an asyncio one.
 """
 
 import asyncio
 import itertools
-import os
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from enum import Enum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import numpy as np
 import redis
@@ -19,9 +22,9 @@ import redis.asyncio
 from kombu.exceptions import OperationalError
 
 from producer import keys
+from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.dispatch import ASYNC_REDIS_OPTIONS, INFER_TASK, PRIORITIES, REDIS_OPTIONS, make_celery, queue
 from producer.errors import (
-    ACL_ERROR_INVALID_PARAM,
     BrokerConnectionError,
     ConfigError,
     JobFailed,
@@ -30,10 +33,7 @@ from producer.errors import (
     WireError,
 )
 from producer.settings import Settings
-from producer.wire import EXEC_OPTIONS, POSITIONAL, JobEnvelope, ResultEnvelope, model_name_problem
-
-if TYPE_CHECKING:
-    from producer import batch
+from producer.wire import EXEC_OPTIONS, JobEnvelope, JobStatus, ResultEnvelope, TaskMessage, model_name_problem
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -55,19 +55,37 @@ class SubmitOptions(TypedDict, total=False):
 WAIT_SLICE_S = 1.0
 
 
-class JobStatus(str, Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    NOT_FOUND = "not_found"  # never submitted, or expired
-
-
 Outputs = dict[str, np.ndarray]
+T = TypeVar("T")
 
 
-class _Jobs:
-    """What both clients share: settings, envelopes, keys, routing, result decoding."""
+@dataclass(frozen=True)
+class _Redis:
+    """I/O a core step needs: Redis commands sent in one round trip (a MULTI when
+    ``transaction``); the reply is the list of their replies."""
+
+    commands: tuple[tuple[str, tuple[Any, ...], dict[str, Any]], ...]
+    transaction: bool = True
+
+
+@dataclass(frozen=True)
+class _Publish:
+    """I/O a core step needs: one Celery message for ``jobs`` (Celery's publisher is blocking)."""
+
+    jobs: tuple[JobEnvelope, ...]
+
+
+_Step = _Redis | _Publish
+_Steps = Generator[_Step, Any, T]
+
+
+def _cmd(name: str, *args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    return name, args, kwargs
+
+
+class _Core:
+    """Everything both clients decide, without I/O: envelopes, keys, routing, and the steps of
+    enqueueing, waiting and looking, as generators of the I/O they need."""
 
     def __init__(self, settings: Settings | str | None) -> None:
         if settings is None:
@@ -78,7 +96,7 @@ class _Jobs:
         self.url = settings.require_url()
         self._celery = make_celery(settings, main="aclq.producer")
 
-    def envelope(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> JobEnvelope:
+    def envelope(self, model: str, inputs: Mapping[str, Any], options: SubmitOptions) -> JobEnvelope:
         device, host = options.get("device"), options.get("host")
         priority, exec_options = options.get("priority", 0), dict(options.get("options") or {})
         unknown_keywords = set(options) - set(SubmitOptions.__annotations__)
@@ -112,30 +130,43 @@ class _Jobs:
             enqueued_at=now,
         )
 
-    def enqueue(self, pipe: Any, job: JobEnvelope) -> None:
-        """Queue the commands of an atomic enqueue on a MULTI pipeline (no Lua: a payload
-        passed through a script costs a megabyte's copy into Lua and back)."""
-        ns, ttl = self.settings.namespace, self.settings.payload_ttl_s
-        pipe.set(keys.job_input(ns, job.job_id), job.encode(self.settings.max_message_bytes), nx=True, ex=ttl)
-        pipe.set(keys.job_state(ns, job.job_id), "queued", nx=True, ex=ttl)
-
-    def outcome(self, jobs: list[JobEnvelope], replies: list[Any]) -> tuple[list[JobEnvelope], list[str]]:
-        """From the replies of :meth:`enqueue` (two per job): the jobs it made new, and the
-        payloads it set for ids whose state already existed (finished jobs), to be deleted."""
+    def enqueue(
+        self, model: str, many: list[Mapping[str, Any]], options: SubmitOptions
+    ) -> _Steps[list[tuple[str, bool]]]:
+        """Enqueue jobs in one MULTI and one Celery message; each job's id and whether this call
+        created it (False: a caller's ``job_id`` that existed already). A message that cannot be
+        published takes its jobs' keys back, so a retry can enqueue them."""
+        jobs = [self.envelope(model, inputs, options) for inputs in many]
+        if not jobs:
+            return []
+        ns, ttl, limit = self.settings.namespace, self.settings.payload_ttl_s, self.settings.max_message_bytes
+        # No Lua: a payload passed through a script costs a megabyte's copy into Lua and back.
+        commands = []
+        for job in jobs:
+            commands.append(_cmd("set", keys.job_input(ns, job.job_id), job.encode(limit), nx=True, ex=ttl))
+            commands.append(_cmd("set", keys.job_state(ns, job.job_id), JobStatus.QUEUED.value, nx=True, ex=ttl))
+        replies = yield _Redis(tuple(commands))
         created, strays = [], []
-        for job, payload_set, state_set in zip(jobs, replies[::2], replies[1::2]):
+        for job, payload_set, state_set in zip(jobs, replies[::2], replies[1::2], strict=True):
             if payload_set and state_set:
                 created.append(job)
-            elif payload_set:
-                strays.append(keys.job_input(self.settings.namespace, job.job_id))
-        return created, strays
+            elif payload_set:  # a finished job's id: its state stayed, the payload just set goes
+                strays.append(keys.job_input(ns, job.job_id))
+        if strays:
+            yield _Redis((_cmd("delete", *strays),))
+        if created:
+            try:
+                yield _Publish(tuple(created))
+            except BrokerConnectionError:
+                job_keys = [
+                    k for job in created for k in (keys.job_input(ns, job.job_id), keys.job_state(ns, job.job_id))
+                ]
+                yield _Redis((_cmd("delete", *job_keys),))
+                raise
+        fresh = {job.job_id for job in created}
+        return [(job.job_id, job.job_id in fresh) for job in jobs]
 
-    def job_keys(self, jobs: list[JobEnvelope]) -> list[str]:
-        """Payload and state keys of ``jobs``: deleted when publishing failed, so a retry can enqueue."""
-        ns = self.settings.namespace
-        return [k for job in jobs for k in (keys.job_input(ns, job.job_id), keys.job_state(ns, job.job_id))]
-
-    def publish(self, jobs: list[JobEnvelope]) -> None:
+    def publish(self, jobs: tuple[JobEnvelope, ...]) -> None:
         """One Celery message for ``jobs``, which share their model and options and so their
         queue: the message costs one delivery, and names the model so that a worker knows
         whether to gather it with others for a batch."""
@@ -146,52 +177,75 @@ class _Jobs:
             name = keys.device_queue(ns, first.device)
         else:
             name = keys.host_device_queue(ns, first.host, first.device)
-        ids = [job.job_id for job in jobs]
+        message = TaskMessage(tuple(job.job_id for job in jobs), first.model)
         try:
             self._celery.send_task(
-                INFER_TASK, args=[ids], kwargs={"model": first.model}, queue=queue(name), priority=first.priority
+                INFER_TASK, args=message.args(), kwargs=message.kwargs(), queue=queue(name), priority=first.priority
             )
         except OperationalError as exc:
             raise self.broker_error(exc) from None
 
-    def found(self, job_id: str, data: bytes | None, state: bytes | None) -> bytes | None:
-        """From a look at a job's reply and state: the reply when it is there, None while the
-        job is still on its way, JobNotFound when neither exists."""
-        if data is None and state is None:
-            raise JobNotFound(
-                f"no job {job_id}: never submitted, its result expired, or Redis lost it (restarted, no persistence)"
-            )
-        return data
-
-    def next_wait(self, job_id: str, timeout_s: float | None, deadline: float | None) -> float:
-        """Seconds of the next blocking wait for a result; JobTimeout once ``deadline`` passed."""
-        if deadline is None:
-            return WAIT_SLICE_S
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise JobTimeout(f"job {job_id} gave no result within {timeout_s} s")
-        return min(WAIT_SLICE_S, left)
-
-    def details(self, job_id: str, data: bytes) -> ResultEnvelope:
-        result = ResultEnvelope.decode(data, self.settings.max_message_bytes)
+    def result(self, job_id: str, timeout_s: float | None, known: bool) -> _Steps[ResultEnvelope]:
+        """Wait for a job's result envelope in slices of at most WAIT_SLICE_S, looking between
+        them that the job still exists; ``known``: it surely exists (just enqueued by this
+        client), so the first wait blocks at once. JobFailed for an error answer."""
+        ns, limit = self.settings.namespace, self.settings.max_message_bytes
+        reply_key = keys.job_reply(ns, job_id)
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        data = None if known else (yield from self._look(job_id))
+        while data is None:
+            if deadline is None:
+                wait_s = WAIT_SLICE_S
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise JobTimeout(f"job {job_id} gave no result within {timeout_s} s")
+                wait_s = min(WAIT_SLICE_S, left)
+            # BLMOVE of a list onto itself: the result is returned and stays for other readers.
+            (data,) = yield _Redis((_cmd("blmove", reply_key, reply_key, wait_s, "LEFT", "LEFT"),), transaction=False)
+            if data is None:
+                data = yield from self._look(job_id)
+        result = ResultEnvelope.decode(data, limit)
         if result.error is not None:
             raise JobFailed(job_id, result.error.code, result.error.name, result.error.message)
         return result
 
-    def close(self) -> None:
-        self._celery.close()
+    def _look(self, job_id: str) -> _Steps[bytes | None]:
+        """The job's reply when it is there, None while it is on its way, JobNotFound when
+        neither its reply nor its state exists."""
+        ns = self.settings.namespace
+        data, state = yield _Redis(
+            (_cmd("lindex", keys.job_reply(ns, job_id), 0), _cmd("get", keys.job_state(ns, job_id)))
+        )
+        if data is None and state is None:
+            raise JobNotFound(
+                f"no job {job_id}: never submitted, its result expired, or Redis lost it (restarted, no persistence)"
+            )
+        return data  # type: ignore[no-any-return]
+
+    def status(self, job_id: str) -> _Steps[JobStatus]:
+        (state,) = yield _Redis((_cmd("get", keys.job_state(self.settings.namespace, job_id)),), transaction=False)
+        return JobStatus.decode(state)
+
+    @staticmethod
+    def map_room(window: int, in_flight: int) -> int:
+        """How many jobs ``map`` sends now: none until half the window is free (a chunk shares a
+        message and a round trip), then enough to fill it; always some when nothing is in flight."""
+        if window < 1:
+            raise ConfigError(f"window must be at least 1, got {window}")
+        room = window - in_flight
+        return room if room >= max(1, window // 2) or not in_flight else 0
 
     def broker_error(self, exc: Exception) -> BrokerConnectionError:
         # redis' messages name host and port, never the password
         return BrokerConnectionError(f"Redis at {self.settings.safe_url()}: {exc}")
 
-    def result_keys(self, job_id: str) -> tuple[str, str]:
-        ns = self.settings.namespace
-        return keys.job_reply(ns, job_id), keys.job_state(ns, job_id)
+    def close(self) -> None:
+        self._celery.close()
 
 
 class Job:
-    """A submitted job: ``id``, ``status()``, ``result(timeout_s)``."""
+    """A submitted job: ``id``, ``status()``, ``result(timeout_s)``, ``details(timeout_s)``."""
 
     def __init__(self, client: "Client", job_id: str, *, enqueued: bool = False) -> None:
         self._client = client
@@ -200,7 +254,7 @@ class Job:
         self._enqueued = enqueued
 
     def status(self) -> JobStatus:
-        return self._client._status(self.id)
+        return self._client._drive(self._client._core.status(self.id))
 
     def result(self, timeout_s: float | None = None) -> Outputs:
         """Wait for the outputs; raise JobFailed (ACL code), JobTimeout or JobNotFound."""
@@ -209,10 +263,32 @@ class Job:
     def details(self, timeout_s: float | None = None) -> ResultEnvelope:
         """Like :meth:`result`, with the timings, device and worker that ran the job."""
         enqueued, self._enqueued = self._enqueued, False
-        return self._client._result(self.id, timeout_s, known=enqueued)
+        return self._client._drive(self._client._core.result(self.id, timeout_s, enqueued))
 
     def __repr__(self) -> str:
         return f"<Job {self.id}>"
+
+
+class AsyncJob:
+    """:class:`Job` for :class:`AsyncClient`: the same verbs, awaited."""
+
+    def __init__(self, client: "AsyncClient", job_id: str, *, enqueued: bool = False) -> None:
+        self._client = client
+        self.id = job_id
+        self._enqueued = enqueued
+
+    async def status(self) -> JobStatus:
+        return await self._client._drive(self._client._core.status(self.id))
+
+    async def result(self, timeout_s: float | None = None) -> Outputs:
+        return dict((await self.details(timeout_s)).outputs)
+
+    async def details(self, timeout_s: float | None = None) -> ResultEnvelope:
+        enqueued, self._enqueued = self._enqueued, False
+        return await self._client._drive(self._client._core.result(self.id, timeout_s, enqueued))
+
+    def __repr__(self) -> str:
+        return f"<AsyncJob {self.id}>"
 
 
 class Client:
@@ -223,9 +299,9 @@ class Client:
     """
 
     def __init__(self, settings: Settings | str | None = None) -> None:
-        self._jobs = _Jobs(settings)
-        self.settings = self._jobs.settings
-        self._redis = redis.Redis.from_url(self._jobs.url, **REDIS_OPTIONS)
+        self._core = _Core(settings)
+        self.settings = self._core.settings
+        self._redis = redis.Redis.from_url(self._core.url, **REDIS_OPTIONS)
 
     def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> Job:
         """Enqueue one job (its options: :class:`SubmitOptions`). With no ``device`` any free
@@ -241,31 +317,12 @@ class Client:
         Each is still a job of its own, with its own result or error; the message only saves
         the per-message cost of the dispatcher. ``job_id`` cannot be given here.
         """
-        if options.get("job_id") is not None:
-            raise ConfigError("submit_many makes its own job ids; use submit to give one")
-        return self._enqueue(model, list(inputs), options)
+        return self._enqueue(model, _without_job_id(inputs, options), options)
 
     def _enqueue(self, model: str, many: list[Mapping[str, Any]], options: SubmitOptions) -> list[Job]:
-        jobs = [self._jobs.envelope(model, inputs, **options) for inputs in many]
-        if not jobs:
-            return []
-        try:
-            with self._redis.pipeline(transaction=True) as pipe:
-                for job in jobs:
-                    self._jobs.enqueue(pipe, job)
-                created, strays = self._jobs.outcome(jobs, pipe.execute())
-            if strays:
-                self._redis.delete(*strays)
-        except redis.RedisError as exc:
-            raise self._jobs.broker_error(exc) from None
-        if created:
-            try:
-                self._jobs.publish(created)
-            except BrokerConnectionError:
-                self._redis.delete(*self._jobs.job_keys(created))
-                raise
-        fresh = {job.job_id for job in created}
-        return [Job(self, job.job_id, enqueued=job.job_id in fresh) for job in jobs]
+        return [
+            Job(self, job_id, enqueued=new) for job_id, new in self._drive(self._core.enqueue(model, many, options))
+        ]
 
     def infer(
         self,
@@ -283,13 +340,12 @@ class Client:
     ) -> Iterator[Outputs]:
         """Results in input order, with at most ``window`` jobs in flight. Jobs are sent in
         chunks (:meth:`submit_many`) whenever half the window is free."""
-        if window < 1:
-            raise ConfigError(f"window must be at least 1, got {window}")
+        self._core.map_room(window, 0)  # a bad window fails here, before the first result is asked for
         items = iter(inputs)
         in_flight: deque[Job] = deque()
         while True:
-            room = window - len(in_flight)
-            if room >= max(1, window // 2) or not in_flight:
+            room = self._core.map_room(window, len(in_flight))
+            if room:
                 in_flight.extend(self.submit_many(model, itertools.islice(items, room), **options))
             if not in_flight:
                 return
@@ -299,32 +355,9 @@ class Client:
         """Re-attach to a job by id."""
         return Job(self, job_id)
 
-    def batch(
-        self,
-        model: str,
-        source: str | os.PathLike[str],
-        output: str | os.PathLike[str],
-        *,
-        batch_size: int = 1,
-        input_name: str = POSITIONAL,
-        window: int = 16,
-        retries: int = 0,
-        resume: bool = False,
-        quiet: bool = True,
-        **options: Unpack[SubmitOptions],
-    ) -> "batch.Summary":
-        """Offline inference over a directory, a split array or a manifest (see producer.batch).
-
-        Failed items are reported in the returned summary, not raised.
-        """
-        from producer import batch
-
-        work = batch.plan(Path(source), Path(output), batch_size=batch_size, input_name=input_name)
-        return batch.run(self, model, work, window=window, retries=retries, resume=resume, quiet=quiet, **options)
-
     def close(self) -> None:
         self._redis.close()
-        self._jobs.close()
+        self._core.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -332,80 +365,56 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _status(self, job_id: str) -> JobStatus:
-        _, state_key = self._jobs.result_keys(job_id)
-        try:
-            state = self._redis.get(state_key)
-        except redis.RedisError as exc:
-            raise self._jobs.broker_error(exc) from None
-        return JobStatus(state.decode()) if state else JobStatus.NOT_FOUND
+    def _drive(self, steps: _Steps[T]) -> T:
+        """Run a core generator to its end, doing each I/O step it yields."""
+        reply: Any = None
+        error: BrokerConnectionError | None = None
+        while True:
+            try:
+                step = steps.throw(error) if error is not None else steps.send(reply)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            reply, error = None, None
+            try:
+                reply = self._do(step)
+            except BrokerConnectionError as exc:
+                error = exc
 
-    def _result(self, job_id: str, timeout_s: float | None, known: bool = False) -> ResultEnvelope:
-        """The result envelope; ``known``: the job surely exists, so skip the look before waiting."""
-        reply_key, state_key = self._jobs.result_keys(job_id)
-        deadline = time.monotonic() + timeout_s if timeout_s else None
+    def _do(self, step: _Step) -> Any:
+        if isinstance(step, _Publish):
+            return self._core.publish(step.jobs)
         try:
-            data = None if known else self._look(job_id, reply_key, state_key)
-            while data is None:
-                # BLMOVE of a list onto itself: the result is returned and stays for other readers.
-                wait_s = self._jobs.next_wait(job_id, timeout_s, deadline)
-                data = self._redis.blmove(reply_key, reply_key, wait_s, "LEFT", "LEFT")
-                if data is None:
-                    data = self._look(job_id, reply_key, state_key)
+            with self._redis.pipeline(transaction=step.transaction) as pipe:
+                for name, args, kwargs in step.commands:
+                    getattr(pipe, name)(*args, **kwargs)
+                return pipe.execute()
         except redis.RedisError as exc:
-            raise self._jobs.broker_error(exc) from None
-        return self._jobs.details(job_id, data)
-
-    def _look(self, job_id: str, reply_key: str, state_key: str) -> bytes | None:
-        with self._redis.pipeline(transaction=True) as pipe:
-            data, state = pipe.lindex(reply_key, 0).get(state_key).execute()
-        return self._jobs.found(job_id, data, state)
+            raise self._core.broker_error(exc) from None
 
 
 class AsyncClient:
-    """The asyncio twin of :class:`Client`: ``await client.infer(...)``."""
+    """The asyncio twin of :class:`Client`: the same verbs and return types, awaited
+    (``await client.infer(...)``, ``async for out in client.map(...)``)."""
 
     def __init__(self, settings: Settings | str | None = None) -> None:
-        self._jobs = _Jobs(settings)
-        self.settings = self._jobs.settings
-        self._redis = redis.asyncio.Redis.from_url(self._jobs.url, **ASYNC_REDIS_OPTIONS)
+        self._core = _Core(settings)
+        self.settings = self._core.settings
+        self._redis = redis.asyncio.Redis.from_url(self._core.url, **ASYNC_REDIS_OPTIONS)
 
-    async def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> str:
-        """Enqueue one job (same options as :meth:`Client.submit`); returns its id."""
-        job = self._jobs.envelope(model, inputs, **options)
-        try:
-            pipe = self._redis.pipeline(transaction=True)
-            self._jobs.enqueue(pipe, job)
-            created, strays = self._jobs.outcome([job], await pipe.execute())
-            if strays:
-                await self._redis.delete(*strays)
-        except redis.RedisError as exc:
-            raise self._jobs.broker_error(exc) from None
-        if created:
-            try:
-                await asyncio.to_thread(self._jobs.publish, created)  # Celery's publisher is synchronous
-            except BrokerConnectionError:
-                await self._redis.delete(*self._jobs.job_keys(created))
-                raise
-        return job.job_id
+    async def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> AsyncJob:
+        """Enqueue one job (same options as :meth:`Client.submit`)."""
+        (job,) = await self._enqueue(model, [inputs], options)
+        return job
 
-    async def result(self, job_id: str, timeout_s: float | None = None) -> Outputs:
-        reply_key, state_key = self._jobs.result_keys(job_id)
-        deadline = time.monotonic() + timeout_s if timeout_s else None
-        try:
-            data = await self._look(job_id, reply_key, state_key)
-            while data is None:
-                wait_s = self._jobs.next_wait(job_id, timeout_s, deadline)
-                data = await self._redis.blmove(reply_key, reply_key, wait_s, "LEFT", "LEFT")
-                if data is None:
-                    data = await self._look(job_id, reply_key, state_key)
-        except redis.RedisError as exc:
-            raise self._jobs.broker_error(exc) from None
-        return dict(self._jobs.details(job_id, data).outputs)
+    async def submit_many(
+        self, model: str, inputs: Iterable[Mapping[str, Any]], **options: Unpack[SubmitOptions]
+    ) -> list[AsyncJob]:
+        """As :meth:`Client.submit_many`."""
+        return await self._enqueue(model, _without_job_id(inputs, options), options)
 
-    async def _look(self, job_id: str, reply_key: str, state_key: str) -> bytes | None:
-        data, state = await self._redis.pipeline(transaction=True).lindex(reply_key, 0).get(state_key).execute()
-        return self._jobs.found(job_id, data, state)
+    async def _enqueue(self, model: str, many: list[Mapping[str, Any]], options: SubmitOptions) -> list[AsyncJob]:
+        enqueued = await self._drive(self._core.enqueue(model, many, options))
+        return [AsyncJob(self, job_id, enqueued=new) for job_id, new in enqueued]
 
     async def infer(
         self,
@@ -415,27 +424,66 @@ class AsyncClient:
         result_timeout_s: float | None = None,
         **options: Unpack[SubmitOptions],
     ) -> Outputs:
-        return await self.result(await self.submit(model, inputs, **options), result_timeout_s)
+        return await (await self.submit(model, inputs, **options)).result(result_timeout_s)
 
     async def map(
         self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **options: Unpack[SubmitOptions]
     ) -> AsyncIterator[Outputs]:
-        if window < 1:
-            raise ConfigError(f"window must be at least 1, got {window}")
-        in_flight: deque[str] = deque()
-        for item in inputs:
-            if len(in_flight) >= window:
-                yield await self.result(in_flight.popleft())
-            in_flight.append(await self.submit(model, item, **options))
-        while in_flight:
-            yield await self.result(in_flight.popleft())
+        """As :meth:`Client.map`: input order, ``window`` in flight, sent in chunks."""
+        self._core.map_room(window, 0)
+        items = iter(inputs)
+        in_flight: deque[AsyncJob] = deque()
+        while True:
+            room = self._core.map_room(window, len(in_flight))
+            if room:
+                in_flight.extend(await self.submit_many(model, itertools.islice(items, room), **options))
+            if not in_flight:
+                return
+            yield await in_flight.popleft().result()
+
+    def job(self, job_id: str) -> AsyncJob:
+        """Re-attach to a job by id."""
+        return AsyncJob(self, job_id)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
-        self._jobs.close()
+        self._core.close()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    async def _drive(self, steps: _Steps[T]) -> T:
+        """:meth:`Client._drive`, awaiting each I/O step."""
+        reply: Any = None
+        error: BrokerConnectionError | None = None
+        while True:
+            try:
+                step = steps.throw(error) if error is not None else steps.send(reply)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            reply, error = None, None
+            try:
+                reply = await self._do(step)
+            except BrokerConnectionError as exc:
+                error = exc
+
+    async def _do(self, step: _Step) -> Any:
+        if isinstance(step, _Publish):
+            return await asyncio.to_thread(self._core.publish, step.jobs)
+        try:
+            pipe = self._redis.pipeline(transaction=step.transaction)
+            for name, args, kwargs in step.commands:
+                getattr(pipe, name)(*args, **kwargs)
+            return await pipe.execute()
+        except redis.RedisError as exc:
+            raise self._core.broker_error(exc) from None
+
+
+def _without_job_id(inputs: Iterable[Mapping[str, Any]], options: SubmitOptions) -> list[Mapping[str, Any]]:
+    """The jobs of ``submit_many`` as a list; a ``job_id`` is for one job only (``submit``)."""
+    if options.get("job_id") is not None:
+        raise ConfigError("submit_many makes its own job ids; use submit to give one")
+    return list(inputs)

@@ -9,8 +9,9 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from celery import Celery
-from kombu import Exchange, Queue
-from redis.connection import Encoder, PythonRespSerializer
+from kombu.entity import Exchange, Queue
+from redis._parsers.encoders import Encoder
+from redis.connection import PythonRespSerializer
 
 from producer import keys
 from producer.settings import Settings
@@ -26,8 +27,8 @@ PRIORITIES: Final = range(10)
 #:   buffer where hiredis' packer copies it (0.31 ms against 1.35 ms for a 1 MiB SET, here);
 #: - no socket timeout (redis-py 8 defaults to 5 s), because waiting for a result is a
 #:   blocking command bounded by its own timeout; keepalive notices a peer that vanished.
-ASYNC_REDIS_OPTIONS: Final = {"socket_timeout": None, "socket_keepalive": True}
-REDIS_OPTIONS: Final = {
+ASYNC_REDIS_OPTIONS: Final[dict[str, Any]] = {"socket_timeout": None, "socket_keepalive": True}
+REDIS_OPTIONS: Final[dict[str, Any]] = {
     **ASYNC_REDIS_OPTIONS,
     "command_packer": PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode),
 }

@@ -13,22 +13,10 @@
 
 from typing import Final
 
-# ACL's values for the codes the client side answers itself (wire layer, batch input files).
-# Repeated here because the producer must not import acl_core; tests/unit/producer/test_wire.py
-# asserts they equal acl_core.codes.
+from producer import codes
+
 #: what a host that runs devices installs, named by every error that needs it
 WORKER_EXTRA: Final = "pip install 'aclq[worker]'"
-
-ACL_ERROR_INVALID_PARAM: Final = 100000
-ACL_ERROR_INVALID_FILE: Final = 100003
-ACL_ERROR_UNSUPPORTED_DATA_TYPE: Final = 100026
-ACL_ERROR_STORAGE_OVER_LIMIT: Final = 300000
-_NAMES: Final = {
-    ACL_ERROR_INVALID_PARAM: "ACL_ERROR_INVALID_PARAM",
-    ACL_ERROR_INVALID_FILE: "ACL_ERROR_INVALID_FILE",
-    ACL_ERROR_UNSUPPORTED_DATA_TYPE: "ACL_ERROR_UNSUPPORTED_DATA_TYPE",
-    ACL_ERROR_STORAGE_OVER_LIMIT: "ACL_ERROR_STORAGE_OVER_LIMIT",
-}
 
 
 class AclqError(Exception):
@@ -53,7 +41,7 @@ class WireError(_Coded):
     """A message is malformed; carries the ACL code it is answered with."""
 
     def __init__(self, code: int, message: str) -> None:
-        super().__init__(code, _NAMES[code], message)
+        super().__init__(code, codes.NAMES[code], message)
 
 
 class JobFailed(_Coded):

@@ -2,14 +2,14 @@
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import redis
 
 from producer import keys
 from producer.dispatch import REDIS_OPTIONS
-from producer.errors import BrokerConnectionError
+from producer.errors import BrokerConnectionError, WireError
 from producer.settings import Settings
+from producer.wire import WorkerBeat
 
 #: kombu keeps priority levels above 0 in lists named queue + this separator + level
 KOMBU_PRIORITY_SEP = "\x06\x16"
@@ -18,7 +18,9 @@ KOMBU_PRIORITY_SEP = "\x06\x16"
 @dataclass
 class Status:
     queues: dict[str, int] = field(default_factory=dict)  #: name -> jobs waiting (all priorities)
-    workers: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[WorkerBeat] = field(default_factory=list)
+    #: heartbeat key -> why it cannot be read (a worker of another version, a stray key)
+    unreadable: dict[str, str] = field(default_factory=dict)
     recent_s: float = 60.0
     throughput_per_s: float = 0.0  #: jobs answered per second over the last recent_s, all workers
     error_rate: float = 0.0  #: share of those that failed
@@ -29,17 +31,6 @@ class Status:
         return json.dumps(asdict(self), indent=2)
 
 
-def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        text = value.decode()
-        try:
-            out[key.decode()] = json.loads(text)
-        except ValueError:
-            out[key.decode()] = text
-    return out
-
-
 def read_status(client: redis.Redis, settings: Settings) -> Status:
     ns = settings.namespace
     status = Status()
@@ -48,18 +39,24 @@ def read_status(client: redis.Redis, settings: Settings) -> Status:
             continue
         name = key.decode().split(KOMBU_PRIORITY_SEP)[0]
         status.queues[name] = status.queues.get(name, 0) + int(client.llen(key))
-    heartbeats = sorted(client.scan_iter(match=keys.worker_heartbeat(ns, "*"), count=1000))
-    status.workers = [w for w in (_decode(client.hgetall(k)) for k in heartbeats) if w]
+    for key in sorted(client.scan_iter(match=keys.worker_heartbeat(ns, "*"), count=1000)):
+        raw: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]  # bytes: no decode_responses
+        if not raw:  # expired between the scan and the read
+            continue
+        try:
+            status.workers.append(WorkerBeat.decode(raw))
+        except WireError as exc:
+            status.unreadable[key.decode("utf-8", "replace")] = exc.message
     for worker in status.workers:  # queues that are empty have no list in Redis: show them at 0
-        for name in filter(None, str(worker.get("queues", "")).split(",")):
+        for name in worker.queues:
             status.queues.setdefault(name, 0)
     status.queues = dict(sorted(status.queues.items()))
     status.dead_letter_key = keys.dead_letter(ns)
     status.dead_letters = int(client.llen(status.dead_letter_key))
     if status.workers:
-        status.recent_s = float(status.workers[0].get("recent_s", 60))
-    done = sum(int(w.get("done_recent", 0)) for w in status.workers)
-    failed = sum(int(w.get("failed_recent", 0)) for w in status.workers)
+        status.recent_s = status.workers[0].recent_s
+    done = sum(w.done_recent for w in status.workers)
+    failed = sum(w.failed_recent for w in status.workers)
     status.throughput_per_s = round((done + failed) / status.recent_s, 2)
     status.error_rate = round(failed / (done + failed), 4) if done + failed else 0.0
     return status
@@ -80,24 +77,20 @@ def render(status: Status) -> str:
     lines += [f"{name:<40}{depth:>7}" for name, depth in status.queues.items()] or ["(no queue has jobs yet)"]
     lines += ["", f"{'WORKER':<36} {'DEV':>3}  {'PROVIDER':<22} {'STATE':<8} {'DONE':>7} {'FAILED':>6}  MODELS"]
     for w in status.workers:
-        state = "ready" if w.get("ready") else "starting"
-        name = f"{w.get('host')}/pid{w.get('pid')}"
+        state = "ready" if w.ready else "starting"
         lines.append(
-            f"{name:<36} {w.get('device')!s:>3}  {w.get('provider', '')!s:<22} {state:<8} "
-            f"{w.get('done', 0)!s:>7} {w.get('failed', 0)!s:>6}  {w.get('models') or '-'}"
+            f"{w.host + '/pid' + str(w.pid):<36} {w.device:>3}  {w.provider:<22} {state:<8} "
+            f"{w.done:>7} {w.failed:>6}  {','.join(w.models) or '-'}"
         )
     if not status.workers:
         lines.append("(no live worker)")
+    lines += [f"unreadable heartbeat {key}: {why}" for key, why in status.unreadable.items()]
     if status.dead_letters:
         lines += ["", f"dead letters: {status.dead_letters} queue entries were not messages ({status.dead_letter_key})"]
     lines += ["", f"last {status.recent_s:g} s: {status.throughput_per_s:g} jobs/s, error rate {status.error_rate:.1%}"]
     return "\n".join(lines)
 
 
-def healthy(status: Status, host: str, device: int | None) -> list[dict[str, Any]]:
+def healthy(status: Status, host: str, device: int | None) -> list[WorkerBeat]:
     """The ready workers of ``host`` (on ``device``, when given)."""
-    return [
-        w
-        for w in status.workers
-        if w.get("host") == host and w.get("ready") and (device is None or w.get("device") == device)
-    ]
+    return [w for w in status.workers if w.host == host and w.ready and (device is None or w.device == device)]

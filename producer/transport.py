@@ -141,7 +141,7 @@ class QoS(kombu_redis.QoS):
         virtual.QoS.append(self, message, delivery_tag)
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+class Channel(kombu_redis.Channel):
     QoS = QoS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -199,7 +199,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             command_args = ["BRPOP", *bells, timeout or self.brpop_timeout or 0]
         self._sent = command_args[0]
         self._in_poll = self.client.connection
-        self._brpop_sent_at = time.monotonic()
+        self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]  # kombu declares it None
         if self.global_keyprefix:
             command_args = self.client._prefix_args(command_args)
         self.client.connection.send_command(*command_args)
@@ -220,7 +220,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             self.connection._deliver(payload, queue)
             return True
         finally:
-            self._in_poll = None
+            self._in_poll = None  # type: ignore[assignment]  # kombu's own reset, as in its _brpop_read
             self._flush_brpop_reauth()
 
     def _do_restore_message(
@@ -263,7 +263,8 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             return queue, payload
         except Exception as exc:  # what the script let through and Python's JSON or kombu refuse
             with self._script_client.pipeline(transaction=True) as pipe:
-                pipe.zrem(script_keys[1], tag).hdel(script_keys[0], tag)
+                pipe.zrem(script_keys[1], tag)
+                pipe.hdel(script_keys[0], tag)
                 self.dead_letter(prefix + key, f"not a message to kombu: {type(exc).__name__}: {exc}", raw, pipe)
                 pipe.execute()
             return self._claim(queues)
@@ -274,7 +275,8 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         record = msgpack.packb({"queue": queue_key, "reason": reason, "entry": entry, "at": str(time.time())})
         with contextlib.ExitStack() as stack:
             target = pipe if pipe is not None else stack.enter_context(self._script_client.pipeline())
-            target.lpush(self._dead_letter_key, record).ltrim(self._dead_letter_key, 0, DEAD_LETTER_KEEP - 1)
+            target.lpush(self._dead_letter_key, record)
+            target.ltrim(self._dead_letter_key, 0, DEAD_LETTER_KEEP - 1)
             if pipe is None:
                 target.execute()
         self._dead_lettered(queue_key, reason)
@@ -285,7 +287,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             self._on_dead_letter(queue_key, reason)
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     """kombu's Redis transport with :class:`Channel`; selected by ``broker_transport``."""
 
     Channel = Channel

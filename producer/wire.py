@@ -1,4 +1,6 @@
-"""The msgpack wire format of jobs and results, shared by producer and worker (docs/wire-format.md).
+"""Every shape that crosses Redis between producer and worker (docs/wire-format.md): the msgpack
+job and result envelopes, the Celery task message that carries job ids, the job states, and the
+worker heartbeat. Each has one decoder, which answers malformed data with :class:`WireError`.
 
 Tensors travel as ``{"dtype", "shape", "data"}`` with the raw little-endian, C-order bytes;
 encoding copies the bytes once (into the message) and decoding not at all beyond msgpack's
@@ -9,18 +11,15 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import Enum
 from typing import Any, Final
 
 import msgpack
 import numpy as np
 
-from producer.errors import (
-    ACL_ERROR_INVALID_PARAM,
-    ACL_ERROR_STORAGE_OVER_LIMIT,
-    ACL_ERROR_UNSUPPORTED_DATA_TYPE,
-    WireError,
-)
+from producer.codes import ACL_ERROR_INVALID_PARAM, ACL_ERROR_STORAGE_OVER_LIMIT, ACL_ERROR_UNSUPPORTED_DATA_TYPE
+from producer.errors import WireError
 
 #: version of both envelopes; a worker refuses a job of another version
 WIRE_VERSION: Final = 1
@@ -38,6 +37,28 @@ _DTYPES: Final = {
     for t in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
     + ("float16", "float32", "float64", "complex64", "complex128")
 }
+
+
+class JobStatus(str, Enum):
+    """A job's state, as its state key holds it (all but NOT_FOUND, which is the key's absence)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    NOT_FOUND = "not_found"  # never submitted, or expired
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> "JobStatus":
+        if raw is None:
+            return cls.NOT_FOUND
+        try:
+            status = cls(raw.decode("utf-8", "replace"))
+        except ValueError:
+            status = cls.NOT_FOUND
+        if status is cls.NOT_FOUND:
+            raise _invalid(f"job state {raw[:40]!r} is none of {[s.value for s in cls][:-1]}")
+        return status
 
 
 def _invalid(message: str) -> WireError:
@@ -60,7 +81,7 @@ def encode_tensor(array: Any) -> dict[str, Any]:
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     a = np.asarray(a, order="C")  # keeps 0-d arrays 0-d
-    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": memoryview(a.reshape(-1).view(np.uint8))}
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.reshape(-1).view(np.uint8).data}
 
 
 def decode_tensor(obj: Any, where: str) -> np.ndarray:
@@ -248,3 +269,106 @@ class ResultEnvelope:
             attempt=f.get("attempt", int),
             batch_jobs=f.get("batch_jobs", int),
         )
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """The Celery message of the infer task (JSON, protocol 2): ``args=[[job ids]]`` and
+    ``kwargs={"model": name}``. The jobs' tensors are not in it: they wait under keys.job_input.
+    The model is named so that a worker knows whether to gather the message for a batch."""
+
+    job_ids: tuple[str, ...]
+    model: str
+
+    def args(self) -> list[list[str]]:
+        return [list(self.job_ids)]
+
+    def kwargs(self) -> dict[str, str]:
+        return {"model": self.model}
+
+    @classmethod
+    def decode(cls, args: Any, kwargs: Any) -> "TaskMessage":
+        ids = args[0] if isinstance(args, list | tuple) and len(args) == 1 else None
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+            raise _invalid(f"task args must be [[job ids]], got {args!r:.80}")
+        model = kwargs.get("model") if isinstance(kwargs, dict) else None
+        if not isinstance(model, str):
+            raise _invalid(f"task kwargs must be {{'model': name}}, got {kwargs!r:.80}")
+        return cls(tuple(ids), model)
+
+    @classmethod
+    def from_body(cls, body: Any) -> "TaskMessage":
+        """From a decoded Celery protocol-2 body, ``[args, kwargs, embed]``."""
+        if not isinstance(body, list | tuple) or len(body) != 3:
+            raise _invalid(f"task body must be [args, kwargs, embed], got {body!r:.80}")
+        return cls.decode(body[0], body[1])
+
+
+def _names_field(value: str) -> tuple[str, ...]:
+    return tuple(filter(None, value.split(",")))
+
+
+def _flag_field(value: str) -> bool:
+    if value not in ("0", "1"):
+        raise ValueError(value)
+    return value == "1"
+
+
+#: how each type of heartbeat field is read back from its Redis string
+_BEAT_FIELD_PARSERS: Final[dict[object, Any]] = {
+    str: str,
+    int: int,
+    float: float,
+    bool: _flag_field,
+    tuple[str, ...]: _names_field,
+}
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A worker's heartbeat, a Redis hash under keys.worker_heartbeat renewed every few seconds:
+    liveness is the key's existence, readiness ``ready``. Lists travel comma-joined."""
+
+    name: str  #: host/deviceN/pidP
+    host: str
+    device: int  #: ACLQ_DEVICE: the host's numbering
+    runtime_device: int  #: the id this process's runtime gives it
+    provider: str
+    pid: int
+    queues: tuple[str, ...]
+    ready: bool  #: models warmed up, consuming
+    started_at: float
+    done: int
+    failed: int
+    done_recent: int  #: answered ok in the last recent_s seconds
+    failed_recent: int
+    recent_s: float
+    last_job_at: float  #: Unix time; 0 before the first job
+    models: tuple[str, ...]  #: loaded, as name:version
+    memory_in_use: int  #: device bytes
+    memory_total: int
+
+    def to_fields(self) -> dict[str, str | int | float]:
+        out: dict[str, str | int | float] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = (
+                ",".join(value) if isinstance(value, tuple) else int(value) if isinstance(value, bool) else value
+            )
+        return out
+
+    @classmethod
+    def decode(cls, raw: Mapping[bytes, bytes]) -> "WorkerBeat":
+        text = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in text:
+                raise _invalid(f"heartbeat lacks field {f.name!r}")
+            value = text[f.name]
+            parse = _BEAT_FIELD_PARSERS[f.type]
+            try:
+                values[f.name] = parse(value)
+            except ValueError:
+                kind = getattr(f.type, "__name__", str(f.type))
+                raise _invalid(f"heartbeat field {f.name!r} must be {kind}, got {value!r:.40}") from None
+        return cls(**values)

@@ -1,5 +1,6 @@
 import argparse
 
+from producer.settings import Settings
 from worker.main import run_worker
 
 parser = argparse.ArgumentParser(prog="python -m worker", description="one aclq worker bound to one device")
@@ -7,4 +8,4 @@ parser.add_argument("--device", type=int, required=True)
 parser.add_argument("--loglevel", default="INFO")
 parser.add_argument("--quiet", action="store_true", help="no start-up banner")
 args = parser.parse_args()
-run_worker(args.device, args.loglevel, args.quiet)
+run_worker(Settings.from_env(device=args.device), args.loglevel, args.quiet)

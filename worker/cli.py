@@ -47,7 +47,7 @@ def worker(device: int, loglevel: str) -> None:
         require_engine("aclq worker")
         from worker.main import run_worker
 
-        run_worker(device, loglevel)
+        run_worker(Settings.from_env(device=device), loglevel)
     except AclqError as exc:  # e.g. no broker configured
         raise click.ClickException(str(exc)) from None
 

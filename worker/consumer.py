@@ -17,7 +17,8 @@ def dead_letter(message: Message, reason: str) -> None:
     """Record ``message`` (kombu's JSON of it) as a dead letter, through aclq's channel that
     delivered it (producer/transport.py)."""
     routing_key = str(message.delivery_info.get("routing_key", ""))
-    message.channel.dead_letter(routing_key, reason, dumps(message._raw).encode())
+    raw = message._raw  # type: ignore[attr-defined]  # kombu's dict of the message as it lay in Redis
+    message.channel.dead_letter(routing_key, reason, dumps(raw).encode())
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]

@@ -1,4 +1,5 @@
-"""Binds this worker process to its device on Celery's signals, and releases it at shutdown.
+"""A worker process's device: bound on the worker's start, released at its shutdown, and what the
+task runs jobs with in between.
 
 The solo pool sends ``worker_process_init`` in the consuming process (prefork would send it in
 each child), and ``worker_shutdown`` at the end (solo sends no process-shutdown signal).
@@ -8,78 +9,147 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import redis
-from celery import signals
+from celery import Celery, signals
 
 from acl_core import AclError, Device
 from acl_core.discovery import runtime_index
 from acl_core.runtime import RUNTIME
 from producer import keys
-from producer.dispatch import REDIS_OPTIONS
+from producer.dispatch import INFER_TASK, REDIS_OPTIONS
 from producer.malloc import keep_message_buffers
-from producer.transport import DEAD_LETTER_HOOK_OPTION, unacked_index_key
-from worker.app import app, settings
+from producer.settings import Settings
+from producer.transport import unacked_index_key
+from producer.wire import WorkerBeat
 from worker.executor import RECENT_S, Executor
 from worker.failpoints import FailPoints
-from worker.gather import Gathering, GatheringTask
+from worker.gather import Gathering
 from worker.health import Heartbeat
 from worker.lease import LeaseKeeper
 from worker.metrics import Metrics
 from worker.models import ModelCache, ModelRepository
 
 log = logging.getLogger(__name__)
-_bound: dict[str, object] = {}
 
 
-def executor() -> Executor:
-    return _bound["executor"]  # type: ignore[return-value]
+@dataclass
+class BoundDevice:
+    """What a worker owns while its device is bound."""
+
+    device: Device
+    models: ModelCache
+    executor: Executor
+    redis: redis.Redis
+    leases: LeaseKeeper
+    heartbeat: Heartbeat
+    metrics: Metrics
+    started_at: float
+    ready: bool = False
 
 
-@signals.worker_process_init.connect
-def bind(**_: object) -> None:
-    keep_message_buffers()
-    try:
-        RUNTIME.ensure_initialized()
-        # ACLQ_DEVICE numbers the host's devices; this process may see its device under another index.
-        device = Device(runtime_index(str(getattr(RUNTIME.backend, "provider", "")), settings.device))
-    except AclError as exc:
-        log.critical("device %d cannot be bound: %s", settings.device, exc)
-        sys.stderr.write(f"aclq worker: device {settings.device} cannot be bound: {exc}\n")
-        os._exit(3)  # Celery would swallow an exception here; the process must not serve
-    repository = ModelRepository(settings.model_repo)
-    models = ModelCache(device, repository, settings.model_cache_mb << 20)
-    client = redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS)
-    name = f"{settings.host}/device{settings.device}/pid{os.getpid()}"
-    # One port per device on a host: device N serves ACLQ_METRICS_PORT + N.
-    metrics = Metrics(settings.metrics_port + settings.device if settings.metrics_port else 0)
-    failpoints = FailPoints(client, settings.namespace)
-    executor = Executor(settings, device, models, client, name, metrics, failpoints)
-    GatheringTask.gathering = Gathering(models.config, failpoints)
-    index_key = unacked_index_key(app.conf.broker_transport_options)
-    leases = LeaseKeeper(client, index_key, settings.visibility_timeout_s / 4)
-    state = {"ready": 0, "started_at": time.time()}
-    heartbeat = Heartbeat(
-        client, keys.worker_heartbeat(settings.namespace, name), lambda: _snapshot(executor, models, state)
-    )
-    _bound.update(device=device, executor=executor, redis=client, leases=leases, heartbeat=heartbeat, metrics=metrics)
-    heartbeat.start()
-    warm_up(models, repository)
-    state["ready"] = 1
-    heartbeat.beat()
-    log.info("worker %s bound device %d (%s)", name, device.id, device.provider)
+class DeviceWorker:
+    """One worker process's device and everything that runs on it, from its settings."""
 
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        self.bound: BoundDevice | None = None
 
-def dead_lettered(queue_key: str, reason: str) -> None:
-    """Count a queue entry the transport moved to the dead-letter list (it logged it)."""
-    metrics = _bound.get("metrics")
-    if isinstance(metrics, Metrics):
-        metrics.dead_letters.labels(queue=queue_key).inc()
+    def connect(self) -> None:
+        """Bind on the worker's start, release at its end (Celery's signals)."""
+        signals.worker_process_init.connect(self.bind, weak=False)
+        signals.worker_ready.connect(self.announce, weak=False)
+        signals.task_received.connect(self.lease, weak=False)
+        signals.worker_shutdown.connect(self.release, weak=False)
 
+    def bind(self, **_: object) -> None:
+        settings = self.settings
+        keep_message_buffers()
+        try:
+            RUNTIME.ensure_initialized()
+            # ACLQ_DEVICE numbers the host's devices; this process may see its device under another index.
+            device = Device(runtime_index(str(getattr(RUNTIME.backend, "provider", "")), settings.device))
+        except AclError as exc:
+            log.critical("device %d cannot be bound: %s", settings.device, exc)
+            sys.stderr.write(f"aclq worker: device {settings.device} cannot be bound: {exc}\n")
+            os._exit(3)  # Celery would swallow an exception here; the process must not serve
+        repository = ModelRepository(settings.model_repo)
+        models = ModelCache(device, repository, settings.model_cache_mb << 20)
+        client = redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS)
+        name = f"{settings.host}/device{settings.device}/pid{os.getpid()}"
+        # One port per device on a host: device N serves ACLQ_METRICS_PORT + N.
+        metrics = Metrics(settings.metrics_port + settings.device if settings.metrics_port else 0)
+        failpoints = FailPoints(client, settings.namespace)
+        executor = Executor(settings, device, models, client, name, metrics, failpoints)
+        self.app.tasks[INFER_TASK].gathering = Gathering(models.config, failpoints)
+        index_key = unacked_index_key(self.app.conf.broker_transport_options)
+        leases = LeaseKeeper(client, index_key, settings.visibility_timeout_s / 4)
+        heartbeat = Heartbeat(client, keys.worker_heartbeat(settings.namespace, name), self._beat)
+        bound = self.bound = BoundDevice(device, models, executor, client, leases, heartbeat, metrics, time.time())
+        heartbeat.start()
+        warm_up(models, repository)
+        bound.ready = True
+        heartbeat.beat()
+        log.info("worker %s bound device %d (%s)", name, device.id, device.provider)
 
-app.conf.broker_transport_options[DEAD_LETTER_HOOK_OPTION] = dead_lettered
+    def _bound(self) -> BoundDevice:
+        if self.bound is None:
+            raise RuntimeError("the worker's device is not bound yet")  # a Celery signal came out of order
+        return self.bound
+
+    def run(self, job_ids: list[str]) -> None:
+        self._bound().executor.run(job_ids)
+
+    def announce(self, sender: Any = None, **_: object) -> None:
+        """Tell whoever started this worker that it consumes now (`aclq up`, the test fixtures)."""
+        bound = self._bound()
+        bound.redis.lpush(keys.workers_ready(self.settings.namespace), bound.executor.name)
+
+    def lease(self, request: Any = None, **_: object) -> None:
+        """From the moment a job is received, its lease is renewed until it finishes."""
+        self._bound().leases.acquire(request.id, request.message.delivery_tag)
+
+    def release_leases(self, task_ids: list[str]) -> None:
+        """Stop renewing these messages' leases: their jobs are answered."""
+        for task_id in task_ids:
+            self._bound().leases.release(task_id)
+
+    def after_job(self) -> None:
+        """Let `aclq status` see the job soon (the heartbeat batches these nudges)."""
+        self._bound().heartbeat.nudge()
+
+    def dead_lettered(self, queue_key: str, reason: str) -> None:
+        """Count a queue entry the transport moved to the dead-letter list (it logged it)."""
+        if self.bound is not None:
+            self.bound.metrics.dead_letters.labels(queue=queue_key).inc()
+
+    def release(self, **_: object) -> None:
+        """Stop renewing and beating, then free the device."""
+        bound, self.bound = self.bound, None
+        if bound is None:
+            return
+        bound.leases.close()
+        bound.heartbeat.close()
+        bound.device.close()
+        log.info("worker released device %d", bound.device.id)
+
+    def _beat(self) -> WorkerBeat:
+        bound = self._bound()
+        executor, counters = bound.executor, bound.executor.counters
+        done_recent, failed_recent = counters.recent_counts()
+        memory = bound.device.memory()
+        return WorkerBeat(
+            host=self.settings.host, device=self.settings.device, runtime_device=bound.device.id,
+            provider=bound.device.provider, pid=os.getpid(),
+            queues=tuple(q.name for q in self.app.conf.task_queues), ready=bound.ready,
+            started_at=bound.started_at, done=counters.done, failed=counters.failed,
+            done_recent=done_recent, failed_recent=failed_recent, recent_s=RECENT_S,
+            last_job_at=counters.last_job_at, models=tuple(bound.models.names()),
+            memory_in_use=memory.in_use, memory_total=memory.total, name=executor.name,
+        )  # fmt: skip
 
 
 def warm_up(models: ModelCache, repository: ModelRepository) -> None:
@@ -93,63 +163,3 @@ def warm_up(models: ModelCache, repository: ModelRepository) -> None:
             log.info("warmed up %s:%d", ref.name, ref.version)
         except AclError as exc:
             log.warning("warm-up of %s failed: %s", name, exc)
-
-
-def _snapshot(executor: Executor, models: ModelCache, state: dict[str, float]) -> dict[str, object]:
-    done_recent, failed_recent = executor.counters.recent_counts()
-    memory = executor.device.memory()
-    return {
-        "host": settings.host, "device": settings.device, "runtime_device": executor.device.id,
-        "provider": executor.device.provider, "pid": os.getpid(),
-        "queues": ",".join(q.name for q in app.conf.task_queues), "ready": int(state["ready"]),
-        "started_at": state["started_at"], "done": executor.counters.done, "failed": executor.counters.failed,
-        "done_recent": done_recent, "failed_recent": failed_recent, "recent_s": RECENT_S,
-        "last_job_at": executor.counters.last_job_at, "models": ",".join(models.names()),
-        "memory_in_use": memory.in_use, "memory_total": memory.total,
-    }  # fmt: skip
-
-
-@signals.worker_ready.connect
-def announce(sender: object = None, **_: object) -> None:
-    """Tell whoever started this worker that it consumes now (`aclq up`, the test fixtures)."""
-    client: redis.Redis = _bound["redis"]  # type: ignore[assignment]
-    client.lpush(keys.workers_ready(settings.namespace), executor().name)
-
-
-@signals.task_received.connect
-def lease(request: Any = None, **_: object) -> None:
-    """From the moment a job is received, its lease is renewed until it finishes."""
-    _leases().acquire(request.id, request.message.delivery_tag)
-
-
-def release_leases(task_ids: list[str]) -> None:
-    """Stop renewing these messages' leases: their jobs are answered."""
-    for task_id in task_ids:
-        _leases().release(task_id)
-
-
-def after_job() -> None:
-    """Let `aclq status` see the job soon (the heartbeat batches these nudges)."""
-    heartbeat = _bound.get("heartbeat")
-    if isinstance(heartbeat, Heartbeat):
-        heartbeat.nudge()
-
-
-def _leases() -> LeaseKeeper:
-    return _bound["leases"]  # type: ignore[return-value]
-
-
-@signals.worker_shutdown.connect
-def release(**_: object) -> None:
-    """Stop renewing and beating, then free the device; each part only if it was bound."""
-    for part in ("leases", "heartbeat"):
-        running = _bound.pop(part, None)
-        if isinstance(running, LeaseKeeper | Heartbeat):
-            running.close()
-    device = _bound.pop("device", None)
-    if isinstance(device, Device):
-        device.close()
-        log.info("worker released device %d", device.id)
-
-
-__all__ = ["after_job", "app", "executor", "release_leases"]

@@ -17,7 +17,7 @@ from acl_core.constants import INT32_MAX
 from producer import keys
 from producer.errors import WireError
 from producer.settings import Settings
-from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, ResultEnvelope
+from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, JobStatus, ResultEnvelope
 from worker.batching import Packer, batch_key, batch_rows, join, split
 from worker.failpoints import FailPoints
 from worker.metrics import Metrics
@@ -34,21 +34,22 @@ RECENT_S = 60
 # shown running again. An attempt is counted once per run: a pipeline resent after a lost
 # connection presents the same run id and is not counted twice. One call for all the run's jobs
 # (a call per job costs Redis a script invocation each).
-# KEYS: state, runs of each job. ARGV: run id, TTL of runs. Returns state before, attempt per job.
+# KEYS: state, runs of each job. ARGV: run id, TTL of runs, and the states running, done, failed
+# (producer.wire.JobStatus). Returns state before, attempt per job.
 _CLAIM = """
 local out = {}
 for i = 1, #KEYS, 2 do
   local state = redis.call('GET', KEYS[i])
   local seen = redis.call('HMGET', KEYS[i + 1], 'run', 'n')
   local n = tonumber(seen[2]) or 0
-  if state ~= 'done' and state ~= 'failed' then
+  if state ~= ARGV[4] and state ~= ARGV[5] then
     if seen[1] ~= ARGV[1] then
       n = redis.call('HINCRBY', KEYS[i + 1], 'n', 1)
       redis.call('HSET', KEYS[i + 1], 'run', ARGV[1])
       redis.call('EXPIRE', KEYS[i + 1], ARGV[2])
     end
     if state then
-      redis.call('SET', KEYS[i], 'running', 'KEEPTTL')
+      redis.call('SET', KEYS[i], ARGV[3], 'KEEPTTL')
     end
   end
   out[#out + 1] = state
@@ -141,59 +142,80 @@ class Executor:
         """Execute the jobs of one or more messages and answer each; every failure becomes an
         error result. Jobs their model lets batch run together (worker/batching.py). Redis is
         visited twice in all: one pipeline claims every job, one answers them all."""
-        ns, run = self._settings.namespace, uuid.uuid4().hex
-
-        def claim(pipe: Any) -> None:
-            claim_keys = [key for job_id in job_ids for key in (keys.job_state(ns, job_id), keys.job_runs(ns, job_id))]
-            pipe.evalsha(self._claim.sha, len(claim_keys), *claim_keys, run, self._settings.payload_ttl_s)
-            for job_id in job_ids:
-                pipe.get(keys.job_input(ns, job_id))
-
-        claimed, *payloads = self._pipeline(claim)
+        run = uuid.uuid4().hex
         works: list[_Work] = []
-        for job_id, state, attempt, data in zip(job_ids, claimed[::2], claimed[1::2], payloads):
-            if state in (b"done", b"failed"):  # redelivered after its answer: its worker died before the ack
-                log.info("job %s was already answered (attempt %d); not run again", job_id, attempt)
+        for claim in self._claim_all(job_ids, run):
+            if claim.answered:  # redelivered after its answer: its worker died before the ack
+                log.info("job %s was already answered (attempt %d); not run again", claim.job_id, claim.attempt)
                 continue
-            works.append(self._prepare(job_id, data, attempt))
+            works.append(self._prepare(claim))
         if not works:
             return
         self._failpoints.reached("execute")
         packer: Packer[_Work] = Packer()
         for work in works:
-            packer.add(work, work.batch_key, work.rows, work.max_rows)
+            ready = work.ready
+            if ready is None:
+                packer.add(work, None, 0, 0)
+            else:
+                packer.add(work, ready.batch_key, ready.rows, ready.ref.config.max_batch_size)
         for group in packer.groups():
             self._execute(group)
         for work in works:
             # Counted before the answer goes out, so whoever reads the answer sees it counted too.
             self._observe(work)
         answers = [self._answer(work, run) for work in works]
+        self._failpoints.reached("answer")
+        for answer, first in zip(answers, self._finish_all(answers, run), strict=True):
+            if not first:
+                log.warning("job %s was already answered; this run's result is dropped", answer.job_id)
 
-        def answer_all(pipe: Any) -> None:
-            finish_keys, states = [], []
+    def _claim_all(self, job_ids: Sequence[str], run: str) -> list["_Claim"]:
+        """Claim the jobs for ``run`` and fetch their payloads: one round trip."""
+        ns = self._settings.namespace
+        claim_keys = [key for job_id in job_ids for key in (keys.job_state(ns, job_id), keys.job_runs(ns, job_id))]
+        states = (JobStatus.RUNNING.value, JobStatus.DONE.value, JobStatus.FAILED.value)
+
+        def claim(pipe: Any) -> None:
+            pipe.evalsha(self._claim.sha, len(claim_keys), *claim_keys, run, self._settings.payload_ttl_s, *states)
+            for job_id in job_ids:
+                pipe.get(keys.job_input(ns, job_id))
+
+        claimed, *payloads = self._pipeline(claim)
+        before, attempts = claimed[0::2], claimed[1::2]  # the script's (state, attempt) per job
+        return [
+            _Claim(job_id, state in (JobStatus.DONE.value.encode(), JobStatus.FAILED.value.encode()), attempt, data)
+            for job_id, state, attempt, data in zip(job_ids, before, attempts, payloads, strict=True)
+        ]
+
+    def _finish_all(self, answers: list["_Answer"], run: str) -> list[bool]:
+        """Stage every answer and move each into place unless its job is answered already: one
+        round trip; per answer, whether it is the job's answer (False: another run's won)."""
+        ttl = self._settings.result_ttl_s
+
+        def finish(pipe: Any) -> None:
+            finish_keys = []
             for answer in answers:
-                pipe.rpush(answer.staging, answer.data).expire(answer.staging, self._settings.result_ttl_s)
+                pipe.rpush(answer.staging, answer.data).expire(answer.staging, ttl)
                 finish_keys += answer.keys
-                states.append(answer.state)
-            ttl = self._settings.result_ttl_s
+            states = [answer.state.value for answer in answers]
             pipe.evalsha(self._finish.sha, len(finish_keys), *finish_keys, ttl, run, *states)
 
-        self._failpoints.reached("answer")
-        firsts = self._pipeline(answer_all)[-1]
-        for work, first in zip(works, firsts):
-            if not first:
-                log.warning("job %s was already answered; this run's result is dropped", work.job_id)
+        *_, firsts = self._pipeline(finish)
+        return [bool(first) for first in firsts]
 
-    def _prepare(self, job_id: str, data: bytes | None, attempt: int) -> "_Work":
+    def _prepare(self, claim: "_Claim") -> "_Work":
         """Decode and check a job and find its model: a work item ready to execute, or answered
         with the error that stopped it."""
-        work = _Work(job_id, attempt, time.time())
+        job_id = claim.job_id
+        work = _Work(job_id, claim.attempt, time.time())
         try:
-            if data is None:
+            if claim.payload is None:
                 raise WireError(
                     codes.ACL_ERROR_INVALID_PARAM, f"job {job_id} has no payload: expired or never submitted"
                 )
-            job = work.job = JobEnvelope.decode(data, self._settings.max_message_bytes)
+            job = JobEnvelope.decode(claim.payload, self._settings.max_message_bytes)
+            work.model_name = job.model
             work.timings["queued_ms"] = max(0.0, (work.started - job.enqueued_at) * 1000)
             if job.job_id != job_id or job.reply_key != keys.job_reply(self._settings.namespace, job_id):
                 raise WireError(codes.ACL_ERROR_INVALID_PARAM, f"job {job_id}'s payload names another job or reply key")
@@ -201,14 +223,13 @@ class Executor:
                 raise AclError(
                     codes.ACL_ERROR_RT_TASK_TIMEOUT, f"deadline passed {time.time() - job.deadline:.3f} s ago"
                 )
-            work.model, work.ref = self._models.get(job.model, job.model_version)
+            model, ref = self._models.get(job.model, job.model_version)
             feeds = dict(job.inputs)
-            if list(feeds) == [POSITIONAL] and len(work.model.inputs) == 1:  # a bare .npy for a one-input model
-                feeds = {work.model.inputs[0].name: feeds[POSITIONAL]}
-            work.feeds, work.config = feeds, self._config(job)
-            work.max_rows = work.ref.config.max_batch_size
-            work.batch_key = batch_key(work.model, work.max_rows, feeds, work.config, job.output_names)
-            work.rows = batch_rows(feeds) or 0
+            if list(feeds) == [POSITIONAL] and len(model.inputs) == 1:  # a bare .npy for a one-input model
+                feeds = {model.inputs[0].name: feeds[POSITIONAL]}
+            config = self._config(job)
+            key = batch_key(model, ref.config.max_batch_size, feeds, config, job.output_names)
+            work.ready = _Ready(job, model, ref, feeds, config, key, batch_rows(feeds) or 0)
         except Exception as exc:
             self._fail(work, exc)
         return work
@@ -216,37 +237,36 @@ class Executor:
     def _execute(self, group: list["_Work"]) -> None:
         """Run a group: one execution on the joined rows, split back per job; a group of one,
         or a batch that fails (one bad job must not fail the others), runs each job alone."""
-        ready = [w for w in group if w.result is None]
+        ready = [(w, w.ready) for w in group if w.ready is not None and w.result is None]
         if len(ready) > 1:
-            first = ready[0]
-            assert first.model is not None and first.job is not None
+            first = ready[0][1]
             try:
-                outputs, exec_ms = self._timed(first, join([w.feeds for w in ready]))
-                for work, rows in zip(ready, split(outputs, [w.rows for w in ready])):
-                    self._succeed(work, rows, exec_ms, len(ready))
+                outputs, exec_ms = self._timed(first, join([r.feeds for _, r in ready]))
+                for (work, r), rows in zip(ready, split(outputs, [r.rows for _, r in ready]), strict=True):
+                    self._succeed(work, r, rows, exec_ms, len(ready))
                 return
             except Exception as exc:  # each job alone then gets its own result or error
                 log.info("a batch of %d %s jobs failed (%s); running them one by one", len(ready), first.job.model, exc)
-        for work in ready:
+        for work, r in ready:
             try:
-                outputs, exec_ms = self._timed(work, work.feeds)
-                self._succeed(work, outputs, exec_ms, 1)
+                outputs, exec_ms = self._timed(r, r.feeds)
+                self._succeed(work, r, outputs, exec_ms, 1)
             except Exception as exc:
                 self._fail(work, exc)
 
-    def _timed(self, work: "_Work", feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
-        assert work.model is not None and work.job is not None
+    def _timed(self, ready: "_Ready", feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
         started = time.perf_counter()
-        outputs = work.model.execute(feeds, work.config, output_names=work.job.output_names)
+        outputs = ready.model.execute(feeds, ready.config, output_names=ready.job.output_names)
         return outputs, (time.perf_counter() - started) * 1000
 
-    def _succeed(self, work: "_Work", outputs: dict[str, np.ndarray], exec_ms: float, batch_jobs: int) -> None:
-        assert work.ref is not None
+    def _succeed(
+        self, work: "_Work", ready: "_Ready", outputs: dict[str, np.ndarray], exec_ms: float, batch_jobs: int
+    ) -> None:
         work.timings["exec_ms"] = exec_ms
         work.result = ResultEnvelope(work.job_id, "ok", outputs, attempt=work.attempt, batch_jobs=batch_jobs)
         log.info(
             "job %s %s:%d on device %d: %.1f ms (%d in batch)",
-            work.job_id, work.ref.name, work.ref.version, self.device.id, exec_ms, batch_jobs,
+            work.job_id, ready.ref.name, ready.ref.version, self.device.id, exec_ms, batch_jobs,
         )  # fmt: skip
 
     def _fail(self, work: "_Work", exc: Exception) -> None:
@@ -258,18 +278,18 @@ class Executor:
             work.result = self._error(work.job_id, codes.ACL_ERROR_INTERNAL_ERROR, name, repr(exc), work.attempt)
 
     def _observe(self, work: "_Work") -> None:
-        result, job = work.result, work.job
-        assert result is not None
+        result = work.result
+        assert result is not None  # every work item is answered before it is observed
         work.timings["total_ms"] = (time.time() - work.started) * 1000 + work.timings.get("queued_ms", 0.0)
         ok = result.error is None
         self.counters.count(ok)
         queued, executed = work.timings.get("queued_ms"), work.timings.get("exec_ms")
         self.metrics.observe(
-            job.model if job is not None else "",
+            work.model_name,
             "ok" if ok else str(result.error.code if result.error else ""),
             queued / 1000 if queued is not None else None,
             executed / 1000 if executed is not None else None,
-            work.rows if ok else None,
+            work.ready.rows if ok and work.ready is not None else None,
         )
         self.metrics.device_memory.set(self.device.memory().in_use)
         self.metrics.models_loaded.set(len(self._models))
@@ -291,7 +311,7 @@ class Executor:
     def _answer(self, work: "_Work", run: str) -> "_Answer":
         """A job's result, encoded, and the keys its answer in ``run`` touches."""
         ns, limit, job_id = self._settings.namespace, self._settings.max_message_bytes, work.job_id
-        assert work.result is not None
+        assert work.result is not None  # every work item is answered before its answer is sent
         result = replace(work.result, timings=work.timings, device=self.device.id, worker=self.name)
         try:
             data = result.encode(limit)
@@ -301,10 +321,11 @@ class Executor:
             data = result.encode(limit)
         staging = keys.job_staging(ns, job_id, run)
         return _Answer(
+            job_id,
             data,
             [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id),
              keys.job_runs(ns, job_id)],
-            "done" if result.error is None else "failed",
+            JobStatus.DONE if result.error is None else JobStatus.FAILED,
         )  # fmt: skip
 
     def _pipeline(self, commands: Callable[[Any], None]) -> list[Any]:
@@ -318,7 +339,7 @@ class Executor:
             try:
                 with self._redis.pipeline(transaction=False) as pipe:
                     commands(pipe)
-                    return pipe.execute()  # type: ignore[no-any-return]
+                    return pipe.execute()
             except redis.exceptions.NoScriptError:
                 for script in (self._claim, self._finish):
                     self._redis.script_load(script.script)
@@ -333,33 +354,51 @@ class Executor:
         return f"<Executor {self.name} device={self.device.id} done={self.counters.done} failed={self.counters.failed}>"
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """A job as the claim found it."""
+
+    job_id: str
+    answered: bool  #: done or failed already: not run again
+    attempt: int  #: 1 on its first delivery
+    payload: bytes | None  #: its job envelope; None when it expired or never existed
+
+
 @dataclass
 class _Answer:
     """What answering a job writes: its encoded result, staged, then moved into place."""
 
+    job_id: str
     data: bytes
     keys: list[str]  #: staging, reply, state, input, runs: the finish script's keys for it
-    state: str  #: done or failed
+    state: JobStatus  #: DONE or FAILED
 
     @property
     def staging(self) -> str:
         return self.keys[0]
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A decoded, checked job with its model: what executing it needs."""
+
+    job: JobEnvelope
+    model: Model
+    ref: ModelRef
+    feeds: dict[str, np.ndarray]
+    config: ExecConfig
+    batch_key: Hashable | None  #: None: it runs alone
+    rows: int
+
+
 @dataclass
 class _Work:
-    """One job through the executor: what it needs to execute, then its answer."""
+    """One job through the executor: ready to execute (``ready``), then answered (``result``)."""
 
     job_id: str
     attempt: int
     started: float  #: Unix time the worker took it
     timings: dict[str, float] = field(default_factory=dict)
-    job: JobEnvelope | None = None
-    model: Model | None = None
-    ref: ModelRef | None = None
-    feeds: dict[str, np.ndarray] = field(default_factory=dict)
-    config: ExecConfig = field(default_factory=ExecConfig)
-    batch_key: Hashable | None = None  #: None: it runs alone
-    rows: int = 0
-    max_rows: int = 0
+    model_name: str = ""  #: as the job named it, once decoded
+    ready: _Ready | None = None  #: None: it failed before it could execute (result says why)
     result: ResultEnvelope | None = None

@@ -17,6 +17,8 @@ from celery_batches import Batches
 from kombu.message import Message
 
 from acl_core import AclError
+from producer.errors import WireError
+from producer.wire import TaskMessage
 from worker.failpoints import FailPoints
 from worker.models import ModelConfig
 
@@ -27,9 +29,15 @@ TICK_S = 0.0005
 class Gathering:
     """When buffered messages run, from the configs of the models their jobs name."""
 
-    def __init__(self, config: Callable[[str], ModelConfig], failpoints: FailPoints | None = None) -> None:
+    def __init__(
+        self,
+        config: Callable[[str], ModelConfig],
+        failpoints: FailPoints | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._config = config
         self._failpoints = failpoints
+        self._clock = clock
         self._waiting: dict[str, tuple[float, int]] = {}  # model -> (run by, jobs buffered)
 
     def arrived(self, model: str, jobs: int) -> bool:
@@ -47,27 +55,16 @@ class Gathering:
             return True
         if not config.batching or config.max_queue_delay_ms <= 0:
             return True
-        run_by, buffered = self._waiting.get(model, (time.monotonic() + config.max_queue_delay_ms / 1000, 0))
+        run_by, buffered = self._waiting.get(model, (self._clock() + config.max_queue_delay_ms / 1000, 0))
         self._waiting[model] = (run_by, buffered + jobs)
         return buffered + jobs >= config.max_batch_size
 
     def due(self) -> bool:
         """Whether some model's first buffered job has waited its delay (or nothing waits)."""
-        return not self._waiting or min(run_by for run_by, _ in self._waiting.values()) <= time.monotonic()
+        return not self._waiting or min(run_by for run_by, _ in self._waiting.values()) <= self._clock()
 
     def ran(self) -> None:
         self._waiting.clear()
-
-
-def message_model(message: Message) -> tuple[str, int]:
-    """The model a message's jobs name and how many jobs it carries (``("", 1)`` when it is not
-    as aclq sends it: it then runs at once, and the executor answers whatever it holds)."""
-    payload = message.payload
-    if isinstance(payload, list | tuple) and len(payload) == 3:
-        args, kwargs, _ = payload
-        if isinstance(kwargs, dict) and isinstance(args, list | tuple) and args and isinstance(args[0], list):
-            return str(kwargs.get("model", "")), max(len(args[0]), 1)
-    return "", 1
 
 
 class GatheringTask(Batches):  # type: ignore[misc]
@@ -76,7 +73,8 @@ class GatheringTask(Batches):  # type: ignore[misc]
 
     flush_every = 1 << 62  # never by count: Gathering decides
     flush_interval = TICK_S
-    #: set once the worker is bound; until then every message runs at once
+    #: this app's task's, set when its worker binds (worker/device.py); until then every message
+    #: runs at once
     gathering: Gathering | None = None
 
     def Strategy(self, task: Any, app: Any, consumer: Any) -> Callable[..., None]:  # noqa: N802 - Celery's name
@@ -91,7 +89,10 @@ class GatheringTask(Batches):  # type: ignore[misc]
 
         def on_message(message: Message, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any) -> None:
             try:
-                model, jobs = message_model(message)  # decodes the body
+                task = TaskMessage.from_body(message.payload)  # decodes the body
+            except WireError as exc:  # decoded, but not an infer task's arguments: no job to answer
+                consumer.on_invalid_task(body, message, exc)
+                return
             except Exception as exc:  # a body that is not what it says: nothing to run
                 consumer.on_decode_error(message, exc)
                 return
@@ -101,7 +102,7 @@ class GatheringTask(Batches):  # type: ignore[misc]
                 consumer.on_invalid_task(body, message, exc)
                 return
             self.send_event("task-received", uuid=message.headers.get("id"), name=self.name)
-            if self.gathering is None or self.gathering.arrived(model, jobs):
+            if self.gathering is None or self.gathering.arrived(task.model, len(task.job_ids)):
                 self._run_buffer()
 
         return on_message

@@ -1,13 +1,14 @@
-"""A worker's heartbeat: a Redis hash refreshed every few seconds, read by `aclq status` and
-`aclq health` (liveness: the key exists; readiness: ``ready`` is 1)."""
+"""A worker's heartbeat: a Redis hash (producer.wire.WorkerBeat) refreshed every few seconds, read
+by `aclq status` and `aclq health` (liveness: the key exists; readiness: ``ready`` is 1)."""
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import redis
+
+from producer.wire import WorkerBeat
 
 log = logging.getLogger(__name__)
 #: seconds between heartbeats
@@ -21,7 +22,7 @@ MIN_INTERVAL_S = 1
 class Heartbeat:
     """Writes ``snapshot()`` to ``key`` every HEARTBEAT_S seconds until closed."""
 
-    def __init__(self, client: redis.Redis, key: str, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, client: redis.Redis, key: str, snapshot: Callable[[], WorkerBeat]) -> None:
         self._redis, self._key, self._snapshot = client, key, snapshot
         self._stop = threading.Event()
         self._nudged = threading.Event()
@@ -32,10 +33,13 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self) -> None:
-        fields = {k: v if isinstance(v, str | int | float) else json.dumps(v) for k, v in self._snapshot().items()}
+        fields: dict[Any, Any] = self._snapshot().to_fields()  # redis-py's stub wants its own key type
         try:
             with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self._key).hset(self._key, mapping=fields).expire(self._key, HEARTBEAT_TTL_S).execute()
+                pipe.delete(self._key)
+                pipe.hset(self._key, mapping=fields)
+                pipe.expire(self._key, HEARTBEAT_TTL_S)
+                pipe.execute()
         except redis.RedisError as exc:
             log.warning("heartbeat not written: %s", exc)
 

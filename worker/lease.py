@@ -51,7 +51,7 @@ class LeaseKeeper:
             return 0
         # XX: renew only what kombu still tracks, never re-add an acknowledged delivery;
         # CH: count what was renewed.
-        renewed = int(self._redis.zadd(self.index_key, dict.fromkeys(held, time.time()), xx=True, ch=True))
+        renewed: int = self._redis.zadd(self.index_key, dict.fromkeys(held, time.time()), xx=True, ch=True)  # type: ignore[assignment]
         if renewed < len(held):
             self._report_missing(held)
         return renewed

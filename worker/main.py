@@ -1,18 +1,19 @@
 """`aclq worker --device N`: one Celery worker bound to one device."""
 
-import os
 import sys
 from typing import Any
 
 from celery import signals
 
+from producer.settings import Settings
+from worker.app import create_app
 
-def run_worker(device: int, loglevel: str = "INFO", quiet: bool = False) -> None:
-    """Run the worker for ``device`` in this process, then exit with the worker's status: 0 after
-    a requested shutdown (SIGTERM, SIGINT, remote control), non-zero when it stopped by itself
-    (an unrecoverable error), so a supervisor that restarts on failure restarts it."""
-    os.environ["ACLQ_DEVICE"] = str(device)
-    from worker.app import app  # reads ACLQ_* now that the device is set
+
+def run_worker(settings: Settings, loglevel: str = "INFO", quiet: bool = False) -> None:
+    """Run the worker of ``settings.device`` in this process, then exit with the worker's status:
+    0 after a requested shutdown (SIGTERM, SIGINT, remote control), non-zero when it stopped by
+    itself (an unrecoverable error), so a supervisor that restarts on failure restarts it."""
+    app = create_app(settings)
 
     # Celery computes the status (1 after an unrecoverable error) but neither worker_main nor
     # app.start returns it, so every stop looked like a clean exit: read it off the worker.
@@ -27,7 +28,7 @@ def run_worker(device: int, loglevel: str = "INFO", quiet: bool = False) -> None
             *(["--quiet"] if quiet else []),  # a global option of the celery command: before "worker"
             "worker",
             f"--loglevel={loglevel}",
-            f"--hostname=aclq-device{device}@{app.conf.aclq_host}",
+            f"--hostname=aclq-device{settings.device}@{settings.host}",
             "--without-gossip",
             "--without-mingle",
         ]

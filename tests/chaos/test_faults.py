@@ -17,6 +17,7 @@ import onnxruntime as ort
 import pytest
 
 from producer import Client, keys
+from producer.batch import run_batch
 from worker.local import LocalCluster
 
 #: iterations of the slow model that keep a worker busy for about 4 s
@@ -85,7 +86,7 @@ def test_redis_restart_mid_batch_names_every_failure(settings, server, model_rep
     with LocalCluster(settings, devices=[0, 1]), Client(settings) as client:
         summaries = []
         batch = threading.Thread(
-            target=lambda: summaries.append(client.batch("mlp", source, tmp_path / "out", window=8, retries=3))
+            target=lambda: summaries.append(run_batch(client, "mlp", source, tmp_path / "out", window=8, retries=3))
         )
         batch.start()
         while len(list((tmp_path / "out").glob("*.npz"))) < 50:
@@ -167,8 +168,9 @@ def test_a_worker_that_stops_by_itself_exits_non_zero(settings):
         "import producer.transport as t\n"
         "def claim(self, queues): raise RuntimeError('an injected bug in the consumer')\n"
         "t.Channel._claim = claim\n"
+        "from producer.settings import Settings\n"
         "from worker.main import run_worker\n"
-        "run_worker(0, 'WARNING', quiet=True)\n"
+        "run_worker(Settings.from_env(device=0), 'WARNING', quiet=True)\n"
     )
     done = subprocess.run([sys.executable, "-c", bug], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0

@@ -23,8 +23,8 @@ import redis
 
 from producer import AsyncClient, BrokerConnectionError, Client, JobFailed, JobNotFound, Settings, keys
 from producer.client import WAIT_SLICE_S
+from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.dispatch import RESTORE_INTERVAL_S
-from producer.errors import ACL_ERROR_INVALID_PARAM
 from tests.models import colsum
 from worker.embedded import RedisServer
 from worker.local import LocalCluster
@@ -225,8 +225,8 @@ def test_the_async_client_names_a_job_redis_lost(matrix_repo):
 
         async def wait_across_a_restart() -> BaseException | None:
             async with AsyncClient(settings) as client:
-                job_id = await client.submit("mlp", inputs("mlp", 0))  # no worker: it stays queued
-                waiting = asyncio.ensure_future(client.result(job_id))
+                job = await client.submit("mlp", inputs("mlp", 0))  # no worker: it stays queued
+                waiting = asyncio.ensure_future(job.result())
                 while not any(c["cmd"] == "blmove" for c in r.client_list()):
                     await asyncio.sleep(0.01)  # until the wait blocks on the reply
                 server.restart()  # (blocking, in this thread: the server lives with this thread)

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from producer import keys
-from producer.batch import plan, run
+from producer.batch import plan, run, run_batch
 
 
 def mlp_reference(model_repo, x):
@@ -34,7 +34,7 @@ def npy_dir(tmp_path):
 
 def test_directory_of_npy_files(client, model_repo, npy_dir, tmp_path):
     source, arrays = npy_dir
-    summary = client.batch("mlp", source, tmp_path / "out", window=4)
+    summary = run_batch(client, "mlp", source, tmp_path / "out", window=4)
     assert (summary.total, summary.done, summary.failed) == (12, 12, 0)
     assert summary.max_in_flight <= 4 and set(summary.devices) <= {"0", "1"}
     assert summary.latency_p50_ms > 0 and summary.items_per_s > 0
@@ -46,7 +46,7 @@ def test_directory_of_npy_files(client, model_repo, npy_dir, tmp_path):
 def test_split_array_reassembled_in_input_order(client, model_repo, tmp_path):
     x = np.random.default_rng(8).standard_normal((203, 64)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    summary = client.batch("mlp", tmp_path / "x.npy", tmp_path / "out", batch_size=16, window=3)
+    summary = run_batch(client, "mlp", tmp_path / "x.npy", tmp_path / "out", batch_size=16, window=3)
     assert (summary.total, summary.done) == (13, 13)
     y = np.load(tmp_path / "out" / "y.npy")
     np.testing.assert_allclose(y, mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
@@ -62,12 +62,12 @@ def test_npz_split_with_two_inputs_and_manifest(client, tmp_path):
         np.save(tmp_path / f"b{i}.npy", a[i] * 10)
         rows.append(json.dumps({"id": f"row{i}", "a": f"a{i}.npy", "b": f"b{i}.npy"}))
     (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
-    summary = client.batch("add", tmp_path / "m.jsonl", tmp_path / "out")
+    summary = run_batch(client, "add", tmp_path / "m.jsonl", tmp_path / "out")
     assert summary.done == 4
     for i in range(4):
         with np.load(tmp_path / "out" / f"row{i}.npz") as out:
             np.testing.assert_array_equal(out["c"], a[i] * 11)
-    mismatched = client.batch("add", tmp_path / "ab.npz", tmp_path / "out2", batch_size=1)
+    mismatched = run_batch(client, "add", tmp_path / "ab.npz", tmp_path / "out2", batch_size=1)
     assert mismatched.failed == 4 and {f.code for f in mismatched.failures} == {100017}
 
 
@@ -76,7 +76,7 @@ def test_failing_items_reported_exactly(client, npy_dir, tmp_path):
     np.save(source / "05.npy", np.ones((2, 63), np.float32))  # wrong shape
     np.save(source / "07.npy", np.ones((2, 64), np.int64))  # wrong dtype
     (source / "10.npy").write_bytes(b"not an array")  # unreadable
-    summary = client.batch("mlp", source, tmp_path / "out", window=4)
+    summary = run_batch(client, "mlp", source, tmp_path / "out", window=4)
     assert (summary.done, summary.failed) == (9, 3)
     assert [(f.item, f.code) for f in summary.failures] == [("05.npy", 100017), ("07.npy", 100017), ("10.npy", 100003)]
     assert "got [2, 63]" in summary.failures[0].message and "got int64" in summary.failures[1].message
@@ -98,7 +98,7 @@ def test_window_is_never_exceeded(client, cluster, tmp_path):
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        summary = client.batch("slow", tmp_path, tmp_path / "out", window=3)
+        summary = run_batch(client, "slow", tmp_path, tmp_path / "out", window=3)
     finally:
         done.set()
         watcher.join()
@@ -178,7 +178,7 @@ def test_retries_transient_failures_only(client, tmp_path):
     np.savez(tmp_path / "slow.npz", x=x, iterations=np.array(10**7))  # times out every time
     np.savez(tmp_path / "bad.npz", x=np.ones((64, 63), np.float32), iterations=np.array(1))
     np.savez(tmp_path / "good.npz", x=x, iterations=np.array(2))
-    summary = client.batch("slow", tmp_path, tmp_path / "out", retries=2, options={"stream_sync_timeout_ms": 50})
+    summary = run_batch(client, "slow", tmp_path, tmp_path / "out", retries=2, options={"stream_sync_timeout_ms": 50})
     assert (summary.done, summary.failed) == (1, 2)
     assert summary.retried == 2  # the timeout, twice; the bad input never
     assert [(f.item, f.code) for f in summary.failures] == [("bad.npz", 100017), ("slow.npz", 507046)]

@@ -18,8 +18,8 @@ GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}
 
 
 @pytest.fixture
-def setup(redis_server, model_repo):
-    settings = Settings(redis_url=redis_server.url, namespace="executor", model_repo=str(model_repo))
+def setup(redis_server, model_repo, namespace):
+    settings = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo))
     with Device(0) as device, Client(settings) as client:
         server = redis.Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
         executor = Executor(settings, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "test")
@@ -68,10 +68,10 @@ def test_expired_payload_is_answered(setup):
         job.result(1)
 
 
-def test_too_large_outputs_are_answered_with_the_limit_error(setup, redis_server, model_repo):
+def test_too_large_outputs_are_answered_with_the_limit_error(setup, redis_server, model_repo, namespace):
     """NonZero turns 1,000,000 bytes of input into 4,000,000 of output: past a 1 MiB limit."""
     client, _, device = setup
-    tight = Settings(redis_url=redis_server.url, namespace="executor", model_repo=str(model_repo), max_message_mb=1)
+    tight = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo), max_message_mb=1)
     server = redis.Redis.from_url(tight.redis_url, **REDIS_OPTIONS)
     executor = Executor(tight, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "tight")
     job = client.submit("nonzero", {"x": np.ones((500, 500), np.float32)})
@@ -147,12 +147,12 @@ def test_a_batch_stops_at_max_batch_size(setup):
     assert [j.details(1).batch_jobs for j in jobs] == [4] * 8 + [2] * 2
 
 
-def test_a_batch_whose_outputs_do_not_split_runs_its_jobs_alone(setup, redis_server, tmp_path):
+def test_a_batch_whose_outputs_do_not_split_runs_its_jobs_alone(setup, redis_server, tmp_path, namespace):
     client, _, device = setup
     (tmp_path / "colsum" / "1").mkdir(parents=True)
     onnx.save(colsum(), str(tmp_path / "colsum" / "1" / "model.onnx"))
     (tmp_path / "colsum" / "config.json").write_text('{"max_batch_size": 8, "max_queue_delay_ms": 1}')
-    settings = Settings(redis_url=redis_server.url, namespace="executor", model_repo=str(tmp_path))
+    settings = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(tmp_path))
     server = redis.Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
     executor = Executor(settings, device, ModelCache(device, ModelRepository(tmp_path), 1 << 30), server, "colsum")
     feeds = [np.full((2, 4), i, np.float32) for i in range(3)]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from acl_core import Device
 from producer import Client, JobFailed, Settings, keys
 from producer.dispatch import INFER_TASK, REDIS_OPTIONS, make_celery, queue
-from producer.wire import ResultEnvelope
+from producer.wire import ResultEnvelope, TaskMessage
 from tests.fuzz_jobs import malformed_jobs
 from worker.executor import Executor
 from worker.models import ModelCache, ModelRepository
@@ -35,8 +35,8 @@ def _answer(client: Client, job_id: str) -> ResultEnvelope:
 
 
 @pytest.fixture
-def in_process(redis_server, model_repo):
-    settings = Settings(redis_url=redis_server.url, namespace="fuzz", model_repo=str(model_repo))
+def in_process(redis_server, model_repo, namespace):
+    settings = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo))
     with Device(0) as device, Client(settings) as client:
         server = redis.Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
         yield client, Executor(settings, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "f")
@@ -78,7 +78,9 @@ def test_live_workers_answer_2000_malformed_jobs(client):
             job_id = f"live{next(_ids)}"
             reply_key = keys.job_reply(client.settings.namespace, job_id)
             _plant(client, data.draw(malformed_jobs(job_id, reply_key)), job_id)
-            app.send_task(INFER_TASK, args=[[job_id]], queue=queue(keys.shared_queue(client.settings.namespace)))
+            message = TaskMessage((job_id,), "add")  # a well-formed message whose payload is not
+            shared = queue(keys.shared_queue(client.settings.namespace))
+            app.send_task(INFER_TASK, args=message.args(), kwargs=message.kwargs(), queue=shared)
             job_ids.append(job_id)
 
         plant()

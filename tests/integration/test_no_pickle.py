@@ -11,7 +11,7 @@ from worker.local import LocalCluster
 
 
 def test_a_pickled_message_is_refused_and_logged(cluster, capfd):
-    settings = replace(cluster.settings, namespace="pickle")
+    settings = replace(cluster.settings, namespace=cluster.settings.namespace + "-pickle")
     with LocalCluster(settings, devices=[0]), Client(settings) as client:  # started here: capfd sees its log
         sender = Celery("attacker", set_as_current=False)
         sender.conf.update(broker_url=settings.redis_url, task_serializer="pickle", accept_content=["pickle"])

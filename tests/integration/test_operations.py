@@ -35,9 +35,9 @@ def wait_for_heartbeats(client, ready) -> None:
 
 
 @pytest.fixture
-def two_hosts(redis_server, model_repo):
+def two_hosts(redis_server, model_repo, namespace):
     """Host alpha with devices 0 and 1, host beta with device 0: separate processes, one Redis."""
-    base = Settings(redis_url=redis_server.url, namespace="scale", model_repo=str(model_repo))
+    base = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo))
     with (
         LocalCluster(replace(base, host="alpha"), devices=[0, 1]),
         LocalCluster(replace(base, host="beta"), devices=[0]),
@@ -54,31 +54,32 @@ def test_routing_across_hosts_and_status(two_hosts):
         assert shared <= {"alpha/device0", "alpha/device1", "beta/device0"}
         with pytest.raises(ConfigError, match="needs a device"):
             client.submit("add", GOOD, host="beta")
-        wait_for_heartbeats(client, lambda s: sum(w["done"] for w in s.workers) >= 36)
+        wait_for_heartbeats(client, lambda s: sum(w.done for w in s.workers) >= 36)
 
     status = json.loads(aclq(two_hosts, "status", "--json").stdout)
     hosts = sorted((w["host"], w["device"]) for w in status["workers"])
-    assert hosts == [("alpha", 0), ("alpha", 1), ("beta", 0)] and all(w["ready"] == 1 for w in status["workers"])
-    assert {"scale.shared", "scale.device.1", "scale.host.beta.device.0"} <= set(status["queues"])
+    assert hosts == [("alpha", 0), ("alpha", 1), ("beta", 0)] and all(w["ready"] is True for w in status["workers"])
+    ns = two_hosts.namespace
+    assert {f"{ns}.shared", f"{ns}.device.1", f"{ns}.host.beta.device.0"} <= set(status["queues"])
     assert status["throughput_per_s"] > 0 and status["error_rate"] == 0
     assert sum(w["done"] for w in status["workers"]) >= 36
     table = aclq(two_hosts, "status").stdout
-    assert "scale.host.alpha.device.1" in table and "add:1" in table and "jobs/s" in table
+    assert f"{ns}.host.alpha.device.1" in table and "add:1" in table and "jobs/s" in table
 
     assert aclq(replace(two_hosts, host="beta"), "health", "--device", "0").returncode == 0
     missing = aclq(replace(two_hosts, host="beta"), "health", "--device", "1")
     assert missing.returncode == 1 and "no ready worker for host beta device 1" in missing.stderr
 
 
-def test_metrics_endpoint_and_warm_up(redis_server, model_repo, tmp_path):
+def test_metrics_endpoint_and_warm_up(redis_server, model_repo, tmp_path, namespace):
     (model_repo / "mlp" / "config.json").write_text(json.dumps({"warmup": True}))
     port = free_port()
     try:
         settings = Settings(
-            redis_url=redis_server.url, namespace="metrics", model_repo=str(model_repo), metrics_port=port
+            redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo), metrics_port=port
         )
         with LocalCluster(settings, devices=[0]), Client(settings) as client:
-            assert read_status(client._redis, settings).workers[0]["models"] == "mlp:1"  # warmed up before ready
+            assert read_status(client._redis, settings).workers[0].models == ("mlp:1",)  # warmed up before ready
             client.infer("add", GOOD, result_timeout_s=30)
             with pytest.raises(JobFailed):
                 client.infer("add", {"a": GOOD["a"]}, result_timeout_s=30)

@@ -101,6 +101,8 @@ def poison(envelope: dict) -> dict[str, bytes]:
         "pickle": variant(envelope, **{"content-type": "application/x-python-serialize"}),
         "unknown content type": variant(envelope, **{"content-type": "application/x-nonsense"}),
         "no task header, body undecodable": variant(envelope, headers={}, body=b64("{{{")),
+        "task args not a list of job ids": variant(envelope, body=b64(json.dumps([[7], {"model": "add"}, {}]))),
+        "task without its model": variant(envelope, body=b64(json.dumps([[["x"]], {}, {}]))),
     }
 
 

@@ -1,19 +1,20 @@
 """Jobs end to end: producer -> Redis -> Celery workers on two devices -> results."""
 
-import asyncio
 import threading
 import time
+import uuid
 from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import redis
 
 from examples.build_models import DTYPES
-from producer import AsyncClient, Client, ConfigError, JobFailed, JobNotFound, JobStatus, JobTimeout, keys
+from producer import Client, ConfigError, JobFailed, JobNotFound, JobStatus, JobTimeout, keys
 from producer.dispatch import INFER_TASK, make_celery, queue
 from producer.errors import WireError
-from producer.wire import JobEnvelope
+from producer.wire import JobEnvelope, TaskMessage
 from worker.local import LocalCluster
 
 
@@ -54,9 +55,9 @@ def test_200_concurrent_jobs_across_two_workers(client, model_repo):
     assert devices == {0, 1}
 
 
-def test_map_keeps_input_order_with_a_window(client):
+def test_map_keeps_input_order_with_a_window(either_client, client):
     items = [{"x": np.full((1, 64), float(i), np.float32)} for i in range(40)]
-    ys = [out["y"] for out in client.map("mlp", items, window=5)]
+    ys = [out["y"] for out in either_client.map("mlp", items, window=5)]
     direct = [client.infer("mlp", item, result_timeout_s=30)["y"] for item in items]
     for got, want in zip(ys, direct):
         np.testing.assert_array_equal(got, want)
@@ -84,11 +85,11 @@ GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}
         ("add", None, GOOD, {"event_sync_timeout_ms": 2**40}, 100000, "-1..2147483647"),
     ],
 )
-def test_bad_jobs_answered_with_their_acl_code(client, model, version, inputs, options, code, fragment):
+def test_bad_jobs_answered_with_their_acl_code(either_client, model, version, inputs, options, code, fragment):
     with pytest.raises(JobFailed) as info:
-        client.infer(model, inputs, version=version, options=options, result_timeout_s=30)
+        either_client.infer(model, inputs, version=version, options=options, result_timeout_s=30)
     assert info.value.code == code and fragment in info.value.message
-    assert client.infer("add", GOOD, result_timeout_s=30)["c"].sum() == 12  # still serving
+    assert either_client.infer("add", GOOD, result_timeout_s=30)["c"].sum() == 12  # still serving
 
 
 def _publish_raw(client, job_id: str, payload: bytes) -> None:
@@ -97,7 +98,8 @@ def _publish_raw(client, job_id: str, payload: bytes) -> None:
     client._redis.set(keys.job_input(ns, job_id), payload, ex=60)
     client._redis.set(keys.job_state(ns, job_id), "queued", ex=60)
     with make_celery(client.settings) as app:
-        app.send_task(INFER_TASK, args=[[job_id]], queue=queue(keys.shared_queue(ns)))
+        message = TaskMessage((job_id,), "add")
+        app.send_task(INFER_TASK, args=message.args(), kwargs=message.kwargs(), queue=queue(keys.shared_queue(ns)))
 
 
 @pytest.mark.parametrize(
@@ -134,7 +136,7 @@ def test_a_model_name_no_repository_holds_is_refused_at_both_ends(client, name):
 
 
 def test_payload_naming_another_job_is_refused(client):
-    job = client._jobs.envelope("add", GOOD, job_id="victim")
+    job = client._core.envelope("add", GOOD, {"job_id": "victim"})
     _publish_raw(client, "attacker", job.encode(1 << 20))
     with pytest.raises(JobFailed, match="names another job"):
         client.job("attacker").result(30)
@@ -153,21 +155,22 @@ def test_expired_deadline_is_not_executed(client):
     assert info.value.code == 107020 and "deadline passed" in info.value.message
 
 
-def test_status_and_reattach(client):
-    job = client.submit("add", GOOD)
+def test_status_and_reattach(either_client):
+    job = either_client.submit("add", GOOD)
     job.result(30)
-    again = client.job(job.id)
+    again = either_client.job(job.id)
     assert again.status() is JobStatus.DONE
     assert again.result(1)["c"].sum() == 12  # a second reader gets the stored result
-    assert client.job("never-submitted").status() is JobStatus.NOT_FOUND
+    assert either_client.job("never-submitted").status() is JobStatus.NOT_FOUND
     with pytest.raises(JobNotFound):
-        client.job("never-submitted").result(1)
+        either_client.job("never-submitted").result(1)
 
 
-def test_existing_job_id_is_not_enqueued_twice(client, raw_redis):
-    first = client.submit("add", GOOD, job_id="fixed-id-1")
+def test_existing_job_id_is_not_enqueued_twice(either_client):
+    job_id = f"fixed-{uuid.uuid4().hex}"
+    first = either_client.submit("add", GOOD, job_id=job_id)
     first.result(30)
-    second = client.submit("add", {"a": GOOD["a"] * 3, "b": GOOD["b"]}, job_id="fixed-id-1")
+    second = either_client.submit("add", {"a": GOOD["a"] * 3, "b": GOOD["b"]}, job_id=job_id)
     assert second.id == first.id
     assert second.result(1)["c"].sum() == 12  # the first job's result, not a second run
 
@@ -193,34 +196,21 @@ def test_result_expiry(cluster):
 @pytest.mark.parametrize("wait_s", [0.2, 6.0])
 def test_client_gives_up_waiting(cluster, wait_s):
     """6 s outlasts redis-py's default 5 s socket timeout: the wait must still end as JobTimeout."""
-    with Client(replace(cluster.settings, namespace="nobody-serves-this")) as lonely:
+    with Client(replace(cluster.settings, namespace=cluster.settings.namespace + "-nobody")) as lonely:
         job = lonely.submit("add", GOOD)
         with pytest.raises(JobTimeout):
             job.result(wait_s)
         assert job.status() is JobStatus.QUEUED
 
 
-def test_async_client(cluster):
-    async def run():
-        async with AsyncClient(cluster.settings) as aclient:
-            out = await aclient.infer("add", GOOD, result_timeout_s=30)
-            outs = [o async for o in aclient.map("add", [GOOD] * 5, window=2)]
-            with pytest.raises(JobFailed):
-                await aclient.infer("nosuch", GOOD, result_timeout_s=30)
-            return out, outs
-
-    out, outs = asyncio.run(run())
-    assert out["c"].sum() == 12 and len(outs) == 5
-
-
-def test_submit_many_sends_one_message_and_answers_each_job(client, cluster, model_repo):
+def test_submit_many_sends_one_message_and_answers_each_job(either_client, cluster, model_repo, raw_redis):
     rng = np.random.default_rng(11)
     feeds = [{"x": rng.standard_normal((1, 64)).astype(np.float32)} for _ in range(5)]
-    with Client(replace(cluster.settings, namespace="nobody-serves-many")) as lonely:
+    nobody = f"{cluster.settings.namespace}-nobody-{uuid.uuid4().hex[:6]}"
+    with Client(replace(cluster.settings, namespace=nobody)) as lonely:
         lonely.submit_many("mlp", feeds)
-        queued = lonely._redis.llen(keys.shared_queue("nobody-serves-many"))
-        assert queued == 1  # five jobs, one Celery message
-    jobs = client.submit_many("mlp", feeds + [{"x": np.ones((1, 63), np.float32)}])
+        assert raw_redis.llen(keys.shared_queue(nobody)) == 1  # five jobs, one Celery message
+    jobs = either_client.submit_many("mlp", feeds + [{"x": np.ones((1, 63), np.float32)}])
     for job, f in zip(jobs, feeds):
         np.testing.assert_allclose(job.result(30)["y"], reference(model_repo, "mlp", f)[0], rtol=1e-5)
     with pytest.raises(JobFailed) as info:  # one bad job in the message fails alone
@@ -228,41 +218,32 @@ def test_submit_many_sends_one_message_and_answers_each_job(client, cluster, mod
     assert info.value.code == 100017
     assert len({job.id for job in jobs}) == 6
     with pytest.raises(ConfigError, match="submit_many makes its own job ids"):
-        client.submit_many("mlp", feeds, job_id="x")
-    assert client.submit_many("mlp", []) == []
+        either_client.submit_many("mlp", feeds, job_id="x")
+    assert either_client.submit_many("mlp", []) == []
+    with pytest.raises(ConfigError, match="window must be at least 1"):
+        next(either_client.map("mlp", feeds, window=0))
 
 
-def forget_when_waited_on(client, job_id: str) -> threading.Thread:
+def forget_when_waited_on(r: redis.Redis, ns: str, job_id: str) -> threading.Thread:
     """Delete a job's records (as a Redis that lost them would) once a caller blocks on its reply."""
-    ns = client.settings.namespace
 
     def forget() -> None:
-        while not any(c["cmd"] == "blmove" for c in client._redis.client_list()):
+        while not any(c["cmd"] == "blmove" for c in r.client_list()):
             time.sleep(0.01)  # until the caller blocks on its reply (Redis has no event for it)
-        client._redis.delete(keys.job_state(ns, job_id), keys.job_input(ns, job_id))
+        r.delete(keys.job_state(ns, job_id), keys.job_input(ns, job_id))
 
     thread = threading.Thread(target=forget)
     thread.start()
     return thread
 
 
-def test_a_job_lost_while_its_caller_waits_is_named_by_both_clients(client):
+def test_a_job_lost_while_its_caller_waits_is_named(either_client, raw_redis):
     """A caller waiting with no timeout, whose job's records vanish: JobNotFound within about a
     slice (the clients check between 1 s waits), not a wait without end."""
-    gone = client.submit("add", {"a": np.ones((2, 3), np.float32)}, device=7)  # no worker serves device 7
+    gone = either_client.submit("add", {"a": np.ones((2, 3), np.float32)}, device=7)  # no worker serves device 7
     started = time.monotonic()
-    forgetting = forget_when_waited_on(client, gone.id)
+    forgetting = forget_when_waited_on(raw_redis, either_client.settings.namespace, gone.id)
     with pytest.raises(JobNotFound, match="Redis lost it"):
         gone.result()
     forgetting.join()
     assert time.monotonic() - started < 5
-
-    async def wait_async() -> None:
-        async with AsyncClient(client.settings) as other:
-            job_id = await other.submit("add", {"a": np.ones((2, 3), np.float32)}, device=7)
-            forgetting = forget_when_waited_on(client, job_id)
-            with pytest.raises(JobNotFound, match="Redis lost it"):
-                await other.result(job_id)
-            forgetting.join()
-
-    asyncio.run(wait_async())

@@ -4,12 +4,35 @@ import itertools
 import sys
 import threading
 import uuid
+from dataclasses import replace
 
 import redis
 
 from acl_core import Device
+from producer.wire import WorkerBeat
 from worker.health import Heartbeat
 from worker.models import ModelCache, ModelRepository
+
+BEAT = WorkerBeat(
+    name="h/device0/pid1",
+    host="h",
+    device=0,
+    runtime_device=0,
+    provider="CPUExecutionProvider",
+    pid=1,
+    queues=("q",),
+    ready=True,
+    started_at=0.0,
+    done=0,
+    failed=0,
+    done_recent=0,
+    failed_recent=0,
+    recent_s=60.0,
+    last_job_at=0.0,
+    models=(),
+    memory_in_use=0,
+    memory_total=0,
+)
 
 
 def test_the_heartbeat_survives_a_snapshot_that_fails(redis_server, caplog):
@@ -17,11 +40,11 @@ def test_the_heartbeat_survives_a_snapshot_that_fails(redis_server, caplog):
     key = f"hb:{uuid.uuid4().hex}"
     calls = itertools.count()
 
-    def snapshot() -> dict[str, object]:
+    def snapshot() -> WorkerBeat:
         n = next(calls)
         if n == 1:
             raise RuntimeError("a bug in the snapshot")
-        return {"n": n}
+        return replace(BEAT, done=n)
 
     client.config_set("notify-keyspace-events", "Kh")
     with client.pubsub() as sub:
@@ -29,7 +52,7 @@ def test_the_heartbeat_survives_a_snapshot_that_fails(redis_server, caplog):
         heartbeat = Heartbeat(client, key, snapshot)
         heartbeat.start()  # beat 0
         heartbeat.nudge()  # beat 1: fails
-        while int(client.hget(key, "n") or 0) < 2:
+        while int(client.hget(key, "done") or 0) < 2:
             heartbeat.nudge()  # beats go on after the failure
             sub.get_message(timeout=1)
         heartbeat.close()

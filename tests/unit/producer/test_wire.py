@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 
 import msgpack
 import numpy as np
@@ -11,9 +12,19 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from acl_core import codes
-from producer import errors
+from producer import codes as producer_codes
 from producer.errors import WireError
-from producer.wire import EXEC_OPTIONS, WIRE_VERSION, JobEnvelope, ResultEnvelope, decode_tensor, encode_tensor
+from producer.wire import (
+    EXEC_OPTIONS,
+    WIRE_VERSION,
+    JobEnvelope,
+    JobStatus,
+    ResultEnvelope,
+    TaskMessage,
+    WorkerBeat,
+    decode_tensor,
+    encode_tensor,
+)
 
 LIMIT = 1 << 24
 ALL_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"] + [
@@ -22,9 +33,11 @@ ALL_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uin
 
 
 def test_producer_codes_equal_acl_core():
-    for name in errors._NAMES.values():
-        assert getattr(errors, name) == getattr(codes, name)
-        assert errors._NAMES[getattr(errors, name)] == name
+    """Every code the producer names is ACL's, by name and value (the producer cannot import acl_core)."""
+    assert len(producer_codes.NAMES) >= 12
+    for value, name in producer_codes.NAMES.items():
+        assert getattr(codes, name) == value == getattr(producer_codes, name)
+    assert producer_codes.TRANSIENT <= set(producer_codes.NAMES)
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
@@ -158,3 +171,54 @@ def test_a_result_with_a_malformed_error_is_a_wire_error(error):
     with pytest.raises(WireError) as info:
         ResultEnvelope.decode(message, LIMIT)
     assert info.value.code == 100000 and "result error field" in info.value.message
+
+
+def test_the_task_message_round_trips_and_names_what_is_malformed():
+    message = TaskMessage(("a", "b"), "mlp")
+    assert TaskMessage.from_body([message.args(), message.kwargs(), {}]) == message
+    for body, fragment in [
+        ({"not": "protocol 2"}, "task body must be [args, kwargs, embed]"),
+        ([[["a"]], {}, {}], "task kwargs must be {'model': name}"),  # no model: not as aclq sends it
+        ([["a"], {"model": "mlp"}, {}], "task args must be [[job ids]]"),  # ids not a list
+        ([[[]], {"model": "mlp"}, {}], "task args must be [[job ids]]"),
+        ([[["a", 3]], {"model": "mlp"}, {}], "task args must be [[job ids]]"),
+    ]:
+        with pytest.raises(WireError, match=re.escape(fragment)) as info:
+            TaskMessage.from_body(body)
+        assert info.value.code == 100000
+
+
+def test_job_states_decode_and_an_unknown_one_is_named():
+    assert JobStatus.decode(None) is JobStatus.NOT_FOUND
+    assert JobStatus.decode(b"running") is JobStatus.RUNNING
+    for raw in (b"not_found", b"exploded"):  # not_found is never stored: its absence is
+        with pytest.raises(WireError, match="job state"):
+            JobStatus.decode(raw)
+
+
+BEAT = WorkerBeat(
+    name="h/device1/pid7", host="h", device=1, runtime_device=0, provider="CPUExecutionProvider", pid=7,
+    queues=("aclq.device.1", "aclq.shared"), ready=True, started_at=1.5, done=3, failed=1, done_recent=2,
+    failed_recent=0, recent_s=60.0, last_job_at=2.5, models=("mlp:1", "add:2"), memory_in_use=10, memory_total=20,
+)  # fmt: skip
+
+
+def test_the_heartbeat_round_trips_through_a_redis_hash():
+    raw = {k.encode(): str(v).encode() for k, v in BEAT.to_fields().items()}  # as HGETALL returns it
+    assert WorkerBeat.decode(raw) == BEAT
+    assert WorkerBeat.decode({**raw, b"models": b""}).models == ()
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [({b"pid": None}, "lacks field 'pid'"), ({b"done": b"many"}, "field 'done' must be int")],
+)
+def test_a_malformed_heartbeat_is_named(change, fragment):
+    raw = {k.encode(): str(v).encode() for k, v in BEAT.to_fields().items()}
+    for key, value in change.items():
+        if value is None:
+            del raw[key]
+        else:
+            raw[key] = value
+    with pytest.raises(WireError, match=fragment):
+        WorkerBeat.decode(raw)

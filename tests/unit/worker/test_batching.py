@@ -3,14 +3,13 @@ buffer runs, and the model config that asks for it."""
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from acl_core import AclError, Device, ExecConfig
 from worker.batching import Packer, batch_key, batch_rows, join, split
-from worker.gather import Gathering, message_model
+from worker.gather import Gathering
 from worker.models import ModelConfig, ModelRepository
 
 
@@ -109,27 +108,20 @@ def test_a_batching_model_waits_until_its_batch_is_full():
 
 
 def test_a_batching_model_runs_once_its_first_job_waited_its_delay():
-    gathering = Gathering(lambda name: ModelConfig(max_batch_size=64, max_queue_delay_ms=0.001))
-    assert not gathering.arrived("mlp", 1)
-    deadline = gathering._waiting["mlp"][0]
-    while not gathering.due():  # a microsecond: the clock passes it at once
-        pass
-    assert gathering._waiting["mlp"][0] == deadline  # later arrivals do not move the first's deadline
+    """The first job's delay counts, not the last one's: later arrivals do not move the deadline."""
+    now = [100.0]
+    gathering = Gathering(lambda name: ModelConfig(max_batch_size=64, max_queue_delay_ms=10), clock=lambda: now[0])
+    assert not gathering.arrived("mlp", 1)  # due at 100.010
+    now[0] = 100.008
+    assert not gathering.arrived("mlp", 1)  # would be due at 100.018 if it moved the deadline
+    now[0] = 100.0099
+    assert not gathering.due()
+    now[0] = 100.010
+    assert gathering.due()
 
 
 def test_a_zero_delay_runs_at_once():
     assert Gathering(lambda name: ModelConfig(max_batch_size=8)).arrived("mlp", 1)
-
-
-def message(payload):
-    return SimpleNamespace(payload=payload)
-
-
-def test_the_model_is_read_from_the_message():
-    assert message_model(message([[["a", "b"]], {"model": "mlp"}, {}])) == ("mlp", 2)
-    assert message_model(message([[["a"]], {}, {}])) == ("", 1)  # an older producer: runs at once
-    assert message_model(message({"not": "protocol 2"})) == ("", 1)
-    assert message_model(message([["a"], {"model": "mlp"}, {}])) == ("", 1)  # ids not a list
 
 
 @pytest.mark.parametrize(
