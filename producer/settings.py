@@ -4,9 +4,11 @@ Every process (producer, worker, `aclq up`) reads its configuration here and now
 passes the object on explicitly; there is no global client.
 """
 
+import difflib
 import os
 import re
 import socket
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -29,6 +31,11 @@ DEFAULT_VISIBILITY_TIMEOUT_S = 30
 DEFAULT_MAX_MESSAGE_MB = 512
 #: memory budget for a worker's loaded models, MiB (LRU eviction beyond it)
 DEFAULT_MODEL_CACHE_MB = 4096
+#: ``ACLQ_*`` variables read elsewhere: acl_core's RuntimeConfig (a test derives these from its
+#: fields) and the worker's fail points (tests only)
+OTHER_VARIABLES = frozenset(
+    {"ACLQ_BACKEND", "ACLQ_PROVIDER", "ACLQ_DEVICE_COUNT", "ACLQ_DEVICE_MEMORY_MB", "ACLQ_FAILPOINT"}
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class Settings:
                 values[f.name] = raw
         settings = replace(cls(**values), **overrides)
         settings.check()
+        warn_unknown_variables(env)
         return settings
 
     def check(self) -> None:
@@ -113,3 +121,22 @@ class Settings:
         if not self.redis_url:
             raise ConfigError("no broker configured: set ACLQ_REDIS_URL (or run `aclq up`)")
         return self.redis_url
+
+
+class UnknownSettingWarning(UserWarning):
+    """An ``ACLQ_*`` environment variable that no part of aclq reads."""
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``ACLQ_*`` variable aclq reads."""
+    return frozenset(f"ACLQ_{f.name.upper()}" for f in fields(Settings)) | OTHER_VARIABLES
+
+
+def warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """A warning for each ``ACLQ_*`` variable aclq does not read (a typo would otherwise be
+    ignored without a word), naming the closest known ones."""
+    known = known_variables()
+    for name in sorted(n for n in env if n.startswith("ACLQ_") and n not in known):
+        close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        warnings.warn(f"{name} is not an aclq setting and is ignored{hint}", UnknownSettingWarning, stacklevel=3)

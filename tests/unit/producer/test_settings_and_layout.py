@@ -1,17 +1,21 @@
 """Settings, key names, and the producer's independence from acl_core."""
 
 import ast
+import dataclasses
 import os
 import re
 import subprocess
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import pytest
 
 import producer
+from acl_core.config import RuntimeConfig
 from producer import ConfigError, Settings, keys
+from producer.settings import OTHER_VARIABLES, UnknownSettingWarning, known_variables
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -107,3 +111,22 @@ def test_a_device_command_without_the_engine_names_the_extra(argv, tmp_path):
     )
     assert done.returncode == 1, done.stderr
     assert "pip install 'aclq[worker]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_variable_is_named_with_the_closest_known_ones():
+    with pytest.warns(UnknownSettingWarning) as caught:
+        Settings.from_env({"ACLQ_DEVICES": "2", "ACLQ_NAMESPACE": "ns", "ACLQ_ZZZ": "1"})
+    assert [str(w.message) for w in caught] == [
+        "ACLQ_DEVICES is not an aclq setting and is ignored; did you mean ACLQ_DEVICE or ACLQ_DEVICE_COUNT?",
+        "ACLQ_ZZZ is not an aclq setting and is ignored",
+    ]
+
+
+def test_every_variable_aclq_reads_is_known_and_silent():
+    env = dict.fromkeys(known_variables(), "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Settings.from_env(env)
+    # the variables read outside Settings: acl_core's runtime config, field by field, and the fail point
+    runtime = {f"ACLQ_{f.name.upper()}" for f in dataclasses.fields(RuntimeConfig)}
+    assert OTHER_VARIABLES == runtime | {"ACLQ_FAILPOINT"}
