@@ -57,14 +57,19 @@ def test_a_partial_batch_runs_once_its_first_job_waited_the_delay(client, cluste
     jobs = [client.submit("mlp", mlp_input(i)) for i in range(2)]
     results = [job.details(30) for job in jobs]
     assert [r.batch_jobs for r in results] == [2, 2]
-    assert results[0].timings["queued_ms"] >= DELAY_MS * 0.95  # not run before its delay
+    # Not run before its delay. A lower bound only: a slow machine makes the wait longer, never shorter.
+    assert results[0].timings["queued_ms"] >= DELAY_MS * 0.95
 
 
-def test_a_job_of_a_model_that_does_not_batch_is_not_held(client, cluster):
+def test_a_job_of_a_model_that_does_not_batch_is_not_held(client, cluster, raw_redis):
+    """add's message runs the buffer at once, with the mlp job that waited in it: both are
+    answered by the same run (the run id each job's answer recorded), not mlp's after its delay."""
     waiting = client.submit("mlp", mlp_input(7))
     add = client.submit("add", {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)})
-    assert add.details(30).batch_jobs == 1
-    assert waiting.details(30).timings["queued_ms"] < DELAY_MS * 0.9  # ran with add's, not after 1 s
+    assert add.details(30).batch_jobs == 1 and waiting.details(30).batch_jobs == 1
+    ns = cluster.settings.namespace
+    answered = {raw_redis.hget(keys.job_runs(ns, job.id), "answered") for job in (waiting, add)}
+    assert len(answered) == 1 and None not in answered
 
 
 def test_every_gathered_message_is_acknowledged(client, cluster, raw_redis):

@@ -1,0 +1,22 @@
+"""The worker app is built from its settings, in-process, with nothing read at import: two apps
+for two devices in one process do not share queues, tasks or bound state."""
+
+from producer import Settings
+from producer.dispatch import INFER_TASK
+from producer.transport import DEAD_LETTER_HOOK_OPTION
+from worker.app import create_app
+from worker.gather import GatheringTask
+
+
+def test_two_workers_built_in_one_process_are_their_own(model_repo):
+    base = {"redis_url": "redis://127.0.0.1:1/0", "namespace": "t", "host": "h", "model_repo": str(model_repo)}
+    first, second = (create_app(Settings(**base, device=n)) for n in (0, 1))
+    assert [q.name for q in first.conf.task_queues] == ["t.host.h.device.0", "t.device.0", "t.shared"]
+    assert [q.name for q in second.conf.task_queues] == ["t.host.h.device.1", "t.device.1", "t.shared"]
+    tasks = first.tasks[INFER_TASK], second.tasks[INFER_TASK]
+    assert tasks[0] is not tasks[1] and all(isinstance(t, GatheringTask) for t in tasks)
+    tasks[0].gathering = object()  # what binding sets: one app's, not the class's
+    assert tasks[1].gathering is None and GatheringTask.gathering is None
+    hooks = [app.conf.broker_transport_options[DEAD_LETTER_HOOK_OPTION] for app in (first, second)]
+    assert hooks[0].__self__ is not hooks[1].__self__  # each app's own DeviceWorker
+    assert first.conf.worker_prefetch_multiplier == 64  # the repository's largest max_batch_size
