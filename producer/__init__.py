@@ -7,7 +7,10 @@ redis, msgpack and numpy.
 from producer.client import AsyncClient, AsyncJob, Client, Job, SubmitOptions
 from producer.errors import (
     AclqError,
+    BrokerAuthError,
     BrokerConnectionError,
+    BrokerError,
+    BrokerFullError,
     ConfigError,
     JobFailed,
     JobNotFound,
@@ -29,7 +32,10 @@ __all__ = [
     # errors
     "AclqError",
     "ConfigError",
+    "BrokerError",
     "BrokerConnectionError",
+    "BrokerAuthError",
+    "BrokerFullError",
     "WireError",
     "JobFailed",
     "JobTimeout",

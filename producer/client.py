@@ -25,12 +25,13 @@ from producer import keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.dispatch import ASYNC_REDIS_OPTIONS, INFER_TASK, PRIORITIES, REDIS_OPTIONS, make_celery, queue
 from producer.errors import (
-    BrokerConnectionError,
+    BrokerError,
     ConfigError,
     JobFailed,
     JobNotFound,
     JobTimeout,
     WireError,
+    broker_error,
 )
 from producer.settings import Settings
 from producer.wire import EXEC_OPTIONS, JobEnvelope, JobStatus, ResultEnvelope, TaskMessage, model_name_problem
@@ -157,7 +158,7 @@ class _Core:
         if created:
             try:
                 yield _Publish(tuple(created))
-            except BrokerConnectionError:
+            except BrokerError:
                 job_keys = [
                     k for job in created for k in (keys.job_input(ns, job.job_id), keys.job_state(ns, job.job_id))
                 ]
@@ -236,9 +237,8 @@ class _Core:
         room = window - in_flight
         return room if room >= max(1, window // 2) or not in_flight else 0
 
-    def broker_error(self, exc: Exception) -> BrokerConnectionError:
-        # redis' messages name host and port, never the password
-        return BrokerConnectionError(f"Redis at {self.settings.safe_url()}: {exc}")
+    def broker_error(self, exc: Exception) -> BrokerError:
+        return broker_error(exc, self.url, self.settings.safe_url())
 
     def close(self) -> None:
         self._celery.close()
@@ -368,7 +368,7 @@ class Client:
     def _drive(self, steps: _Steps[T]) -> T:
         """Run a core generator to its end, doing each I/O step it yields."""
         reply: Any = None
-        error: BrokerConnectionError | None = None
+        error: BrokerError | None = None
         while True:
             try:
                 step = steps.throw(error) if error is not None else steps.send(reply)
@@ -377,7 +377,7 @@ class Client:
             reply, error = None, None
             try:
                 reply = self._do(step)
-            except BrokerConnectionError as exc:
+            except BrokerError as exc:
                 error = exc
 
     def _do(self, step: _Step) -> Any:
@@ -458,7 +458,7 @@ class AsyncClient:
     async def _drive(self, steps: _Steps[T]) -> T:
         """:meth:`Client._drive`, awaiting each I/O step."""
         reply: Any = None
-        error: BrokerConnectionError | None = None
+        error: BrokerError | None = None
         while True:
             try:
                 step = steps.throw(error) if error is not None else steps.send(reply)
@@ -467,7 +467,7 @@ class AsyncClient:
             reply, error = None, None
             try:
                 reply = await self._do(step)
-            except BrokerConnectionError as exc:
+            except BrokerError as exc:
                 error = exc
 
     async def _do(self, step: _Step) -> Any:

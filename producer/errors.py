@@ -4,7 +4,10 @@
 
     AclqError                    every aclq client error
     ├── ConfigError              a setting is missing or malformed
-    ├── BrokerConnectionError    Redis could not be reached (wraps redis' own errors)
+    ├── BrokerError              Redis did not take a command (wraps redis' and kombu's errors)
+    │   ├── BrokerConnectionError    Redis could not be reached
+    │   ├── BrokerAuthError          Redis wants a password, or refused the one given
+    │   └── BrokerFullError          Redis is at its maxmemory and refuses writes
     ├── WireError                a message could not be encoded or decoded; .code, .name (ACL's)
     ├── JobFailed                the worker answered with an error; .code, .name, .message (ACL's)
     ├── JobTimeout               the client stopped waiting (not an ACL device timeout)
@@ -12,6 +15,9 @@
 """
 
 from typing import Final
+from urllib.parse import urlsplit
+
+import redis
 
 from producer import codes
 
@@ -27,8 +33,46 @@ class ConfigError(AclqError):
     """A setting is missing or malformed."""
 
 
-class BrokerConnectionError(AclqError):
-    """Redis could not be reached or refused the command."""
+class BrokerError(AclqError):
+    """Redis did not take a command; the subclasses name the causes a user can act on."""
+
+
+class BrokerConnectionError(BrokerError):
+    """Redis could not be reached (or dropped the connection)."""
+
+
+class BrokerAuthError(BrokerError):
+    """Redis requires authentication, or refused the credentials in the URL."""
+
+
+class BrokerFullError(BrokerError):
+    """Redis is at its ``maxmemory`` and refuses to store more."""
+
+
+def broker_error(exc: BaseException, url: str, safe_url: str) -> BrokerError:
+    """The aclq error for a Redis error (or kombu's wrapping of one), by cause. Its message names
+    the cause and the fix, never a command's arguments: redis-py quotes a failed pipeline
+    command, payload bytes included, and that part is dropped."""
+    cause = exc
+    if not isinstance(exc, redis.RedisError):  # kombu's OperationalError raised from redis' own
+        inner = exc.__cause__ or exc.__context__
+        if isinstance(inner, redis.RedisError):
+            cause = inner
+    text = str(cause).split("caused error: ", 1)[-1]
+    if isinstance(cause, redis.AuthenticationError | redis.exceptions.AuthenticationWrongNumberOfArgsError):
+        if urlsplit(url).password is None:
+            fix = "it requires a password: give it in ACLQ_REDIS_URL as redis://:PASSWORD@host:port/db"
+        else:
+            fix = "it refused the user or password in ACLQ_REDIS_URL"
+        return BrokerAuthError(f"Redis at {safe_url}: {fix} (Redis said: {text})")
+    if isinstance(cause, redis.exceptions.OutOfMemoryError):
+        return BrokerFullError(
+            f"Redis at {safe_url} is full (its maxmemory) and refuses new data: raise maxmemory, or keep less "
+            f"(fewer jobs in flight, a shorter ACLQ_RESULT_TTL_S / ACLQ_PAYLOAD_TTL_S)"
+        )
+    if isinstance(cause, redis.ConnectionError | redis.TimeoutError) or not isinstance(cause, redis.RedisError):
+        return BrokerConnectionError(f"Redis at {safe_url}: {text}")
+    return BrokerError(f"Redis at {safe_url} refused a command: {text}")
 
 
 class _Coded(AclqError):

@@ -7,7 +7,7 @@ import redis
 
 from producer import keys
 from producer.dispatch import REDIS_OPTIONS
-from producer.errors import BrokerConnectionError, WireError
+from producer.errors import WireError, broker_error
 from producer.settings import Settings
 from producer.wire import WorkerBeat
 
@@ -63,12 +63,12 @@ def read_status(client: redis.Redis, settings: Settings) -> Status:
 
 
 def fetch_status(settings: Settings) -> Status:
-    """:func:`read_status` over a connection of its own; Redis errors as BrokerConnectionError."""
+    """:func:`read_status` over a connection of its own; Redis errors as BrokerError, by cause."""
     try:
         with redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS) as client:
             return read_status(client, settings)
     except redis.RedisError as exc:
-        raise BrokerConnectionError(f"Redis at {settings.safe_url()}: {exc}") from None
+        raise broker_error(exc, settings.require_url(), settings.safe_url()) from None
 
 
 def render(status: Status) -> str:
@@ -85,6 +85,13 @@ def render(status: Status) -> str:
     if not status.workers:
         lines.append("(no live worker)")
     lines += [f"unreadable heartbeat {key}: {why}" for key, why in status.unreadable.items()]
+    broken = sorted({(version, w.name) for w in status.workers for version in w.broken})
+    if broken:
+        lines.append("")
+        lines += [
+            f"model {version} failed to load on {worker}; it serves the highest version that loads (see its log)"
+            for version, worker in broken
+        ]
     if status.dead_letters:
         lines += ["", f"dead letters: {status.dead_letters} queue entries were not messages ({status.dead_letter_key})"]
     lines += ["", f"last {status.recent_s:g} s: {status.throughput_per_s:g} jobs/s, error rate {status.error_rate:.1%}"]

@@ -345,6 +345,7 @@ class WorkerBeat:
     recent_s: float
     last_job_at: float  #: Unix time; 0 before the first job
     models: tuple[str, ...]  #: loaded, as name:version
+    broken: tuple[str, ...]  #: versions whose file failed to load, as name:version (the next one serves)
     memory_in_use: int  #: device bytes
     memory_total: int
 

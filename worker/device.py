@@ -148,6 +148,7 @@ class DeviceWorker:
             started_at=bound.started_at, done=counters.done, failed=counters.failed,
             done_recent=done_recent, failed_recent=failed_recent, recent_s=RECENT_S,
             last_job_at=counters.last_job_at, models=tuple(bound.models.names()),
+            broken=tuple(bound.models.broken()),
             memory_in_use=memory.in_use, memory_total=memory.total, name=executor.name,
         )  # fmt: skip
 

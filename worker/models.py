@@ -62,22 +62,31 @@ class ModelRepository:
         self.root = Path(root).resolve()
 
     def resolve(self, name: str, version: int | None = None) -> ModelRef:
-        problem = model_name_problem(name)
-        if problem:
-            raise error_for(codes.ACL_ERROR_INVALID_PARAM, problem)
         if version is not None and (type(version) is not int or version < 1):
             raise error_for(codes.ACL_ERROR_INVALID_PARAM, f"model version {version!r} must be a positive int")
-        model_dir = self.root / name
-        versions = sorted(int(p.name) for p in model_dir.glob("*") if p.name.isdigit()) if model_dir.is_dir() else []
+        versions = self.versions(name)
         if not versions:
             raise error_for(codes.ACL_ERROR_INVALID_FILE, f"no model {name!r} in the repository")
-        chosen = versions[-1] if version is None else version
+        model_dir = self.root / name
+        chosen = versions[0] if version is None else version
         path = (model_dir / str(chosen) / "model.onnx").resolve()
         if not path.is_relative_to(self.root):  # a symlink leading out of the repository
             raise error_for(codes.ACL_ERROR_INVALID_PARAM, f"model {name!r} resolves outside the repository")
         if chosen not in versions or not path.is_file():
-            raise error_for(codes.ACL_ERROR_INVALID_FILE, f"model {name!r} has no version {chosen}; it has {versions}")
+            raise error_for(
+                codes.ACL_ERROR_INVALID_FILE, f"model {name!r} has no version {chosen}; it has {sorted(versions)}"
+            )
         return ModelRef(name, chosen, path, self._config(model_dir))
+
+    def versions(self, name: str) -> list[int]:
+        """The versions of ``name`` in the repository, highest first."""
+        problem = model_name_problem(name)
+        if problem:
+            raise error_for(codes.ACL_ERROR_INVALID_PARAM, problem)
+        model_dir = self.root / name
+        if not model_dir.is_dir():
+            return []
+        return sorted((int(p.name) for p in model_dir.glob("*") if p.name.isdigit()), reverse=True)
 
     def _config(self, model_dir: Path) -> ModelConfig:
         path = model_dir / "config.json"
@@ -119,6 +128,10 @@ class ModelCache:
         # load and eviction, so nobody iterates _loaded while the job thread changes it.
         self._names: tuple[str, ...] = ()
         self._resolved: dict[tuple[str, int | None], tuple[ModelRef, float]] = {}
+        # Versions whose file failed to load, with that file's mtime: not tried again until the
+        # file changes. Read by the heartbeat thread as a whole tuple, like _names.
+        self._broken: dict[tuple[str, int], float] = {}
+        self._broken_names: tuple[str, ...] = ()
 
     def _resolve(self, name: str, version: int | None) -> ModelRef:
         now = time.monotonic()
@@ -134,19 +147,55 @@ class ModelCache:
         return self._resolve(name, None).config
 
     def get(self, name: str, version: int | None = None) -> tuple[Model, ModelRef]:
+        """The model, loaded. With no version, the highest that loads: a version whose file
+        fails to load (a corrupt upload) is reported (:meth:`broken`) and the next one serves,
+        as Triton does; an explicit version that fails is that job's error."""
         ref = self._resolve(name, version)
+        try:
+            return self._load(ref)
+        except AclError as exc:
+            if version is not None or not self._is_broken(ref):
+                raise
+            for older in self._repository.versions(name):
+                if older >= ref.version:
+                    continue
+                try:
+                    return self._load(self._resolve(name, older))
+                except AclError:
+                    continue
+            raise exc from None
+
+    def _load(self, ref: ModelRef) -> tuple[Model, ModelRef]:
         key = (ref.name, ref.version)
         hit = self._loaded.get(key)
         if hit is not None:
             self._loaded.move_to_end(key)
             return hit[0], ref
-        cost = ref.path.stat().st_size * MEMORY_PER_FILE_BYTE
+        stat = ref.path.stat()
+        if self._broken.get(key) == stat.st_mtime:
+            raise error_for(codes.ACL_ERROR_INVALID_FILE, f"model {ref.name}:{ref.version} failed to load")
+        cost = stat.st_size * MEMORY_PER_FILE_BYTE
         self._evict(self._budget - cost)
-        model = self._device.load(ref.path)
+        try:
+            model = self._device.load(ref.path)
+        except AclError as exc:
+            self._broken[key] = stat.st_mtime
+            self._broken_names = tuple(sorted(f"{n}:{v}" for n, v in self._broken))
+            log.error("model %s:%d cannot be loaded: %s", ref.name, ref.version, exc)
+            raise
+        if self._broken.pop(key, None) is not None:  # a fixed file
+            self._broken_names = tuple(sorted(f"{n}:{v}" for n, v in self._broken))
         self._loaded[key] = (model, cost)
         self._names = self._snapshot_names()
         log.info("loaded %s:%d on device %d (%s)", ref.name, ref.version, self._device.id, model.provider)
         return model, ref
+
+    def _is_broken(self, ref: ModelRef) -> bool:
+        return (ref.name, ref.version) in self._broken
+
+    def broken(self) -> list[str]:
+        """Versions whose file failed to load, as name:version; safe to call from any thread."""
+        return list(self._broken_names)
 
     def _evict(self, keep_bytes: int) -> None:
         while self._loaded and self.used_bytes > max(keep_bytes, 0):

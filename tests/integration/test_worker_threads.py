@@ -30,6 +30,7 @@ BEAT = WorkerBeat(
     recent_s=60.0,
     last_job_at=0.0,
     models=(),
+    broken=(),
     memory_in_use=0,
     memory_total=0,
 )

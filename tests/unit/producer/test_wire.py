@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 from acl_core import codes
 from producer import codes as producer_codes
 from producer.errors import WireError
+from producer.status import Status, render
 from producer.wire import (
     EXEC_OPTIONS,
     WIRE_VERSION,
@@ -199,7 +200,8 @@ def test_job_states_decode_and_an_unknown_one_is_named():
 BEAT = WorkerBeat(
     name="h/device1/pid7", host="h", device=1, runtime_device=0, provider="CPUExecutionProvider", pid=7,
     queues=("aclq.device.1", "aclq.shared"), ready=True, started_at=1.5, done=3, failed=1, done_recent=2,
-    failed_recent=0, recent_s=60.0, last_job_at=2.5, models=("mlp:1", "add:2"), memory_in_use=10, memory_total=20,
+    failed_recent=0, recent_s=60.0, last_job_at=2.5, models=("mlp:1", "add:2"), broken=("add:3",),
+    memory_in_use=10, memory_total=20,
 )  # fmt: skip
 
 
@@ -222,3 +224,8 @@ def test_a_malformed_heartbeat_is_named(change, fragment):
             raw[key] = value
     with pytest.raises(WireError, match=fragment):
         WorkerBeat.decode(raw)
+
+
+def test_status_names_a_model_version_that_failed_to_load():
+    table = render(Status(workers=[BEAT]))
+    assert "model add:3 failed to load on h/device1/pid7; it serves the highest version that loads" in table

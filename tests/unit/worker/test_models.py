@@ -84,3 +84,26 @@ def test_cache_loads_once_and_evicts_least_recently_used(repo):
             old.execute({"a": a, "b": a})  # the evicted model was unloaded from the device
         assert info.value.code == 100011
         assert first.execute({"a": a, "b": a})["c"].sum() == 12
+
+
+def test_a_corrupt_new_version_leaves_the_highest_that_loads_serving(repo):
+    """A broken add/4 dropped into the repository: jobs without a version keep running on add:3,
+    add:4 is reported broken (the heartbeat shows it), and asking for it explicitly names the
+    failure; a fixed file is loaded and served."""
+    (repo / "add" / "4").mkdir()
+    corrupt = repo / "add" / "4" / "model.onnx"
+    corrupt.write_bytes(b"not an onnx model")
+    a = np.ones((2, 3), np.float32)
+    with Device(0) as device:
+        cache = ModelCache(device, ModelRepository(repo), budget_bytes=1 << 30)
+        model, ref = cache.get("add")
+        assert ref.version == 3 and model.execute({"a": a, "b": a})["c"].sum() == 12
+        assert cache.broken() == ["add:4"]
+        assert cache.get("add")[1].version == 3  # not tried again while the file is unchanged
+        with pytest.raises(AclError) as info:
+            cache.get("add", 4)
+        assert info.value.code == 100003 and "add:4 failed to load" in info.value.message
+        corrupt.write_bytes((repo / "add" / "3" / "model.onnx").read_bytes())
+        os.utime(corrupt, (1, 1))  # a new mtime, even on a coarse clock
+        cache._resolved.clear()  # past RESOLVE_TTL_S
+        assert cache.get("add")[1].version == 4 and cache.broken() == []
