@@ -12,6 +12,7 @@ from producer.errors import (
     BrokerError,
     BrokerFullError,
     ConfigError,
+    JobCancelled,
     JobFailed,
     JobNotFound,
     JobTimeout,
@@ -38,6 +39,7 @@ __all__ = [
     "BrokerFullError",
     "WireError",
     "JobFailed",
+    "JobCancelled",
     "JobTimeout",
     "JobNotFound",
 ]

@@ -27,6 +27,7 @@ from producer.dispatch import ASYNC_REDIS_OPTIONS, INFER_TASK, PRIORITIES, REDIS
 from producer.errors import (
     BrokerError,
     ConfigError,
+    JobCancelled,
     JobFailed,
     JobNotFound,
     JobTimeout,
@@ -34,7 +35,15 @@ from producer.errors import (
     broker_error,
 )
 from producer.settings import Settings
-from producer.wire import EXEC_OPTIONS, JobEnvelope, JobStatus, ResultEnvelope, TaskMessage, model_name_problem
+from producer.wire import (
+    EXEC_OPTIONS,
+    JobEnvelope,
+    JobStatus,
+    ResultEnvelope,
+    ResultStatus,
+    TaskMessage,
+    model_name_problem,
+)
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -58,6 +67,24 @@ WAIT_SLICE_S = 1.0
 
 Outputs = dict[str, np.ndarray]
 T = TypeVar("T")
+
+# Cancel a job unless it is answered: its state becomes cancelled, its reply a cancelled result
+# (what every waiter reads), its payload goes. Atomic against the worker's finish script, which
+# moves an answer into place only where no reply exists: whichever runs first wins.
+# KEYS: state, reply, input. ARGV: the cancelled result envelope, result TTL, the state
+# cancelled, then every final state. Returns the state the job ends in, nil when it does not exist.
+_CANCEL = """
+local state = redis.call('GET', KEYS[1])
+if not state then return false end
+for j = 4, #ARGV do
+  if state == ARGV[j] then return state end
+end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[3])
+return ARGV[3]
+"""
 
 
 @dataclass(frozen=True)
@@ -209,7 +236,22 @@ class _Core:
         result = ResultEnvelope.decode(data, limit)
         if result.error is not None:
             raise JobFailed(job_id, result.error.code, result.error.name, result.error.message)
+        if result.status == ResultStatus.CANCELLED:
+            raise JobCancelled(job_id)
         return result
+
+    def cancel(self, job_id: str) -> _Steps[bool]:
+        """Cancel a job that is not answered yet; whether it ends cancelled (False: its answer
+        came first). JobNotFound when there is no such job."""
+        ns, ttl = self.settings.namespace, self.settings.result_ttl_s
+        cancelled = ResultEnvelope(job_id, ResultStatus.CANCELLED.value).encode(self.settings.max_message_bytes)
+        finals = [s.value for s in JobStatus if s.final]
+        job_keys = (keys.job_state(ns, job_id), keys.job_reply(ns, job_id), keys.job_input(ns, job_id))
+        args = (cancelled, ttl, JobStatus.CANCELLED.value, *finals)
+        (ended,) = yield _Redis((_cmd("eval", _CANCEL, len(job_keys), *job_keys, *args),), transaction=False)
+        if ended is None:
+            raise JobNotFound(f"no job {job_id} to cancel: never submitted, or expired")
+        return ended == JobStatus.CANCELLED.value.encode()  # type: ignore[no-any-return]
 
     def _look(self, job_id: str) -> _Steps[bytes | None]:
         """The job's reply when it is there, None while it is on its way, JobNotFound when
@@ -256,8 +298,14 @@ class Job:
     def status(self) -> JobStatus:
         return self._client._drive(self._client._core.status(self.id))
 
+    def cancel(self) -> bool:
+        """Cancel the job unless it is answered: not started, it never runs; running, its answer
+        is dropped. True when it ends cancelled (its waiters get JobCancelled), False when its
+        answer came first."""
+        return self._client._drive(self._client._core.cancel(self.id))
+
     def result(self, timeout_s: float | None = None) -> Outputs:
-        """Wait for the outputs; raise JobFailed (ACL code), JobTimeout or JobNotFound."""
+        """Wait for the outputs; raise JobFailed (ACL code), JobCancelled, JobTimeout or JobNotFound."""
         return dict(self.details(timeout_s).outputs)
 
     def details(self, timeout_s: float | None = None) -> ResultEnvelope:
@@ -280,12 +328,24 @@ class AsyncJob:
     async def status(self) -> JobStatus:
         return await self._client._drive(self._client._core.status(self.id))
 
-    async def result(self, timeout_s: float | None = None) -> Outputs:
-        return dict((await self.details(timeout_s)).outputs)
+    async def cancel(self) -> bool:
+        """As :meth:`Job.cancel`."""
+        return await self._client._drive(self._client._core.cancel(self.id))
 
-    async def details(self, timeout_s: float | None = None) -> ResultEnvelope:
+    async def result(self, timeout_s: float | None = None, *, cancel_if_abandoned: bool = True) -> Outputs:
+        """As :meth:`Job.result`. A wait that is itself cancelled (the caller went away, e.g. a
+        web request) cancels the job too, unless ``cancel_if_abandoned`` is False."""
+        return dict((await self.details(timeout_s, cancel_if_abandoned=cancel_if_abandoned)).outputs)
+
+    async def details(self, timeout_s: float | None = None, *, cancel_if_abandoned: bool = True) -> ResultEnvelope:
         enqueued, self._enqueued = self._enqueued, False
-        return await self._client._drive(self._client._core.result(self.id, timeout_s, enqueued))
+        try:
+            return await self._client._drive(self._client._core.result(self.id, timeout_s, enqueued))
+        except asyncio.CancelledError:
+            if cancel_if_abandoned:
+                # Shielded: the cancel itself must run to its end although this task is cancelled.
+                await asyncio.shield(self.cancel())
+            raise
 
     def __repr__(self) -> str:
         return f"<AsyncJob {self.id}>"
@@ -424,6 +484,7 @@ class AsyncClient:
         result_timeout_s: float | None = None,
         **options: Unpack[SubmitOptions],
     ) -> Outputs:
+        """Submit and wait; a wait that is cancelled cancels the job (:meth:`AsyncJob.result`)."""
         return await (await self.submit(model, inputs, **options)).result(result_timeout_s)
 
     async def map(

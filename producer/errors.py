@@ -11,6 +11,7 @@
     ├── WireError                a message could not be encoded or decoded; .code, .name (ACL's)
     ├── JobFailed                the worker answered with an error; .code, .name, .message (ACL's)
     ├── JobTimeout               the client stopped waiting (not an ACL device timeout)
+    ├── JobCancelled             the job was cancelled (Job.cancel) before its answer
     └── JobNotFound              no such job, or its result expired
 """
 
@@ -98,6 +99,14 @@ class JobFailed(_Coded):
 
 class JobTimeout(AclqError):
     """The client gave up waiting for a result; the job may still run."""
+
+
+class JobCancelled(AclqError):
+    """The job was cancelled before it was answered: it has no outputs."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} was cancelled")
 
 
 class JobNotFound(AclqError):

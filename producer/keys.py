@@ -2,9 +2,9 @@
 
 | key                          | type   | written by                           | read by              | TTL            |
 |-----------------------------|--------|-------------------------------------|----------------------|----------------|
-| {ns}:job:{id}:state          | string | producer (queued, NX), worker        | producer (status)    | payload/result |
+| {ns}:job:{id}:state          | string | producer (queued NX; cancelled), worker | producer (status) | payload/result |
 | {ns}:job:{id}:in             | string | producer (job envelope, NX)          | worker; DEL when done| payload_ttl_s  |
-| {ns}:job:{id}:reply          | list   | worker: RENAME of its staging list   | producer (BLMOVE)    | result_ttl_s   |
+| {ns}:job:{id}:reply          | list   | worker: RENAME of staging; canceller | producer (BLMOVE)    | result_ttl_s   |
 | {ns}:job:{id}:staging:{run}  | list   | worker (RPUSH result envelope)       | worker finish script | result_ttl_s   |
 | {ns}:job:{id}:runs           | hash   | worker: n, run, answered (below)     | worker (attempt no.) | payload_ttl_s  |
 | {ns}:worker:{name}           | hash   | worker heartbeat (every 5 s)         | `aclq status`, health| 15 s           |

@@ -46,7 +46,13 @@ class JobStatus(str, Enum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by a caller, before its answer (producer.client: Job.cancel)
     NOT_FOUND = "not_found"  # never submitted, or expired
+
+    @property
+    def final(self) -> bool:
+        """Answered: a worker's claim leaves it as it is and never runs it."""
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
     @classmethod
     def decode(cls, raw: bytes | None) -> "JobStatus":
@@ -218,12 +224,20 @@ class ErrorInfo:
     message: str
 
 
+class ResultStatus(str, Enum):
+    """How a job ended, as its result envelope says."""
+
+    OK = "ok"  #: outputs
+    ERROR = "error"  #: an ACL error, in ``error``
+    CANCELLED = "cancelled"  #: cancelled by a caller before its answer; written by the client
+
+
 @dataclass(frozen=True)
 class ResultEnvelope:
     """The answer to one job: outputs, or an error; timings in milliseconds."""
 
     job_id: str
-    status: str  # "ok" or "error"
+    status: str  #: a ResultStatus: ok, error, or cancelled
     outputs: Mapping[str, np.ndarray] = field(default_factory=dict)
     error: ErrorInfo | None = None
     timings: Mapping[str, float] = field(default_factory=dict)

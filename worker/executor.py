@@ -28,21 +28,25 @@ log = logging.getLogger(__name__)
 REDIS_OUTAGE_S = 60
 #: seconds of history behind the "recent" throughput and error counts
 RECENT_S = 60
+#: the states in which a claim leaves a job alone
+FINAL_STATES = tuple(s.value for s in JobStatus if s.final)
 
 # Claim the jobs of a run: mark each running and count its attempt, unless it was answered
-# already (a redelivery after its worker died before the ack): then it is left as it is, never
-# shown running again. An attempt is counted once per run: a pipeline resent after a lost
+# already (a redelivery after its worker died before the ack) or cancelled: then it is left as
+# it is, never run nor shown running again. An attempt is counted once per run: a pipeline resent after a lost
 # connection presents the same run id and is not counted twice. One call for all the run's jobs
 # (a call per job costs Redis a script invocation each).
-# KEYS: state, runs of each job. ARGV: run id, TTL of runs, and the states running, done, failed
-# (producer.wire.JobStatus). Returns state before, attempt per job.
+# KEYS: state, runs of each job. ARGV: run id, TTL of runs, the state running, then every final
+# state (producer.wire.JobStatus). Returns state before, attempt per job.
 _CLAIM = """
+local final = {}
+for j = 4, #ARGV do final[ARGV[j]] = true end
 local out = {}
 for i = 1, #KEYS, 2 do
   local state = redis.call('GET', KEYS[i])
   local seen = redis.call('HMGET', KEYS[i + 1], 'run', 'n')
   local n = tonumber(seen[2]) or 0
-  if state ~= ARGV[4] and state ~= ARGV[5] then
+  if not final[state] then
     if seen[1] ~= ARGV[1] then
       n = redis.call('HINCRBY', KEYS[i + 1], 'n', 1)
       redis.call('HSET', KEYS[i + 1], 'run', ARGV[1])
@@ -145,8 +149,8 @@ class Executor:
         run = uuid.uuid4().hex
         works: list[_Work] = []
         for claim in self._claim_all(job_ids, run):
-            if claim.answered:  # redelivered after its answer: its worker died before the ack
-                log.info("job %s was already answered (attempt %d); not run again", claim.job_id, claim.attempt)
+            if claim.final:  # cancelled, or redelivered after its answer (its worker died before the ack)
+                log.info("job %s is %s (attempt %d); not run", claim.job_id, claim.final, claim.attempt)
                 continue
             works.append(self._prepare(claim))
         if not works:
@@ -168,13 +172,13 @@ class Executor:
         self._failpoints.reached("answer")
         for answer, first in zip(answers, self._finish_all(answers, run), strict=True):
             if not first:
-                log.warning("job %s was already answered; this run's result is dropped", answer.job_id)
+                log.warning("job %s was answered or cancelled meanwhile; this run's result is dropped", answer.job_id)
 
     def _claim_all(self, job_ids: Sequence[str], run: str) -> list["_Claim"]:
         """Claim the jobs for ``run`` and fetch their payloads: one round trip."""
         ns = self._settings.namespace
         claim_keys = [key for job_id in job_ids for key in (keys.job_state(ns, job_id), keys.job_runs(ns, job_id))]
-        states = (JobStatus.RUNNING.value, JobStatus.DONE.value, JobStatus.FAILED.value)
+        states = (JobStatus.RUNNING.value, *FINAL_STATES)
 
         def claim(pipe: Any) -> None:
             pipe.evalsha(self._claim.sha, len(claim_keys), *claim_keys, run, self._settings.payload_ttl_s, *states)
@@ -184,7 +188,9 @@ class Executor:
         claimed, *payloads = self._pipeline(claim)
         before, attempts = claimed[0::2], claimed[1::2]  # the script's (state, attempt) per job
         return [
-            _Claim(job_id, state in (JobStatus.DONE.value.encode(), JobStatus.FAILED.value.encode()), attempt, data)
+            _Claim(
+                job_id, state.decode() if state is not None and state.decode() in FINAL_STATES else None, attempt, data
+            )
             for job_id, state, attempt, data in zip(job_ids, before, attempts, payloads, strict=True)
         ]
 
@@ -359,7 +365,7 @@ class _Claim:
     """A job as the claim found it."""
 
     job_id: str
-    answered: bool  #: done or failed already: not run again
+    final: str | None  #: its state when answered (done, failed) or cancelled already: not run
     attempt: int  #: 1 on its first delivery
     payload: bytes | None  #: its job envelope; None when it expired or never existed
 

@@ -85,6 +85,9 @@ class SyncedJob:
     def details(self, timeout_s: float | None = None) -> Any:
         return self._client.call(self._job.details(timeout_s))
 
+    def cancel(self) -> Any:
+        return self._client.call(self._job.cancel())
+
 
 class SyncedAsyncClient:
     """AsyncClient behind Client's blocking verbs, on an event loop of its own, so that one test
