@@ -34,6 +34,7 @@ bench: examples/model_repo
 	$(PY) -m bench.acl_overhead
 	$(PY) -m bench.batch
 	$(PY) -m bench.soak
+	$(PY) -m bench.round_trips
 
 clean:
 	rm -rf $(VENV) examples/model_repo

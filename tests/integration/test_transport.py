@@ -18,7 +18,10 @@ from worker.lease import LeaseKeeper
 OPTION_SETS = {
     "defaults": {},
     "renamed": {"unacked_key": "my_unacked", "unacked_index_key": "my_index", "global_keyprefix": "pfx:"},
+    "no LMPOP": {},  # consumed as a Redis user denied LMPOP: the claim's path for Redis before 7.0
 }
+#: the Redis user a worker consumes as, denied the command the claim prefers
+NO_LMPOP_USER = "aclq-no-lmpop"
 
 
 @pytest.fixture(params=list(OPTION_SETS))
@@ -28,7 +31,14 @@ def broker(request, redis_server):
     app = make_celery(settings)
     options = app.conf.broker_transport_options
     options.update(OPTION_SETS[request.param], visibility_timeout=60)
-    connection = Connection(redis_server.url, transport=Transport, transport_options=options)
+    url = redis_server.url
+    if request.param == "no LMPOP":
+        with redis.Redis.from_url(url) as admin:
+            admin.acl_setuser(
+                NO_LMPOP_USER, enabled=True, nopass=True, keys=["*"], channels=["*"], commands=["+@all", "-lmpop"]
+            )
+        url = url.replace("redis://", f"redis://{NO_LMPOP_USER}@")
+    connection = Connection(url, transport=Transport, transport_options=options)
     channel = connection.default_channel
     r = redis.Redis.from_url(redis_server.url)
     yield settings, app, channel, r, options
@@ -190,3 +200,24 @@ def test_each_claim_takes_the_token_of_its_own_queue(broker):
         while len(delivered) < 20:
             channel.connection.client.drain_events(timeout=5)
     assert r.llen(prefixed(options, keys.queue_bell(keys.shared_queue(settings.namespace)))) == 0
+
+
+def lmpop_stats(r: redis.Redis) -> tuple[int, int]:
+    """LMPOP calls that succeeded, and those refused (an ACL) or failed, so far."""
+    stats = r.info("commandstats").get("cmdstat_lmpop", {})
+    failed = int(stats.get("failed_calls", 0))
+    return int(stats.get("calls", 0)) - failed, int(stats.get("rejected_calls", 0)) + failed
+
+
+def test_claims_follow_kombus_priority_order(broker, request):
+    """Priority 0 first, then by age within a level, on both of the claim's paths: one LMPOP,
+    or (LMPOP refused, as before Redis 7.0) an RPOP per queue key."""
+    settings, app, channel, r, options = broker
+    shared = queue(keys.shared_queue(settings.namespace))
+    for job_id, priority in (("late", 9), ("first", 0), ("second", 0), ("middle", 5)):
+        app.send_task("aclq.infer", args=[[job_id]], kwargs={"model": "m"}, queue=shared, priority=priority)
+    before = lmpop_stats(r)
+    order = [consume_one(settings, channel)[0].payload[0][0][0] for _ in range(4)]
+    assert order == ["first", "second", "middle", "late"]
+    calls, refused = (after - was for after, was in zip(lmpop_stats(r), before))
+    assert (calls == 0 and refused >= 4) if "no LMPOP" in request.node.name else (calls >= 4 and refused == 0)
