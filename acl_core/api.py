@@ -126,6 +126,14 @@ class Model:
             if spec.name in wanted and raw is not None
         }
 
+    def abort(self) -> None:
+        """Terminate this model's execution in progress, if any, from another thread: it fails
+        with 500003 (ACL_ERROR_RT_FAILURE). Not an ACL call: ACL has no abort of one synchronous
+        execution; on the pyACL backend the execution runs to its end."""
+        loaded = self._loaded
+        if loaded is not None:
+            loaded.engine.abort()
+
     def unload(self) -> None:
         """aclmdlUnload; the model cannot execute afterwards."""
         if self._loaded is not None:

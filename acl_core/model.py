@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from acl_core import codes
-from acl_core.backends.base import Backend, BackendModel, RunTimedOut, TensorSpec
+from acl_core.backends.base import Backend, BackendModel, RunAborted, RunTimedOut, TensorSpec
 from acl_core.dataset import Dataset
 from acl_core.errors import AclError, InvalidParamError, error_for
 from acl_core.exec_config import ExecConfigHandle
@@ -102,6 +102,8 @@ def execute(
             raise error_for(
                 deadline[1], f"execution outlived its {deadline[0] * 1000:g} ms timeout and was terminated"
             ) from None
+        except RunAborted:
+            raise error_for(codes.ACL_ERROR_RT_FAILURE, "execution aborted (Model.abort)") from None
         model.last_output_shapes = [r.shape for r in results]
     _write_outputs(model, outputs, results, memory)
 

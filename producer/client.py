@@ -71,18 +71,21 @@ T = TypeVar("T")
 # Cancel a job unless it is answered: its state becomes cancelled, its reply a cancelled result
 # (what every waiter reads), its payload goes. Atomic against the worker's finish script, which
 # moves an answer into place only where no reply exists: whichever runs first wins.
-# KEYS: state, reply, input. ARGV: the cancelled result envelope, result TTL, the state
-# cancelled, then every final state. Returns the state the job ends in, nil when it does not exist.
+# A job that was running is announced on the cancels channel, for its worker to abort it.
+# KEYS: state, reply, input, cancels channel. ARGV: the cancelled result envelope, result TTL,
+# the states cancelled and running, then every final state, then the job id. Returns the state
+# the job ends in, nil when it does not exist.
 _CANCEL = """
 local state = redis.call('GET', KEYS[1])
 if not state then return false end
-for j = 4, #ARGV do
+for j = 5, #ARGV - 1 do
   if state == ARGV[j] then return state end
 end
 redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[3])
+if state == ARGV[4] then redis.call('PUBLISH', KEYS[4], ARGV[#ARGV]) end
 return ARGV[3]
 """
 
@@ -246,8 +249,10 @@ class _Core:
         ns, ttl = self.settings.namespace, self.settings.result_ttl_s
         cancelled = ResultEnvelope(job_id, ResultStatus.CANCELLED.value).encode(self.settings.max_message_bytes)
         finals = [s.value for s in JobStatus if s.final]
-        job_keys = (keys.job_state(ns, job_id), keys.job_reply(ns, job_id), keys.job_input(ns, job_id))
-        args = (cancelled, ttl, JobStatus.CANCELLED.value, *finals)
+        job_keys = (
+            keys.job_state(ns, job_id), keys.job_reply(ns, job_id), keys.job_input(ns, job_id), keys.job_cancels(ns)
+        )  # fmt: skip
+        args = (cancelled, ttl, JobStatus.CANCELLED.value, JobStatus.RUNNING.value, *finals, job_id)
         (ended,) = yield _Redis((_cmd("eval", _CANCEL, len(job_keys), *job_keys, *args),), transaction=False)
         if ended is None:
             raise JobNotFound(f"no job {job_id} to cancel: never submitted, or expired")
@@ -299,8 +304,9 @@ class Job:
         return self._client._drive(self._client._core.status(self.id))
 
     def cancel(self) -> bool:
-        """Cancel the job unless it is answered: not started, it never runs; running, its answer
-        is dropped. True when it ends cancelled (its waiters get JobCancelled), False when its
+        """Cancel the job unless it is answered: not started, it never runs; running, its worker
+        terminates the execution (when no job sharing it is still wanted) and its answer is
+        dropped. True when it ends cancelled (its waiters get JobCancelled), False when its
         answer came first."""
         return self._client._drive(self._client._core.cancel(self.id))
 

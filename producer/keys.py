@@ -10,6 +10,7 @@
 | {ns}:worker:{name}           | hash   | worker heartbeat (every 5 s)         | `aclq status`, health| 15 s           |
 | {ns}:workers:ready           | list   | worker at start (LPUSH name)         | `aclq up`, tests     | none           |
 | {ns}:deadletter              | list   | worker: entries that are no message  | `aclq status`, people| newest 10,000 |
+| {ns}:cancels                 | pubsub | producer: id of a running job it cancelled | workers   | (a channel)    |
 | {ns}:failpoint:{name}[:release] | list | worker at a fail point / the test | the test / worker | none (tests only) |
 | {queue}:bell                 | list   | producer: a doorbell token per message| worker (BRPOP)      | none           |
 | queue {ns}.host.{h}.device.{n}| list  | producer via Celery (host and device)| that one worker      | (kombu's)      |
@@ -48,6 +49,11 @@ def job_staging(ns: str, job_id: str, run: str) -> str:
 
 def job_runs(ns: str, job_id: str) -> str:
     return f"{ns}:job:{job_id}:runs"
+
+
+def job_cancels(ns: str) -> str:
+    """The channel a cancelled job's id is published on, for the worker executing it."""
+    return f"{ns}:cancels"
 
 
 def dead_letter(ns: str) -> str:

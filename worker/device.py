@@ -25,6 +25,7 @@ from producer.malloc import keep_message_buffers
 from producer.settings import Settings
 from producer.transport import unacked_index_key
 from producer.wire import WorkerBeat
+from worker.cancels import CancelListener
 from worker.executor import RECENT_S, Executor
 from worker.failpoints import FailPoints
 from worker.gather import Gathering
@@ -46,6 +47,7 @@ class BoundDevice:
     redis: redis.Redis
     leases: LeaseKeeper
     heartbeat: Heartbeat
+    cancels: CancelListener
     metrics: Metrics
     started_at: float
     ready: bool = False
@@ -88,8 +90,12 @@ class DeviceWorker:
         index_key = unacked_index_key(self.app.conf.broker_transport_options)
         leases = LeaseKeeper(client, index_key, settings.visibility_timeout_s / 4)
         heartbeat = Heartbeat(client, keys.worker_heartbeat(settings.namespace, name), self._beat)
-        bound = self.bound = BoundDevice(device, models, executor, client, leases, heartbeat, metrics, time.time())
+        cancels = CancelListener(client, keys.job_cancels(settings.namespace), executor.cancelled)
+        bound = self.bound = BoundDevice(
+            device, models, executor, client, leases, heartbeat, cancels, metrics, time.time()
+        )
         heartbeat.start()
+        cancels.start()
         warm_up(models, repository)
         bound.ready = True
         heartbeat.beat()
@@ -133,6 +139,7 @@ class DeviceWorker:
             return
         bound.leases.close()
         bound.heartbeat.close()
+        bound.cancels.close()
         bound.device.close()
         log.info("worker released device %d", bound.device.id)
 

@@ -2,6 +2,7 @@
 allows), answer each exactly once."""
 
 import logging
+import threading
 import time
 import uuid
 from collections import deque
@@ -141,12 +142,39 @@ class Executor:
         self._finish = client.register_script(_FINISH)
         self.name = name
         self.counters = Counters()
+        # What the cancel listener's thread reads and the job thread writes: the current run's
+        # job ids, those of them cancelled, and the execution in progress (model, its job ids).
+        self._cancel_lock = threading.Lock()
+        self._run_ids: frozenset[str] = frozenset()
+        self._cancelled: set[str] = set()
+        self._executing: tuple[Model, frozenset[str]] | None = None
+
+    def cancelled(self, job_id: str) -> None:
+        """A caller cancelled ``job_id`` (the cancel listener's thread): if this worker runs it,
+        note it, and terminate the execution in progress once every job it serves is cancelled
+        (one member's cancel never fails a batch)."""
+        with self._cancel_lock:
+            if job_id not in self._run_ids:
+                return
+            self._cancelled.add(job_id)
+            if self._executing is not None and self._executing[1] <= self._cancelled:
+                log.info("jobs %s cancelled while executing: terminating", ", ".join(sorted(self._executing[1])))
+                self._executing[0].abort()
 
     def run(self, job_ids: Sequence[str]) -> None:
         """Execute the jobs of one or more messages and answer each; every failure becomes an
         error result. Jobs their model lets batch run together (worker/batching.py). Redis is
         visited twice in all: one pipeline claims every job, one answers them all."""
         run = uuid.uuid4().hex
+        with self._cancel_lock:
+            self._run_ids, self._cancelled = frozenset(job_ids), set()
+        try:
+            self._run(job_ids, run)
+        finally:
+            with self._cancel_lock:
+                self._run_ids, self._cancelled = frozenset(), set()
+
+    def _run(self, job_ids: Sequence[str], run: str) -> None:
         works: list[_Work] = []
         for claim in self._claim_all(job_ids, run):
             if claim.final:  # cancelled, or redelivered after its answer (its worker died before the ack)
@@ -247,7 +275,7 @@ class Executor:
         if len(ready) > 1:
             first = ready[0][1]
             try:
-                outputs, exec_ms = self._timed(first, join([r.feeds for _, r in ready]))
+                outputs, exec_ms = self._timed(first, join([r.feeds for _, r in ready]), [w.job_id for w, _ in ready])
                 for (work, r), rows in zip(ready, split(outputs, [r.rows for _, r in ready]), strict=True):
                     self._succeed(work, r, rows, exec_ms, len(ready))
                 return
@@ -255,15 +283,28 @@ class Executor:
                 log.info("a batch of %d %s jobs failed (%s); running them one by one", len(ready), first.job.model, exc)
         for work, r in ready:
             try:
-                outputs, exec_ms = self._timed(r, r.feeds)
+                outputs, exec_ms = self._timed(r, r.feeds, [work.job_id])
                 self._succeed(work, r, outputs, exec_ms, 1)
             except Exception as exc:
                 self._fail(work, exc)
 
-    def _timed(self, ready: "_Ready", feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
-        started = time.perf_counter()
-        outputs = ready.model.execute(feeds, ready.config, output_names=ready.job.output_names)
-        return outputs, (time.perf_counter() - started) * 1000
+    def _timed(
+        self, ready: "_Ready", feeds: dict[str, np.ndarray], job_ids: list[str]
+    ) -> tuple[dict[str, np.ndarray], float]:
+        """Execute for ``job_ids``, unless every one of them is cancelled already; while it runs,
+        :meth:`cancelled` may terminate it."""
+        ids = frozenset(job_ids)
+        with self._cancel_lock:
+            if ids <= self._cancelled:
+                raise AclError(codes.ACL_ERROR_RT_FAILURE, "cancelled before it executed")
+            self._executing = (ready.model, ids)
+        try:
+            started = time.perf_counter()
+            outputs = ready.model.execute(feeds, ready.config, output_names=ready.job.output_names)
+            return outputs, (time.perf_counter() - started) * 1000
+        finally:
+            with self._cancel_lock:
+                self._executing = None
 
     def _succeed(
         self, work: "_Work", ready: "_Ready", outputs: dict[str, np.ndarray], exec_ms: float, batch_jobs: int

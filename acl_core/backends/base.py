@@ -47,6 +47,10 @@ class RunTimedOut(Exception):
     """Raised by :meth:`BackendModel.run` when its timeout fired and the run was terminated."""
 
 
+class RunAborted(Exception):
+    """Raised by :meth:`BackendModel.run` when :meth:`BackendModel.abort` terminated the run."""
+
+
 class BackendModel(Protocol):
     """A model loaded on one device."""
 
@@ -60,6 +64,11 @@ class BackendModel(Protocol):
 
         Raises AclError for any other failure. The model stays usable after either.
         """
+        ...
+
+    def abort(self) -> None:
+        """Terminate the run in progress, if any, as its timeout would (it raises RunAborted);
+        callable from any thread. A backend that cannot stop a run lets it finish."""
         ...
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 
 from acl_core import codes
-from acl_core.backends.base import RunTimedOut, TensorSpec
+from acl_core.backends.base import RunAborted, RunTimedOut, TensorSpec
 from acl_core.backends.watchdog import Watchdog
 from acl_core.config import RuntimeConfig
 from acl_core.discovery import visible_devices
@@ -86,22 +86,29 @@ class OnnxRuntimeModel:
         # Reused by every run (runs of one model never overlap); terminate is reset before each.
         self._options = ort.RunOptions()
         self._options.log_severity_level = 4  # failures are raised as AclErrors, not logged twice
-        self._terminated = False
+        self._terminated = self._aborted = False
 
     def run(self, feeds: Mapping[str, np.ndarray], timeout_s: float | None) -> list[np.ndarray]:
-        self._options.terminate = self._terminated = False
-        if timeout_s is None:
-            return self._run(feeds)
-        with self._watchdog.deadline(timeout_s, self._terminate):
-            try:
+        self._options.terminate = self._terminated = self._aborted = False
+        try:
+            if timeout_s is None:
                 return self._run(feeds)
-            except AclError:
-                if self._terminated:
-                    raise RunTimedOut() from None
-                raise
+            with self._watchdog.deadline(timeout_s, self._terminate):
+                return self._run(feeds)
+        except AclError:
+            if self._aborted:
+                raise RunAborted() from None
+            if self._terminated:
+                raise RunTimedOut() from None
+            raise
 
     def _terminate(self) -> None:
         self._terminated = True
+        self._options.terminate = True
+
+    def abort(self) -> None:
+        # RunOptions.terminate is ONNX Runtime's own way to stop a run from another thread.
+        self._aborted = True
         self._options.terminate = True
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:

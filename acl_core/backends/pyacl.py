@@ -116,6 +116,10 @@ class PyAclModel:
             acl.mdl.destroy_dataset(outputs)
             acl.mdl.destroy_exec_config_handle(handle)
 
+    def abort(self) -> None:
+        """A synchronous aclmdlExecuteV2 cannot be stopped from outside: the run finishes (or
+        its ACL timeout ends it)."""
+
     def _read_output(self, outputs: Any, index: int, owned: list[int]) -> np.ndarray:
         acl, calls = self._calls.acl, self._calls
         buf = acl.mdl.get_dataset_buffer(outputs, index)

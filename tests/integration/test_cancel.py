@@ -3,6 +3,7 @@ dropped, its callers and status() see it cancelled, and the jobs that share its 
 notice; an AsyncClient wait that is itself cancelled cancels its job unless told not to."""
 
 import asyncio
+import threading
 import uuid
 from dataclasses import replace
 
@@ -11,8 +12,13 @@ import onnxruntime as ort
 import pytest
 import redis
 
-from producer import AsyncClient, Client, JobCancelled, JobNotFound, JobStatus, keys
+from acl_core import Device
+from producer import AsyncClient, Client, JobCancelled, JobNotFound, JobStatus, Settings, keys
+from producer.dispatch import REDIS_OPTIONS
+from worker.cancels import CancelListener
+from worker.executor import Executor
 from worker.local import LocalCluster
+from worker.models import ModelCache, ModelRepository
 
 GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}
 
@@ -88,3 +94,50 @@ def test_an_abandoned_async_wait_cancels_its_job_unless_told_not_to(cluster, raw
 
     expected = JobStatus.CANCELLED if cancel_if_abandoned else JobStatus.QUEUED
     assert asyncio.run(abandon()) is expected
+
+
+def wait_for_state(r: redis.Redis, key: str, state: bytes) -> None:
+    """Until ``key`` holds ``state``: keyspace events, not a sleep."""
+    r.config_set("notify-keyspace-events", "K$")
+    with r.pubsub() as sub:
+        sub.subscribe(f"__keyspace@0__:{key}")
+        while r.get(key) != state:
+            sub.get_message(timeout=1.0)
+
+
+def test_a_running_job_cancelled_frees_its_device(cluster, client, raw_redis):
+    """A job that would execute for minutes (slow, 10**7 iterations), cancelled once claimed: its
+    worker skips or terminates the execution, so the next job on that device is answered in
+    seconds, not after it (the test's 60 s limit would end first)."""
+    ns = cluster.settings.namespace
+    slow = client.submit("slow", {"x": np.ones((64, 64), np.float32), "iterations": np.array(10**7)}, device=1)
+    wait_for_state(raw_redis, keys.job_state(ns, slow.id), b"running")
+    assert slow.cancel() is True
+    assert client.submit("add", GOOD, device=1).result(30)["c"].sum() == 12
+    with pytest.raises(JobCancelled):
+        slow.result(1)
+    assert slow.status() is JobStatus.CANCELLED
+
+
+def test_an_execution_in_progress_is_terminated_when_its_job_is_cancelled(redis_server, model_repo, namespace):
+    """The executor in this process, its cancel listener on the real channel: the job's execution
+    is under way (seen in the executor's own state) when the caller cancels; the execution is
+    terminated, well before the minutes it would take."""
+    settings = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo))
+    with Device(0) as device, Client(settings) as client:
+        server = redis.Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
+        executor = Executor(settings, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "t")
+        listener = CancelListener(server, keys.job_cancels(namespace), executor.cancelled)
+        listener.start()
+        slow = client.submit("slow", {"x": np.ones((64, 64), np.float32), "iterations": np.array(10**7)})
+        running = threading.Thread(target=executor.run, args=([slow.id],))
+        running.start()
+        while executor._executing is None:  # until the model runs (the executor's own state)
+            running.join(0.01)
+        assert slow.cancel() is True
+        running.join(30)
+        assert not running.is_alive()  # terminated, not run to its end
+        with pytest.raises(JobCancelled):
+            slow.result(1)
+        listener.close()
+        server.close()

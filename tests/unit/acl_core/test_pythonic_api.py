@@ -1,6 +1,7 @@
 """Device / Model / ExecConfig: the same semantics, raising AclError."""
 
 import pickle
+import threading
 
 import numpy as np
 import onnxruntime as ort
@@ -112,6 +113,31 @@ def test_timeout_raises_and_model_stays_usable(dev, model_path):
     with pytest.raises(EventSyncTimeout):
         model.execute({"x": x, "iterations": np.array(200_000)}, ExecConfig(event_sync_timeout_ms=50))
     out = model.execute({"x": x, "iterations": np.array(3)}, ExecConfig(stream_sync_timeout_ms=5000))
+    np.testing.assert_allclose(
+        out["y"], reference(model_path("slow"), {"x": x, "iterations": np.array(3)})[0], rtol=1e-6
+    )
+
+
+def test_abort_from_another_thread_ends_an_execution_and_the_model_stays_usable(dev, model_path):
+    """Model.abort terminates an execution of minutes (slow, 10**7 iterations) as a timeout would:
+    500003 in the executing thread, and the next execution is whole."""
+    model = dev.load(model_path("slow"))
+    x = np.full((64, 64), 0.01, np.float32)
+    outcome: list[BaseException] = []
+
+    def execute() -> None:
+        try:
+            model.execute({"x": x, "iterations": np.array(10**7)})
+        except AclError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=execute)
+    thread.start()
+    while thread.is_alive():  # an abort before the run starts is reset by it: repeat until it ends
+        model.abort()
+        thread.join(0.05)
+    assert len(outcome) == 1 and outcome[0].code == codes.ACL_ERROR_RT_FAILURE and "aborted" in str(outcome[0])
+    out = model.execute({"x": x, "iterations": np.array(3)})
     np.testing.assert_allclose(
         out["y"], reference(model_path("slow"), {"x": x, "iterations": np.array(3)})[0], rtol=1e-6
     )
