@@ -215,10 +215,9 @@ class Executor:
 
         claimed, *payloads = self._pipeline(claim)
         before, attempts = claimed[0::2], claimed[1::2]  # the script's (state, attempt) per job
+        finals = {state.encode(): state for state in FINAL_STATES}
         return [
-            _Claim(
-                job_id, state.decode() if state is not None and state.decode() in FINAL_STATES else None, attempt, data
-            )
+            _Claim(job_id, finals.get(state), attempt, data)
             for job_id, state, attempt, data in zip(job_ids, before, attempts, payloads, strict=True)
         ]
 

@@ -4,6 +4,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +155,7 @@ class ModelCache:
         try:
             return self._load(ref)
         except AclError as exc:
-            if version is not None or not self._is_broken(ref):
+            if version is not None or (ref.name, ref.version) not in self._broken:
                 raise
             for older in self._repository.versions(name):
                 if older >= ref.version:
@@ -180,18 +181,15 @@ class ModelCache:
             model = self._device.load(ref.path)
         except AclError as exc:
             self._broken[key] = stat.st_mtime
-            self._broken_names = tuple(sorted(f"{n}:{v}" for n, v in self._broken))
+            self._broken_names = _labels(self._broken)
             log.error("model %s:%d cannot be loaded: %s", ref.name, ref.version, exc)
             raise
         if self._broken.pop(key, None) is not None:  # a fixed file
-            self._broken_names = tuple(sorted(f"{n}:{v}" for n, v in self._broken))
+            self._broken_names = _labels(self._broken)
         self._loaded[key] = (model, cost)
-        self._names = self._snapshot_names()
+        self._names = _labels(self._loaded)
         log.info("loaded %s:%d on device %d (%s)", ref.name, ref.version, self._device.id, model.provider)
         return model, ref
-
-    def _is_broken(self, ref: ModelRef) -> bool:
-        return (ref.name, ref.version) in self._broken
 
     def broken(self) -> list[str]:
         """Versions whose file failed to load, as name:version; safe to call from any thread."""
@@ -201,7 +199,7 @@ class ModelCache:
         while self._loaded and self.used_bytes > max(keep_bytes, 0):
             (name, version), (model, _) = self._loaded.popitem(last=False)
             model.unload()
-            self._names = self._snapshot_names()
+            self._names = _labels(self._loaded)
             log.info("evicted %s:%d from device %d", name, version, self._device.id)
 
     @property
@@ -212,8 +210,10 @@ class ModelCache:
         """The loaded models as name:version; safe to call from any thread."""
         return list(self._names)
 
-    def _snapshot_names(self) -> tuple[str, ...]:
-        return tuple(sorted(f"{name}:{version}" for name, version in self._loaded))
-
     def __len__(self) -> int:
         return len(self._loaded)
+
+
+def _labels(models: Iterable[tuple[str, int]]) -> tuple[str, ...]:
+    """(name, version) pairs as sorted name:version labels, for other threads to read whole."""
+    return tuple(sorted(f"{name}:{version}" for name, version in models))
