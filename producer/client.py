@@ -2,13 +2,16 @@
 
 ``Client`` and ``AsyncClient`` share every decision (httpx's sans-I/O pattern): what to enqueue,
 when to roll an enqueue back, how long to wait and when a job counts as lost are written once,
-as generators in :class:`_Core` that yield the I/O they need (:class:`_Redis`, :class:`_Publish`)
-and receive its reply. Each client only drives them: one loop over a blocking Redis client, one
-over an asyncio one.
+as generators in :class:`_Core` that yield the Redis round trips they need (:class:`_Redis`) and
+receive their replies. Each client only drives them: one loop over a blocking Redis client, one
+over an asyncio one. Celery's message for a job is written by the core too (:meth:`_Core.message`),
+so enqueueing is Redis commands only.
 """
 
 import asyncio
 import itertools
+import os
+import socket
 import time
 import uuid
 from collections import deque
@@ -19,11 +22,10 @@ from typing import Any, TypedDict, TypeVar, Unpack
 import numpy as np
 import redis
 import redis.asyncio
-from kombu.exceptions import OperationalError
 
 from producer import keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
-from producer.dispatch import ASYNC_REDIS_OPTIONS, INFER_TASK, PRIORITIES, REDIS_OPTIONS, make_celery, queue
+from producer.dispatch import ASYNC_REDIS_OPTIONS, PRIORITIES, REDIS_OPTIONS
 from producer.errors import (
     BrokerError,
     ConfigError,
@@ -35,6 +37,7 @@ from producer.errors import (
     broker_error,
 )
 from producer.settings import Settings
+from producer.transport import message_entry, queue_key, ring
 from producer.wire import (
     EXEC_OPTIONS,
     JobEnvelope,
@@ -90,12 +93,15 @@ return ARGV[3]
 """
 
 
+_Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class _Redis:
     """I/O a core step needs: Redis commands sent in one round trip (a MULTI when
     ``transaction``); the reply is the list of their replies."""
 
-    commands: tuple[tuple[str, tuple[Any, ...], dict[str, Any]], ...]
+    commands: tuple[_Command, ...]
     transaction: bool = True
 
     @property
@@ -104,18 +110,10 @@ class _Redis:
         return len(self.commands) == 1 and not self.transaction
 
 
-@dataclass(frozen=True)
-class _Publish:
-    """I/O a core step needs: one Celery message for ``jobs`` (Celery's publisher is blocking)."""
-
-    jobs: tuple[JobEnvelope, ...]
+_Steps = Generator[_Redis, Any, T]
 
 
-_Step = _Redis | _Publish
-_Steps = Generator[_Step, Any, T]
-
-
-def _cmd(name: str, *args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+def _cmd(name: str, *args: Any, **kwargs: Any) -> _Command:
     return name, args, kwargs
 
 
@@ -130,7 +128,7 @@ class _Core:
             settings = Settings.from_env(redis_url=settings)
         self.settings = settings
         self.url = settings.require_url()
-        self._celery = make_celery(settings, main="aclq.producer")
+        self._origin = f"gen{os.getpid()}@{socket.gethostname()}"  # Celery's origin header for a client
 
     def envelope(self, model: str, inputs: Mapping[str, Any], options: SubmitOptions) -> JobEnvelope:
         device, host = options.get("device"), options.get("host")
@@ -169,43 +167,46 @@ class _Core:
     def enqueue(
         self, model: str, many: list[Mapping[str, Any]], options: SubmitOptions
     ) -> _Steps[list[tuple[str, bool]]]:
-        """Enqueue jobs in one MULTI and one Celery message; each job's id and whether this call
-        created it (False: a caller's ``job_id`` that existed already). A message that cannot be
-        published takes its jobs' keys back, so a retry can enqueue them."""
+        """Enqueue jobs with one Celery message; each job's id and whether this call created it
+        (False: a caller's ``job_id`` that existed already). Jobs with fresh ids go in one
+        transaction: their states, the payloads too large to travel inline, and the message.
+        A caller's id is reserved first, and the message sent only when it was free."""
         jobs = [self.envelope(model, inputs, options) for inputs in many]
         if not jobs:
             return []
         ns, ttl, limit = self.settings.namespace, self.settings.payload_ttl_s, self.settings.max_message_bytes
+        payloads = [job.encode(limit) for job in jobs]
+        inline = tuple(p if len(p) <= self.settings.inline_max_bytes else None for p in payloads)
         # No Lua: a payload passed through a script costs a megabyte's copy into Lua and back.
-        commands = []
-        for job in jobs:
-            commands.append(_cmd("set", keys.job_input(ns, job.job_id), job.encode(limit), nx=True, ex=ttl))
-            commands.append(_cmd("set", keys.job_state(ns, job.job_id), JobStatus.QUEUED.value, nx=True, ex=ttl))
-        replies = yield _Redis(tuple(commands))
-        created, strays = [], []
-        for job, payload_set, state_set in zip(jobs, replies[::2], replies[1::2], strict=True):
-            if payload_set and state_set:
-                created.append(job)
-            elif payload_set:  # a finished job's id: its state stayed, the payload just set goes
-                strays.append(keys.job_input(ns, job.job_id))
-        if strays:
-            yield _Redis((_cmd("delete", *strays),))
-        if created:
-            try:
-                yield _Publish(tuple(created))
-            except BrokerError:
-                job_keys = [
-                    k for job in created for k in (keys.job_input(ns, job.job_id), keys.job_state(ns, job.job_id))
-                ]
-                yield _Redis((_cmd("delete", *job_keys),))
-                raise
-        fresh = {job.job_id for job in created}
-        return [(job.job_id, job.job_id in fresh) for job in jobs]
+        records = []
+        for job, payload, small in zip(jobs, payloads, inline, strict=True):
+            records.append(_cmd("set", keys.job_state(ns, job.job_id), JobStatus.QUEUED.value, nx=True, ex=ttl))
+            if small is None:
+                records.append(_cmd("set", keys.job_input(ns, job.job_id), payload, nx=True, ex=ttl))
+        message = self.message(jobs, inline)
+        if options.get("job_id") is None:  # fresh ids: none can be taken
+            yield _Redis((*records, *message))
+            return [(job.job_id, True) for job in jobs]
+        (job,) = jobs
+        replies = yield _Redis(tuple(records))
+        if not all(replies):  # the id exists: drop whatever of ours was set beside it
+            strays = [args[0] for (_, args, _), done in zip(records, replies, strict=True) if done]
+            if strays:
+                yield _Redis((_cmd("delete", *strays),))
+            return [(job.job_id, False)]
+        try:
+            yield _Redis(message, transaction=False)
+        except BrokerError:  # not sent: free the id, so that a retry can enqueue it
+            yield _Redis((_cmd("delete", *(args[0] for _, args, _ in records)),))
+            raise
+        return [(job.job_id, True)]
 
-    def publish(self, jobs: tuple[JobEnvelope, ...]) -> None:
-        """One Celery message for ``jobs``, which share their model and options and so their
-        queue: the message costs one delivery, and names the model so that a worker knows
-        whether to gather it with others for a batch."""
+    def message(self, jobs: list[JobEnvelope], inline: tuple[bytes | None, ...]) -> tuple[_Command, ...]:
+        """The commands that send one Celery message for ``jobs`` (which share their model and
+        options, and so their queue) and ring its queue's doorbell. The message is written as
+        Celery's ``send_task`` through aclq's transport would write it, for a tenth of its cost
+        (docs/performance.md); it names the model, so that a worker knows whether to gather it
+        with others for a batch."""
         ns, first = self.settings.namespace, jobs[0]
         if first.device is None:
             name = keys.shared_queue(ns)
@@ -213,13 +214,13 @@ class _Core:
             name = keys.device_queue(ns, first.device)
         else:
             name = keys.host_device_queue(ns, first.host, first.device)
-        message = TaskMessage(tuple(job.job_id for job in jobs), first.model)
-        try:
-            self._celery.send_task(
-                INFER_TASK, args=message.args(), kwargs=message.kwargs(), queue=queue(name), priority=first.priority
-            )
-        except OperationalError as exc:
-            raise self.broker_error(exc) from None
+        task = TaskMessage(tuple(job.job_id for job in jobs), first.model, inline if any(inline) else ())
+        headers, body = task.celery_message(str(uuid.uuid4()), self._origin)
+        entry = message_entry(name, first.priority, headers, body)
+        return (
+            _cmd("lpush", queue_key(name, first.priority), entry),
+            *(_cmd(command, *args) for command, args in ring(name)),
+        )
 
     def result(self, job_id: str, timeout_s: float | None, known: bool) -> _Steps[ResultEnvelope]:
         """Wait for a job's result envelope in slices of at most WAIT_SLICE_S, looking between
@@ -291,9 +292,6 @@ class _Core:
 
     def broker_error(self, exc: Exception) -> BrokerError:
         return broker_error(exc, self.url, self.settings.safe_url())
-
-    def close(self) -> None:
-        self._celery.close()
 
 
 class Job:
@@ -428,7 +426,6 @@ class Client:
 
     def close(self) -> None:
         self._redis.close()
-        self._core.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -451,9 +448,7 @@ class Client:
             except BrokerError as exc:
                 error = exc
 
-    def _do(self, step: _Step) -> Any:
-        if isinstance(step, _Publish):
-            return self._core.publish(step.jobs)
+    def _do(self, step: _Redis) -> Any:
         try:
             if step.single:  # a pipeline object costs tens of microseconds a call
                 name, args, kwargs = step.commands[0]
@@ -522,7 +517,6 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
-        self._core.close()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -545,9 +539,7 @@ class AsyncClient:
             except BrokerError as exc:
                 error = exc
 
-    async def _do(self, step: _Step) -> Any:
-        if isinstance(step, _Publish):
-            return await asyncio.to_thread(self._core.publish, step.jobs)
+    async def _do(self, step: _Redis) -> Any:
         try:
             if step.single:
                 name, args, kwargs = step.commands[0]

@@ -17,8 +17,6 @@ from producer import keys
 from producer.settings import Settings
 from producer.transport import DEAD_LETTER_KEY_OPTION
 
-#: the one task aclq defines
-INFER_TASK: Final = "aclq.infer"
 #: job priorities: 0 is served first, 9 last (kombu's Redis priority order)
 PRIORITIES: Final = range(10)
 #: redis-py connection options of every aclq client:

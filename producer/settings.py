@@ -29,6 +29,9 @@ DEFAULT_TASK_TIME_LIMIT_S = 300
 DEFAULT_VISIBILITY_TIMEOUT_S = 30
 #: largest job or result message, MiB, checked on both sides
 DEFAULT_MAX_MESSAGE_MB = 512
+#: largest job envelope, KiB, that travels inside its Celery message instead of under its own
+#: key (docs/wire-format.md, "Inline or by claim check"); 0 = every job by claim check
+DEFAULT_INLINE_MAX_KB = 64
 #: memory budget for a worker's loaded models, MiB (LRU eviction beyond it)
 DEFAULT_MODEL_CACHE_MB = 4096
 #: ``ACLQ_*`` variables read elsewhere: acl_core's RuntimeConfig (a test derives these from its
@@ -63,6 +66,7 @@ class Settings:
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
     max_message_mb: int = DEFAULT_MAX_MESSAGE_MB
     model_cache_mb: int = DEFAULT_MODEL_CACHE_MB
+    inline_max_kb: int = DEFAULT_INLINE_MAX_KB
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> "Settings":
@@ -104,6 +108,10 @@ class Settings:
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb << 20
+
+    @property
+    def inline_max_bytes(self) -> int:
+        return self.inline_max_kb << 10
 
     def safe_url(self) -> str:
         """The Redis URL with any password masked, fit for logs and errors."""

@@ -29,7 +29,9 @@ instead of handing it to kombu, whose decoding would raise and end the worker.
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from queue import Empty  # what kombu's channels raise for "no message"
 from typing import Any, Final
 
@@ -37,7 +39,7 @@ import msgpack
 import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import base as virtual
-from kombu.utils.json import dumps, loads
+from kombu.utils.json import loads
 
 from producer import keys
 from producer.settings import DEFAULT_NAMESPACE
@@ -87,11 +89,27 @@ local function utf8_ok(s)
   return true
 end
 
-local function problem(raw)
-  if string.find(raw, '[%z\1-\8\11\12\14-\31\127]') then return 'control characters: not JSON' end
-  if not utf8_ok(raw) then return 'not UTF-8' end
+-- A queue entry as a table, and its format; or nil and why it is none. aclq writes a msgpack
+-- map (the message less its body) followed by the body's raw bytes; kombu's own Redis transport
+-- writes a JSON object with the body in base64. An entry that starts as no msgpack map does is
+-- read as JSON.
+local function decode(raw)
+  local first = string.byte(raw, 1)
+  if first and ((first >= 0x80 and first <= 0x8f) or first == 0xde or first == 0xdf) then
+    local ok, body_at, msg = pcall(cmsgpack.unpack_one, raw)
+    if not ok then return nil, 'not msgpack: ' .. tostring(body_at) end
+    return msg, 'msgpack'
+  end
+  if string.find(raw, '[%z\1-\8\11\12\14-\31\127]') then return nil, 'control characters: not JSON' end
+  if not utf8_ok(raw) then return nil, 'not UTF-8' end
   local ok, msg = pcall(cjson.decode, raw)
-  if not ok then return 'not JSON: ' .. tostring(msg) end
+  if not ok then return nil, 'not JSON: ' .. tostring(msg) end
+  return msg, 'json'
+end
+
+local function problem(raw)
+  local msg, format = decode(raw)
+  if msg == nil then return format end
   if type(msg) ~= 'table' or msg[1] ~= nil or type(msg['properties']) ~= 'table' then
     return 'not a kombu message object'
   end
@@ -101,8 +119,9 @@ local function problem(raw)
   if type(info) ~= 'table' or type(info['exchange']) ~= 'string' or type(info['routing_key']) ~= 'string' then
     return 'no delivery_info exchange and routing_key'
   end
-  if type(msg['body']) ~= 'string' or type(msg['headers']) ~= 'table' then return 'no body or headers' end
-  return nil, props['delivery_tag'], info
+  if format == 'json' and type(msg['body']) ~= 'string' then return 'no body' end  -- aclq's follows the map
+  if type(msg['headers']) ~= 'table' then return 'no headers' end
+  return nil, props['delivery_tag'], info, format
 end
 
 -- The first entry of the first non-empty queue key: one LMPOP (Redis 7.0+) instead of an RPOP
@@ -133,11 +152,17 @@ local dead = {}
 while true do
   local i, raw = pop()
   if not i then break end
-  local reason, tag, info = problem(raw)
+  local reason, tag, info, format = problem(raw)
   if not reason then
+    -- kombu's record [message, exchange, routing key], in the message's own format
+    local record
+    if format == 'json' then
+      record = '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']'
+    else
+      record = cmsgpack.pack(info['exchange']) .. cmsgpack.pack(info['routing_key']) .. raw
+    end
     redis.call('ZADD', KEYS[2], ARGV[1], tag)
-    redis.call('HSET', KEYS[1], tag,
-      '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
+    redis.call('HSET', KEYS[1], tag, record)
     return {i - 3, raw, tag, unpack(dead)}
   end
   redis.call('LPUSH', KEYS[3], cmsgpack.pack({queue = KEYS[i], reason = reason, entry = raw, at = ARGV[1]}))
@@ -152,15 +177,148 @@ return {0, false, false, unpack(dead)}
 def unacked_index_key(transport_options: dict[str, Any]) -> str:
     """The sorted set kombu's visibility timeout reads, as kombu names it for these options
     (``unacked_index_key`` and ``global_keyprefix`` change it)."""
-    name = transport_options.get("unacked_index_key", kombu_redis.Channel.unacked_index_key)
-    return f"{transport_options.get('global_keyprefix', '')}{name}"
+    return Books.of(transport_options).index
+
+
+#: delivery tags whose records aclq removed itself, in the round trip that answered their jobs
+#: (:meth:`Books.ack`): kombu's own ack of them then writes nothing. Tags are unique (UUIDs).
+_SETTLED: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Books:
+    """kombu's records of the messages delivered and not yet acknowledged, as kombu names them
+    for a set of transport options: ``unacked`` (tag -> message) and ``index`` (tag -> delivery
+    time, what the visibility timeout reads)."""
+
+    unacked: str
+    index: str
+
+    @classmethod
+    def of(cls, transport_options: dict[str, Any]) -> "Books":
+        prefix = transport_options.get("global_keyprefix", "")
+        names = (
+            transport_options.get(name, getattr(kombu_redis.Channel, name))
+            for name in ("unacked_key", "unacked_index_key")
+        )
+        return cls(*(prefix + name for name in names))
+
+    def ack(self, pipe: Any, tags: Sequence[str]) -> None:
+        """Acknowledge these deliveries on ``pipe`` (what kombu's ack writes), for the caller to
+        send with the answers of their jobs; once it is sent, :func:`settled` them."""
+        if tags:
+            pipe.zrem(self.index, *tags)
+            pipe.hdel(self.unacked, *tags)
+
+
+def settled(tags: Sequence[str]) -> None:
+    """These deliveries were acknowledged with :meth:`Books.ack`: Celery's ack of them, when
+    their task returns, has nothing left to write."""
+    _SETTLED.update(tags)
+
+
+def encode_entry(message: dict[str, Any]) -> bytes:
+    """A kombu message as aclq stores it in a queue: the message less its body as a msgpack map,
+    then the body's bytes as they are (kombu's own Redis transport stores JSON with the body in
+    base64; Redis' Lua msgpack, which the claim script checks entries with, has no bytes type)."""
+    body = message.get("body") or b""
+    head: bytes = msgpack.packb({k: v for k, v in message.items() if k != "body"}, use_bin_type=True)
+    return head + (body.encode() if isinstance(body, str) else body)
+
+
+def decode_entry(raw: bytes) -> dict[str, Any]:
+    """A queue entry in either format: aclq's (:func:`encode_entry`: it starts with a msgpack
+    map) or JSON (kombu's)."""
+    if not raw or not (0x80 <= raw[0] <= 0x8F or raw[0] in (0xDE, 0xDF)):
+        return loads(raw)  # type: ignore[no-any-return]
+    (message,), body = _unpack_leading(raw, 1)
+    return {**message, "body": body}
+
+
+def decode_record(raw: bytes) -> tuple[dict[str, Any], str, str]:
+    """An unacked record, ``[message, exchange, routing key]``: kombu's JSON, or the claim
+    script's for an aclq entry (exchange and routing key as msgpack, then the entry)."""
+    if raw[:1] == b"[":
+        message, exchange, routing_key = loads(raw)
+        return message, exchange, routing_key
+    (exchange, routing_key), entry = _unpack_leading(raw, 2)
+    return decode_entry(entry), exchange, routing_key
+
+
+def _unpack_leading(raw: bytes, count: int) -> tuple[list[Any], bytes]:
+    """The first ``count`` msgpack objects of ``raw``, and the bytes after them."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(raw), 1))
+    unpacker.feed(raw)
+    objects = [unpacker.unpack() for _ in range(count)]
+    return objects, raw[unpacker.tell() :]
+
+
+def message_entry(queue: str, priority: int, headers: dict[str, Any], body: bytes) -> bytes:
+    """A Celery message (msgpack body) for ``queue``, as kombu's publish through this transport
+    would store it: routed by the default exchange to the queue's name; a fresh delivery tag."""
+    properties = {
+        "correlation_id": headers["id"],
+        "delivery_mode": 2,
+        "delivery_info": {"exchange": "", "routing_key": queue},
+        "priority": priority,
+        "delivery_tag": str(uuid.uuid4()),
+    }
+    return encode_entry(
+        {
+            "body": body,
+            "content-encoding": "binary",
+            "content-type": "application/x-msgpack",
+            "headers": headers,
+            "properties": properties,
+        }
+    )
+
+
+def ring(queue: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """The commands that push one doorbell token for ``queue``, the list kept to BELL_KEEP."""
+    bell = keys.queue_bell(queue)
+    return [("lpush", (bell, BELL)), ("ltrim", (bell, 0, BELL_KEEP - 1))]
+
+
+def queue_key(queue: str, priority: int) -> str:
+    """The Redis list holding ``queue``'s messages of ``priority`` (0..9), as kombu names it with
+    aclq's ``priority_steps`` of every level."""
+    return f"{queue}{kombu_redis.Channel.sep}{priority}" if priority else queue
 
 
 class QoS(kombu_redis.QoS):
-    """kombu's QoS, less the write at delivery: the claim script recorded the message already."""
+    """kombu's QoS, less the write at delivery (the claim script recorded the message already),
+    reading records in either entry format."""
 
     def append(self, message: Any, delivery_tag: str) -> None:
         virtual.QoS.append(self, message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        """kombu's ack, without its round trip where the answer's acknowledged it already."""
+        if delivery_tag in _SETTLED:
+            _SETTLED.discard(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)
+        else:
+            super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        _SETTLED.discard(delivery_tag)  # its records are gone: kombu's reject finds nothing to restore
+        super().reject(delivery_tag, requeue)
+
+    def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
+        """kombu's, reading the record ``[message, exchange, routing key]`` as JSON (kombu's)
+        or msgpack (aclq's claim script writes a msgpack message's record in msgpack)."""
+
+        def restore_transaction(pipe: Any) -> None:
+            record = pipe.hget(self.unacked_key, tag)
+            pipe.multi()
+            self._remove_from_indices(tag, pipe)
+            if record:
+                message, exchange, routing_key = decode_record(record)
+                self.channel._do_restore_message(message, exchange, routing_key, pipe, leftmost)
+
+        with self.channel.conn_or_acquire(client) as client:
+            client.transaction(restore_transaction, self.unacked_key)
 
 
 class Channel(kombu_redis.Channel):
@@ -183,28 +341,21 @@ class Channel(kombu_redis.Channel):
     # -- producing: the message and its doorbell token in one round trip ----------------------
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        publish_batch = kwargs.pop("_publish_batch", None)
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-        commands: list[tuple[str, tuple[Any, ...]]] = [
-            ("lpush", (key, dumps(message))),
-            *self._ring(queue),
-        ]
-        if self._expires and queue in self._expires:
-            commands += [("pexpire", (self._q_for_pri(queue, p), self._expires[queue])) for p in self.priority_steps]
-        if publish_batch is not None:
-            for name, args in commands:
-                publish_batch.add(name, *args)
-            return
         with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
-            for name, args in commands:
+            pipe.lpush(key, encode_entry(message))
+            for name, args in self._ring(queue):
                 getattr(pipe, name)(*args)
+            if self._expires and queue in self._expires:
+                for pri in self.priority_steps:
+                    pipe.pexpire(self._q_for_pri(queue, pri), self._expires[queue])
             pipe.execute()
 
     def _ring(self, queue: str) -> list[tuple[str, tuple[Any, ...]]]:
-        """The commands that push one doorbell token for ``queue``, the list kept to BELL_KEEP.
-        kombu's client adds ``global_keyprefix`` to LPUSH's key but not to LTRIM's."""
-        bell = keys.queue_bell(queue)
-        return [("lpush", (bell, BELL)), ("ltrim", (self.global_keyprefix + bell, 0, BELL_KEEP - 1))]
+        """:func:`ring` for kombu's client, which adds ``global_keyprefix`` to LPUSH's key but
+        not to LTRIM's."""
+        (push, push_args), (trim, (bell, *bounds)) = ring(queue)
+        return [(push, push_args), (trim, (self.global_keyprefix + bell, *bounds))]
 
     # -- consuming: wait on the doorbells, then claim atomically ------------------------------
 
@@ -248,14 +399,22 @@ class Channel(kombu_redis.Channel):
     def _do_restore_message(
         self, payload: dict[str, Any], exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
     ) -> None:
-        """kombu's restore (a lapsed lease, a warm shutdown), with a doorbell token for each
-        message put back, so a waiting worker takes it at once."""
-        super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+        """kombu's restore (a lapsed lease, a warm shutdown), writing aclq's entry format, with a
+        doorbell token for each message put back, so a waiting worker takes it at once."""
+        with contextlib.suppress(KeyError):
+            payload["headers"]["redelivered"] = True
+            payload["properties"]["delivery_info"]["redelivered"] = True
         try:
             queues = self._lookup(exchange, routing_key)
-        except Exception:  # kombu's restore logged the routing it could not follow
+            entry = encode_entry(payload)
+            pri = self._get_message_priority(payload, reverse=False)
+        except self.connection_errors:
+            raise  # aborts the transaction, which would otherwise drop the message from the books
+        except Exception:
+            log.critical("could not restore message %r", payload, exc_info=True)
             return
         for queue in queues:
+            (pipe.lpush if leftmost else pipe.rpush)(self._q_for_pri(queue, pri), entry)
             for name, args in self._ring(queue):
                 getattr(pipe, name)(*args)
 
@@ -280,7 +439,7 @@ class Channel(kombu_redis.Channel):
             return "", None
         queue, key = order[found - 1]
         try:
-            payload = loads(raw)
+            payload = decode_entry(raw)
             self.Message(payload, channel=self)  # what kombu builds of it: its errors are the entry's
             return queue, payload
         except Exception as exc:  # what the script let through and Python's JSON or kombu refuse

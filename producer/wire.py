@@ -22,7 +22,9 @@ from producer.codes import ACL_ERROR_INVALID_PARAM, ACL_ERROR_STORAGE_OVER_LIMIT
 from producer.errors import WireError
 
 #: version of both envelopes; a worker refuses a job of another version
-WIRE_VERSION: Final = 1
+WIRE_VERSION: Final = 2
+#: the one task aclq defines (its Celery name)
+INFER_TASK: Final = "aclq.infer"
 #: exec options a job may carry, each applied through aclmdlSetExecConfigOpt
 EXEC_OPTIONS: Final = ("stream_sync_timeout_ms", "event_sync_timeout_ms")
 #: the input name that stands for a one-input model's only input, whatever its name
@@ -287,18 +289,41 @@ class ResultEnvelope:
 
 @dataclass(frozen=True)
 class TaskMessage:
-    """The Celery message of the infer task (JSON, protocol 2): ``args=[[job ids]]`` and
-    ``kwargs={"model": name}``. The jobs' tensors are not in it: they wait under keys.job_input.
-    The model is named so that a worker knows whether to gather the message for a batch."""
+    """The Celery message of the infer task (protocol 2, msgpack body): ``args=[[job ids]]`` and
+    ``kwargs={"model": name, "inline": [envelope or None per job]}``. A small job's envelope
+    travels in ``inline`` (its bytes as they are: msgpack, no base64); a large one's waits under
+    keys.job_input (None in its place; ``inline`` is left out when no job is inline). The model
+    is named so that a worker knows whether to gather the message for a batch."""
 
     job_ids: tuple[str, ...]
     model: str
+    inline: tuple[bytes | None, ...] = ()  #: per job; () when none is inline
 
     def args(self) -> list[list[str]]:
         return [list(self.job_ids)]
 
-    def kwargs(self) -> dict[str, str]:
-        return {"model": self.model}
+    def kwargs(self) -> dict[str, Any]:
+        if not any(self.inline):
+            return {"model": self.model}
+        return {"model": self.model, "inline": list(self.inline)}
+
+    def payloads(self) -> list[tuple[str, bytes | None]]:
+        """Each job id with its inline envelope, or None where it waits under keys.job_input."""
+        return list(zip(self.job_ids, self.inline or [None] * len(self.job_ids), strict=True))
+
+    def celery_message(self, task_id: str, origin: str) -> tuple[dict[str, Any], bytes]:
+        """Celery protocol 2's headers and body for this message, as Celery's ``send_task``
+        would write them (the worker is a Celery worker), without its per-call cost."""
+        headers: dict[str, Any] = {
+            "lang": "py", "task": INFER_TASK, "id": task_id, "shadow": None, "eta": None, "expires": None,
+            "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
+            "parent_id": None, "argsrepr": repr(list(self.job_ids)), "kwargsrepr": repr({"model": self.model}),
+            "origin": origin, "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None,
+            "stamps": {},
+        }  # fmt: skip
+        embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+        body: bytes = msgpack.packb([self.args(), self.kwargs(), embed], use_bin_type=True)
+        return headers, body
 
     @classmethod
     def decode(cls, args: Any, kwargs: Any) -> "TaskMessage":
@@ -306,9 +331,16 @@ class TaskMessage:
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
             raise _invalid(f"task args must be [[job ids]], got {args!r:.80}")
         model = kwargs.get("model") if isinstance(kwargs, dict) else None
-        if not isinstance(model, str):
-            raise _invalid(f"task kwargs must be {{'model': name}}, got {kwargs!r:.80}")
-        return cls(tuple(ids), model)
+        if not isinstance(model, str) or set(kwargs) - {"model", "inline"}:
+            raise _invalid(f"task kwargs must be {{'model': name[, 'inline': [...]]}}, got {kwargs!r:.80}")
+        inline = kwargs.get("inline", [])
+        if "inline" in kwargs and (
+            not isinstance(inline, list)
+            or len(inline) != len(ids)
+            or not all(p is None or isinstance(p, bytes) for p in inline)
+        ):
+            raise _invalid(f"task kwarg 'inline' must hold an envelope or None per job, got {inline!r:.80}")
+        return cls(tuple(ids), model, tuple(inline))
 
     @classmethod
     def from_body(cls, body: Any) -> "TaskMessage":

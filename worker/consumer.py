@@ -10,15 +10,16 @@ from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.message import Message
-from kombu.utils.json import dumps
+
+from producer.transport import encode_entry
 
 
 def dead_letter(message: Message, reason: str) -> None:
-    """Record ``message`` (kombu's JSON of it) as a dead letter, through aclq's channel that
-    delivered it (producer/transport.py)."""
+    """Record ``message`` (as aclq's transport stores entries) as a dead letter, through aclq's
+    channel that delivered it (producer/transport.py)."""
     routing_key = str(message.delivery_info.get("routing_key", ""))
     raw = message._raw  # type: ignore[attr-defined]  # kombu's dict of the message as it lay in Redis
-    message.channel.dead_letter(routing_key, reason, dumps(raw).encode())
+    message.channel.dead_letter(routing_key, reason, encode_entry(raw))
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]

@@ -20,11 +20,11 @@ from acl_core import AclError, Device
 from acl_core.discovery import runtime_index
 from acl_core.runtime import RUNTIME
 from producer import keys
-from producer.dispatch import INFER_TASK, REDIS_OPTIONS
+from producer.dispatch import REDIS_OPTIONS
 from producer.malloc import keep_message_buffers
 from producer.settings import Settings
-from producer.transport import unacked_index_key
-from producer.wire import WorkerBeat
+from producer.transport import Books
+from producer.wire import INFER_TASK, WorkerBeat
 from worker.cancels import CancelListener
 from worker.executor import RECENT_S, Executor
 from worker.failpoints import FailPoints
@@ -85,10 +85,10 @@ class DeviceWorker:
         # One port per device on a host: device N serves ACLQ_METRICS_PORT + N.
         metrics = Metrics(settings.metrics_port + settings.device if settings.metrics_port else 0)
         failpoints = FailPoints(client, settings.namespace)
-        executor = Executor(settings, device, models, client, name, metrics, failpoints)
+        books = Books.of(self.app.conf.broker_transport_options)
+        executor = Executor(settings, device, models, client, name, metrics, failpoints, books)
         self.app.tasks[INFER_TASK].gathering = Gathering(models.config, failpoints)
-        index_key = unacked_index_key(self.app.conf.broker_transport_options)
-        leases = LeaseKeeper(client, index_key, settings.visibility_timeout_s / 4)
+        leases = LeaseKeeper(client, books.index, settings.visibility_timeout_s / 4)
         heartbeat = Heartbeat(client, keys.worker_heartbeat(settings.namespace, name), self._beat)
         cancels = CancelListener(client, keys.job_cancels(settings.namespace), executor.cancelled)
         bound = self.bound = BoundDevice(
@@ -106,8 +106,10 @@ class DeviceWorker:
             raise RuntimeError("the worker's device is not bound yet")  # a Celery signal came out of order
         return self.bound
 
-    def run(self, job_ids: list[str]) -> None:
-        self._bound().executor.run(job_ids)
+    def run(self, jobs: list[tuple[str, bytes | None]], task_ids: list[str]) -> None:
+        """Run the jobs of these tasks' messages; the messages are acknowledged with the answers."""
+        bound = self._bound()
+        bound.executor.run(jobs, bound.leases.tags(task_ids))
 
     def announce(self, sender: Any = None, **_: object) -> None:
         """Tell whoever started this worker that it consumes now (`aclq up`, the test fixtures)."""

@@ -18,6 +18,7 @@ from acl_core.constants import INT32_MAX
 from producer import keys
 from producer.errors import WireError
 from producer.settings import Settings
+from producer.transport import Books, settled
 from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, JobStatus, ResultEnvelope
 from worker.batching import Packer, batch_key, batch_rows, join, split
 from worker.failpoints import FailPoints
@@ -129,6 +130,7 @@ class Executor:
         name: str,
         metrics: Metrics | None = None,
         failpoints: FailPoints | None = None,
+        books: Books | None = None,
     ) -> None:
         self._settings = settings
         self.device = device
@@ -136,6 +138,7 @@ class Executor:
         self.metrics = metrics or Metrics()
         self._failpoints = failpoints or FailPoints(client, settings.namespace, armed="")
         self._redis = client
+        self._books = books  #: kombu's, where the answers acknowledge their messages
         # Called by sha in pipelines (redis-py's Script objects would make every pipeline that
         # holds one ask SCRIPT EXISTS first: a round trip); _pipeline loads them when missing.
         self._claim = client.register_script(_CLAIM)
@@ -161,22 +164,25 @@ class Executor:
                 log.info("jobs %s cancelled while executing: terminating", ", ".join(sorted(self._executing[1])))
                 self._executing[0].abort()
 
-    def run(self, job_ids: Sequence[str]) -> None:
-        """Execute the jobs of one or more messages and answer each; every failure becomes an
-        error result. Jobs their model lets batch run together (worker/batching.py). Redis is
-        visited twice in all: one pipeline claims every job, one answers them all."""
+    def run(self, jobs: Sequence[tuple[str, bytes | None]], acks: Sequence[str] = ()) -> None:
+        """Execute the jobs of one or more messages, each given by its id and its envelope when
+        it travelled inline (None: it waits under keys.job_input), and answer each; every
+        failure becomes an error result. Jobs their model lets batch run together
+        (worker/batching.py). Redis is visited twice in all: one pipeline claims every job (and
+        fetches the payloads not inline), one answers them all and acknowledges the messages of
+        delivery tags ``acks`` (kombu's ack is a round trip a message)."""
         run = uuid.uuid4().hex
         with self._cancel_lock:
-            self._run_ids, self._cancelled = frozenset(job_ids), set()
+            self._run_ids, self._cancelled = frozenset(job_id for job_id, _ in jobs), set()
         try:
-            self._run(job_ids, run)
+            self._run(jobs, run, acks)
         finally:
             with self._cancel_lock:
                 self._run_ids, self._cancelled = frozenset(), set()
 
-    def _run(self, job_ids: Sequence[str], run: str) -> None:
+    def _run(self, jobs: Sequence[tuple[str, bytes | None]], run: str, acks: Sequence[str]) -> None:
         works: list[_Work] = []
-        for claim in self._claim_all(job_ids, run):
+        for claim in self._claim_all(jobs, run):
             if claim.final:  # cancelled, or redelivered after its answer (its worker died before the ack)
                 log.info("job %s is %s (attempt %d); not run", claim.job_id, claim.final, claim.attempt)
                 continue
@@ -198,32 +204,40 @@ class Executor:
             self._observe(work)
         answers = [self._answer(work, run) for work in works]
         self._failpoints.reached("answer")
-        for answer, first in zip(answers, self._finish_all(answers, run), strict=True):
+        for answer, first in zip(answers, self._finish_all(answers, run, acks), strict=True):
             if not first:
                 log.warning("job %s was answered or cancelled meanwhile; this run's result is dropped", answer.job_id)
 
-    def _claim_all(self, job_ids: Sequence[str], run: str) -> list["_Claim"]:
-        """Claim the jobs for ``run`` and fetch their payloads: one round trip."""
+    def _claim_all(self, jobs: Sequence[tuple[str, bytes | None]], run: str) -> list["_Claim"]:
+        """Claim the jobs for ``run`` and fetch the payloads that did not travel inline: one
+        round trip."""
         ns = self._settings.namespace
+        job_ids = [job_id for job_id, _ in jobs]
         claim_keys = [key for job_id in job_ids for key in (keys.job_state(ns, job_id), keys.job_runs(ns, job_id))]
         states = (JobStatus.RUNNING.value, *FINAL_STATES)
+        fetch = [job_id for job_id, inline in jobs if inline is None]
 
         def claim(pipe: Any) -> None:
             pipe.evalsha(self._claim.sha, len(claim_keys), *claim_keys, run, self._settings.payload_ttl_s, *states)
-            for job_id in job_ids:
+            for job_id in fetch:
                 pipe.get(keys.job_input(ns, job_id))
 
-        claimed, *payloads = self._pipeline(claim)
+        claimed, *fetched = self._pipeline(claim)
+        payloads = iter(fetched)
         before, attempts = claimed[0::2], claimed[1::2]  # the script's (state, attempt) per job
         finals = {state.encode(): state for state in FINAL_STATES}
-        return [
-            _Claim(job_id, finals.get(state), attempt, data)
-            for job_id, state, attempt, data in zip(job_ids, before, attempts, payloads, strict=True)
-        ]
+        claims = []
+        for (job_id, inline), state, attempt in zip(jobs, before, attempts, strict=True):
+            payload = inline if inline is not None else next(payloads)
+            # A job without a state expired (payload_ttl_s) or was never submitted, wherever its
+            # payload travelled: it is answered so, not run.
+            claims.append(_Claim(job_id, finals.get(state), attempt, payload if state is not None else None))
+        return claims
 
-    def _finish_all(self, answers: list["_Answer"], run: str) -> list[bool]:
-        """Stage every answer and move each into place unless its job is answered already: one
-        round trip; per answer, whether it is the job's answer (False: another run's won)."""
+    def _finish_all(self, answers: list["_Answer"], run: str, acks: Sequence[str]) -> list[bool]:
+        """Stage every answer and move each into place unless its job is answered already, and
+        acknowledge the messages: one round trip; per answer, whether it is the job's answer
+        (False: another run's won)."""
         ttl = self._settings.result_ttl_s
 
         def finish(pipe: Any) -> None:
@@ -233,9 +247,13 @@ class Executor:
                 finish_keys += answer.keys
             states = [answer.state.value for answer in answers]
             pipe.evalsha(self._finish.sha, len(finish_keys), *finish_keys, ttl, run, *states)
+            if self._books is not None:
+                self._books.ack(pipe, acks)
 
-        *_, firsts = self._pipeline(finish)
-        return [bool(first) for first in firsts]
+        replies = self._pipeline(finish)
+        if self._books is not None:
+            settled(acks)
+        return [bool(first) for first in replies[2 * len(answers)]]
 
     def _prepare(self, claim: "_Claim") -> "_Work":
         """Decode and check a job and find its model: a work item ready to execute, or answered

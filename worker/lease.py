@@ -39,6 +39,11 @@ class LeaseKeeper:
         with self._lock:
             self._held[task_id] = delivery_tag
 
+    def tags(self, task_ids: list[str]) -> list[str]:
+        """The delivery tags of these held tasks' messages."""
+        with self._lock:
+            return [self._held[task_id] for task_id in task_ids if task_id in self._held]
+
     def release(self, task_id: str) -> None:
         with self._lock:
             self._held.pop(task_id, None)

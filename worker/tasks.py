@@ -6,8 +6,7 @@ import time
 from celery import Celery, Task
 from celery_batches import SimpleRequest
 
-from producer.dispatch import INFER_TASK
-from producer.wire import TaskMessage
+from producer.wire import INFER_TASK, TaskMessage
 from worker.device import DeviceWorker
 from worker.gather import GatheringTask
 
@@ -21,7 +20,8 @@ def register_infer(app: Celery, device_worker: DeviceWorker) -> Task:
         answers every job with a result."""
         started = time.monotonic()
         try:
-            device_worker.run([job_id for r in requests for job_id in TaskMessage.decode(r.args, r.kwargs).job_ids])
+            jobs = [job for r in requests for job in TaskMessage.decode(r.args, r.kwargs).payloads()]
+            device_worker.run(jobs, [request.id for request in requests])
         finally:
             device_worker.release_leases([request.id for request in requests])
         runtime = time.monotonic() - started

@@ -15,6 +15,7 @@ import redis
 from acl_core import Device
 from producer import AsyncClient, Client, JobCancelled, JobNotFound, JobStatus, Settings, keys
 from producer.dispatch import REDIS_OPTIONS
+from tests.messages import queued
 from worker.cancels import CancelListener
 from worker.executor import Executor
 from worker.local import LocalCluster
@@ -130,7 +131,7 @@ def test_an_execution_in_progress_is_terminated_when_its_job_is_cancelled(redis_
         listener = CancelListener(server, keys.job_cancels(namespace), executor.cancelled)
         listener.start()
         slow = client.submit("slow", {"x": np.ones((64, 64), np.float32), "iterations": np.array(10**7)})
-        running = threading.Thread(target=executor.run, args=([slow.id],))
+        running = threading.Thread(target=executor.run, args=(queued(client, slow.id),))
         running.start()
         while executor._executing is None:  # until the model runs (the executor's own state)
             running.join(0.01)

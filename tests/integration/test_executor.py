@@ -10,6 +10,7 @@ import redis
 from acl_core import Device
 from producer import Client, JobFailed, Settings, keys
 from producer.dispatch import REDIS_OPTIONS
+from tests.messages import queued, take_queued
 from tests.models import colsum
 from worker.executor import Executor
 from worker.models import ModelCache, ModelRepository
@@ -33,9 +34,9 @@ def test_nothing_leaks_across_good_and_bad_jobs(setup):
     for i in range(60):
         inputs = GOOD if i % 3 else {"a": GOOD["a"]}  # every third job lacks an input
         jobs.append(client.submit("add", inputs))
-        executor.run([jobs[-1].id])
+        executor.run(queued(client, jobs[-1].id))
     jobs.append(client.submit("nonzero", {"x": np.eye(4, dtype=np.float32)}))
-    executor.run([jobs[-1].id])
+    executor.run(queued(client, jobs[-1].id))
     stats = device.memory()
     assert stats.in_use == 0 and stats.live == 0 and stats.peak > 0  # every output was freed
     assert (executor.counters.done, executor.counters.failed) == (41, 20)
@@ -50,10 +51,9 @@ def test_a_redelivered_job_is_answered_once(setup):
     client, executor, _ = setup
     job = client.submit("add", GOOD)
     ns = client.settings.namespace
-    payload = client._redis.get(keys.job_input(ns, job.id))
-    executor.run([job.id])
-    client._redis.set(keys.job_input(ns, job.id), payload)  # the redelivered copy finds its payload
-    executor.run([job.id])
+    message = queued(client, job.id)
+    executor.run(message)
+    executor.run(message)  # redelivered
     assert client._redis.llen(keys.job_reply(ns, job.id)) == 1
     assert executor.counters.done == 1
     assert not client._redis.keys(keys.job_staging(ns, job.id, "*"))  # the second run's result was dropped
@@ -62,8 +62,8 @@ def test_a_redelivered_job_is_answered_once(setup):
 def test_expired_payload_is_answered(setup):
     client, executor, _ = setup
     job = client.submit("add", GOOD)
-    client._redis.delete(keys.job_input(client.settings.namespace, job.id))
-    executor.run([job.id])
+    client._redis.delete(keys.job_state(client.settings.namespace, job.id))  # as when its records expire
+    executor.run(queued(client, job.id))
     with pytest.raises(JobFailed, match="no payload: expired or never submitted"):
         job.result(1)
 
@@ -75,7 +75,7 @@ def test_too_large_outputs_are_answered_with_the_limit_error(setup, redis_server
     server = redis.Redis.from_url(tight.redis_url, **REDIS_OPTIONS)
     executor = Executor(tight, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "tight")
     job = client.submit("nonzero", {"x": np.ones((500, 500), np.float32)})
-    executor.run([job.id])
+    executor.run(queued(client, job.id))
     with pytest.raises(JobFailed) as info:
         job.result(1)
     assert info.value.code == 300000 and "exceeds the 1048576-byte limit" in info.value.message
@@ -92,7 +92,7 @@ def test_device_memory_back_to_baseline_after_5000_jobs(setup):
     for _ in range(5000):
         x = (rng.random((3, 4)) > 0.5).astype(np.float32)
         job = client.submit("nonzero", {"x": x})
-        executor.run([job.id])
+        executor.run(queued(client, job.id))
     np.testing.assert_array_equal(job.result(1)["indices"], np.nonzero(x))
     after = device.memory()
     assert (after.in_use, after.live) == (baseline.in_use, baseline.live) == (0, 0)
@@ -104,10 +104,11 @@ def test_one_message_of_many_jobs_is_claimed_and_answered_in_two_round_trips(set
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     jobs = [client.submit("add", {"a": a * i, "b": a}) for i in range(8)]
     jobs.insert(3, client.submit("add", {"a": a}))  # a bad job amid good ones fails alone
-    executor.run([jobs[0].id])  # answered before: in the message again, it is skipped
+    messages = take_queued(client)
+    executor.run([(jobs[0].id, messages[jobs[0].id])])  # answered before: in the message again, it is skipped
     real_pipeline, visits = executor._pipeline, []
     executor._pipeline = lambda commands: visits.append(1) or real_pipeline(commands)
-    executor.run([job.id for job in jobs])
+    executor.run([(job.id, messages[job.id]) for job in jobs])
     assert len(visits) == 2  # one claim, one answer, for nine jobs
     for i, job in enumerate(j for j in jobs if j is not jobs[3]):
         np.testing.assert_array_equal(job.result(1)["c"], a * i + a)
@@ -127,7 +128,7 @@ def test_compatible_jobs_run_as_one_execution_and_each_gets_its_own_rows(setup, 
     jobs = [client.submit("mlp", f) for f in feeds]
     bad = client.submit("mlp", {"x": np.zeros((1, 63), np.float32)})  # trailing dims the model refuses
     other = client.submit("mlp", feeds[0], options={"stream_sync_timeout_ms": 60_000})  # other options
-    executor.run([j.id for j in jobs[:5]] + [bad.id, other.id] + [j.id for j in jobs[5:]])
+    executor.run(queued(client, *[j.id for j in jobs[:5]], bad.id, other.id, *[j.id for j in jobs[5:]]))
     alone = device.load(model_path("mlp"))
     for job, f in zip(jobs, feeds, strict=True):
         details = job.details(1)
@@ -143,7 +144,7 @@ def test_compatible_jobs_run_as_one_execution_and_each_gets_its_own_rows(setup, 
 def test_a_batch_stops_at_max_batch_size(setup):
     client, executor, _ = setup
     jobs = [client.submit("mlp", mlp_rows(16, i)) for i in range(10)]  # 160 rows, 64 a batch
-    executor.run([j.id for j in jobs])
+    executor.run(queued(client, *[j.id for j in jobs]))
     assert [j.details(1).batch_jobs for j in jobs] == [4] * 8 + [2] * 2
 
 
@@ -157,7 +158,7 @@ def test_a_batch_whose_outputs_do_not_split_runs_its_jobs_alone(setup, redis_ser
     executor = Executor(settings, device, ModelCache(device, ModelRepository(tmp_path), 1 << 30), server, "colsum")
     feeds = [np.full((2, 4), i, np.float32) for i in range(3)]
     jobs = [client.submit("colsum", {"x": x}) for x in feeds]
-    executor.run([j.id for j in jobs])
+    executor.run(queued(client, *[j.id for j in jobs]))
     for job, x in zip(jobs, feeds, strict=True):
         details = job.details(1)
         assert details.batch_jobs == 1
@@ -170,13 +171,14 @@ def test_an_answered_job_delivered_again_is_never_shown_running(setup):
     `running` again, and its attempt is not counted."""
     client, executor, _ = setup
     job = client.submit("add", GOOD)
-    executor.run([job.id])
+    message = queued(client, job.id)
+    executor.run(message)
     state_key = keys.job_state(client.settings.namespace, job.id)
     client._redis.config_set("notify-keyspace-events", "K$")
     with client._redis.pubsub() as sub:
         sub.subscribe(f"__keyspace@0__:{state_key}")
         sub.get_message(timeout=1)  # the subscription's confirmation
-        executor.run([job.id])
+        executor.run(message)  # delivered again
         assert sub.get_message(timeout=0.2) is None  # no write to the state at all
     assert job.status().value == "done" and job.details(1).attempt == 1
 
@@ -189,7 +191,7 @@ def test_a_claim_and_an_answer_retried_after_a_lost_reply_count_once(setup, capl
     executor._pipeline = lambda commands: real(commands) and real(commands)  # ran, then retried
     job = client.submit("add", GOOD)
     with caplog.at_level(logging.WARNING, logger="worker.executor"):
-        executor.run([job.id])
+        executor.run(queued(client, job.id))
     details = job.details(1)
     assert details.attempt == 1 and details.outputs["c"].sum() == 12
     assert client._redis.llen(keys.job_reply(client.settings.namespace, job.id)) == 1
@@ -202,7 +204,7 @@ def test_a_job_whose_worker_died_mid_run_is_attempt_two(setup):
     ns = client.settings.namespace
     client._redis.set(keys.job_state(ns, job.id), "running", keepttl=True)  # as a lost worker left it
     client._redis.hset(keys.job_runs(ns, job.id), mapping={"n": 1, "run": "the-lost-run"})
-    executor.run([job.id])
+    executor.run(queued(client, job.id))
     assert job.details(1).attempt == 2
 
 
@@ -211,6 +213,6 @@ def test_a_server_that_lost_the_scripts_gets_them_again(setup):
     client, executor, _ = setup
     client._redis.script_flush()
     job = client.submit("add", GOOD)
-    executor.run([job.id])
+    executor.run(queued(client, job.id))
     details = job.details(1)
     assert details.attempt == 1 and details.outputs["c"].sum() == 12

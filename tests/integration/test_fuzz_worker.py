@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from acl_core import Device
 from producer import Client, JobFailed, Settings, keys
-from producer.dispatch import INFER_TASK, REDIS_OPTIONS, make_celery, queue
-from producer.wire import ResultEnvelope, TaskMessage
+from producer.dispatch import REDIS_OPTIONS, make_celery, queue
+from producer.wire import INFER_TASK, ResultEnvelope, TaskMessage
 from tests.fuzz_jobs import malformed_jobs
+from tests.messages import queued
 from worker.executor import Executor
 from worker.models import ModelCache, ModelRepository
 
@@ -22,10 +23,13 @@ GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}
 _ids = itertools.count()
 
 
-def _plant(client: Client, data: bytes, job_id: str) -> None:
+def _plant(client: Client, data: bytes, job_id: str, inline: bool) -> bytes | None:
+    """The job's records, as a client leaves them; its payload, when it travels inline."""
     ns = client.settings.namespace
-    client._redis.set(keys.job_input(ns, job_id), data, ex=600)
+    if not inline:
+        client._redis.set(keys.job_input(ns, job_id), data, ex=600)
     client._redis.set(keys.job_state(ns, job_id), "queued", ex=600)
+    return data if inline else None
 
 
 def _answer(client: Client, job_id: str) -> ResultEnvelope:
@@ -50,10 +54,11 @@ def test_every_malformed_job_is_answered_in_process(in_process):
     @given(st.data())
     @settings(max_examples=2_000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     def run_one(data):
-        job_id = f"fz{next(_ids)}"
+        n = next(_ids)
+        job_id = f"fz{n}"
         reply_key = keys.job_reply(client.settings.namespace, job_id)
-        _plant(client, data.draw(malformed_jobs(job_id, reply_key)), job_id)
-        executor.run([job_id])  # must not raise, whatever the bytes
+        inline = _plant(client, data.draw(malformed_jobs(job_id, reply_key)), job_id, inline=n % 2 == 0)
+        executor.run([(job_id, inline)])  # must not raise, whatever the bytes
         result = _answer(client, job_id)
         if result.error is not None:
             assert result.error.code >= 100000 and result.error.message
@@ -61,7 +66,7 @@ def test_every_malformed_job_is_answered_in_process(in_process):
     run_one()
     assert executor.counters.done + executor.counters.failed == 2_000
     job = client.submit("add", GOOD)
-    executor.run([job.id])
+    executor.run(queued(client, job.id))
     assert job.result(1)["c"].sum() == 12
     assert executor.device.memory().live == 0  # nothing leaked across 2,000 malformed jobs
 
@@ -75,12 +80,16 @@ def test_live_workers_answer_2000_malformed_jobs(client):
         @given(strategy)
         @settings(max_examples=2_000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         def plant(data):
-            job_id = f"live{next(_ids)}"
+            n = next(_ids)
+            job_id = f"live{n}"
             reply_key = keys.job_reply(client.settings.namespace, job_id)
-            _plant(client, data.draw(malformed_jobs(job_id, reply_key)), job_id)
-            message = TaskMessage((job_id,), "add")  # a well-formed message whose payload is not
+            inline = _plant(client, data.draw(malformed_jobs(job_id, reply_key)), job_id, inline=n % 2 == 0)
+            # A well-formed message whose payload is not, sent by Celery itself (kombu's JSON
+            # entries; msgpack bodies where the payload is inline).
+            message = TaskMessage((job_id,), "add", (inline,) if inline else ())
             shared = queue(keys.shared_queue(client.settings.namespace))
-            app.send_task(INFER_TASK, args=message.args(), kwargs=message.kwargs(), queue=shared)
+            serializer = "msgpack" if inline else "json"
+            app.send_task(INFER_TASK, args=message.args(), kwargs=message.kwargs(), queue=shared, serializer=serializer)
             job_ids.append(job_id)
 
         plant()

@@ -6,7 +6,8 @@ import numpy as np
 from celery import Celery
 
 from producer import Client, keys
-from producer.dispatch import INFER_TASK, queue
+from producer.dispatch import queue
+from producer.wire import INFER_TASK
 from worker.local import LocalCluster
 
 

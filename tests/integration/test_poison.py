@@ -48,8 +48,10 @@ def cluster(redis_server, model_repo):
 
 @pytest.fixture(scope="module")
 def envelope(cluster) -> dict:
-    """A real message as kombu lays it in Redis, to make Celery-level poison from."""
+    """A real message as kombu's own Redis transport lays it (JSON, as a foreign producer
+    writes), to make Celery-level poison from."""
     app = make_celery(cluster.settings)
+    app.conf.broker_transport = "redis"
     scratch = f"{cluster.settings.namespace}.scratch"
     app.send_task("aclq.infer", args=[["x"]], kwargs={"model": "add"}, queue=queue(scratch))
     r = redis.Redis.from_url(cluster.settings.redis_url)

@@ -12,9 +12,9 @@ import redis
 
 from examples.build_models import DTYPES
 from producer import Client, ConfigError, JobFailed, JobNotFound, JobStatus, JobTimeout, keys
-from producer.dispatch import INFER_TASK, make_celery, queue
+from producer.dispatch import make_celery, queue
 from producer.errors import WireError
-from producer.wire import JobEnvelope, TaskMessage
+from producer.wire import INFER_TASK, JobEnvelope, TaskMessage
 from worker.local import LocalCluster
 
 

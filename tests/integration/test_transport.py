@@ -5,11 +5,13 @@ import logging
 import time
 import uuid
 
+import msgpack
 import pytest
 import redis
 from kombu import Connection, Consumer
 
 from producer import Settings, keys, transport
+from producer.client import _Core
 from producer.dispatch import celery_config, make_celery, queue
 from producer.transport import DEAD_LETTER_KEY_OPTION, Transport, dead_letters, unacked_index_key
 from worker.lease import LeaseKeeper
@@ -51,7 +53,7 @@ def consume_one(settings, channel) -> list:
     """Start consuming the shared queue and take one delivery (the worker's path: BRPOP on the
     doorbells, then the claim script)."""
     delivered: list = []
-    consumer = Consumer(channel, [queue(keys.shared_queue(settings.namespace))], accept=["json"])
+    consumer = Consumer(channel, [queue(keys.shared_queue(settings.namespace))], accept=["json", "msgpack"])
     consumer.register_callback(lambda body, message: delivered.append(message))
     with consumer:
         channel.connection.client.drain_events(timeout=5)
@@ -115,6 +117,65 @@ def test_kombus_own_restore_returns_a_claimed_message_whose_lease_lapsed(broker)
     assert restored.payload[0] == [["job-1"]] and restored.delivery_info["redelivered"]
 
 
+@pytest.mark.parametrize("publisher", ["kombu's own transport", "aclq's client"])
+def test_an_entry_of_either_format_is_delivered_and_restored_whole(broker, publisher):
+    """kombu's own Redis transport writes JSON (body in base64); aclq's client writes its own
+    format (the body's msgpack bytes as they are, inline payloads in them). Both are claimed,
+    recorded, restored and delivered again whole."""
+    settings, _, channel, r, options = broker
+    envelope = bytes(range(256))  # any bytes: they are never base64-encoded nor decoded as text
+    if publisher == "aclq's client":
+        if options.get("global_keyprefix"):
+            pytest.skip("the client has no global_keyprefix (not an aclq setting)")
+        core = _Core(settings)
+        job = core.envelope("m", {}, {})
+        with r.pipeline() as pipe:
+            for name, args, kwargs in core.message([job], (envelope,)):
+                getattr(pipe, name)(*args, **kwargs)
+            pipe.execute()
+        want = ([[job.job_id]], {"model": "m", "inline": [envelope]})
+    else:
+        foreign = make_celery(settings)
+        foreign.conf.broker_transport = "redis"
+        foreign.conf.broker_transport_options = options
+        foreign.send_task(
+            "aclq.infer", args=[["job-1"]], kwargs={"model": "m"}, queue=queue(keys.shared_queue(settings.namespace))
+        )
+        foreign.close()
+        assert r.lindex(prefixed(options, keys.shared_queue(settings.namespace)), 0)[:1] == b"{"  # JSON
+        want = ([["job-1"]], {"model": "m"})
+    (message,) = consume_one(settings, channel)
+    assert tuple(message.payload[:2]) == want
+    r.zadd(unacked_index_key(options), {message.delivery_tag: 1.0})  # the lease lapsed
+    channel.qos.restore_visible(num=10, interval=1)
+    (restored,) = consume_one(settings, channel)
+    assert tuple(restored.payload[:2]) == want and restored.delivery_info["redelivered"]
+
+
+def test_a_message_acknowledged_with_its_answer_costs_kombus_ack_no_round_trip(broker):
+    """The executor acknowledges a message in the round trip of its answer (Books.ack); Celery's
+    ack when the task returns then only forgets it in the process."""
+    settings, app, channel, r, options = broker
+    publish(app, settings)
+    (message,) = consume_one(settings, channel)
+    books = transport.Books.of(options)
+    assert (books.unacked, books.index) == (kombu_key(options, "unacked_key"), kombu_key(options, "unacked_index_key"))
+    with r.pipeline() as pipe:
+        books.ack(pipe, [message.delivery_tag])
+        pipe.execute()
+    transport.settled([message.delivery_tag])
+    assert r.hlen(books.unacked) == 0 and r.zcard(books.index) == 0
+
+    def zrems() -> int:
+        return int(r.info("commandstats").get("cmdstat_zrem", {}).get("calls", 0))
+
+    before = zrems()
+    message.ack()
+    assert zrems() == before  # kombu's ack sent nothing
+    channel.qos._flush()  # kombu forgets acknowledged deliveries lazily
+    assert message.delivery_tag not in channel.qos._delivered and message.delivery_tag not in transport._SETTLED
+
+
 def test_a_renewed_lease_is_not_restored_and_a_lapsed_one_is_reported(broker, caplog):
     settings, app, channel, r, options = broker
     publish(app, settings)
@@ -147,6 +208,14 @@ def test_a_renewed_lease_is_not_restored_and_a_lapsed_one_is_reported(broker, ca
         (b'{"properties": {"delivery_tag": "t"}}', "no delivery_info"),
         (b'{"properties": {"delivery_tag": "t", "delivery_info": {"exchange": "", "routing_key": "q"}}}', "no body"),
         (b"", "not JSON"),
+        # aclq's format: a msgpack map (the message less its body), then the body
+        (b"\x81", "not msgpack"),  # a map cut short
+        (msgpack.packb({"headers": {}}), "not a kombu message object"),
+        (msgpack.packb({"properties": {"delivery_tag": "t"}}), "no delivery_info"),
+        (
+            msgpack.packb({"properties": {"delivery_tag": "t", "delivery_info": {"exchange": "", "routing_key": "q"}}}),
+            "no headers",
+        ),
     ],
 )
 def test_an_entry_that_is_no_message_is_dead_lettered_and_the_next_delivered(broker, entry, reason, caplog):

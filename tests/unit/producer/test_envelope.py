@@ -1,19 +1,20 @@
 """Building a job envelope: every option checked before anything is sent."""
 
+import msgpack
 import numpy as np
 import pytest
 
 from producer import BrokerConnectionError, ConfigError, JobNotFound, Settings, keys
-from producer.client import _Core, _Publish, _Redis
+from producer.client import _Core
+from producer.transport import decode_entry, queue_key
+from producer.wire import JobEnvelope, TaskMessage
 
 A = {"a": np.ones(2, np.float32)}
 
 
 @pytest.fixture
 def jobs():
-    j = _Core(Settings(redis_url="redis://127.0.0.1:1/0", namespace="t"))
-    yield j
-    j.close()
+    return _Core(Settings(redis_url="redis://127.0.0.1:1/0", namespace="t"))
 
 
 def test_defaults_and_fields(jobs):
@@ -39,22 +40,58 @@ def test_bad_options_are_named(jobs, options, fragment):
     assert fragment in str(info.value)
 
 
-def test_an_enqueue_whose_message_cannot_be_published_takes_its_keys_back(jobs):
-    """The core's enqueue, driven by hand (no Redis): the MULTI, the message, and on a publish
-    failure the rollback of exactly the keys it set, then the failure to the caller."""
-    steps = jobs.enqueue("add", [A, A], {})
+def sent_message(command: tuple) -> tuple[str, dict, TaskMessage]:
+    """The queue key, kombu entry and task of a message the core's LPUSH carries."""
+    name, (key, raw), _ = command
+    assert name == "lpush"
+    entry = decode_entry(raw)
+    return key, entry, TaskMessage.from_body(msgpack.unpackb(entry["body"], raw=False))
+
+
+def test_fresh_jobs_are_enqueued_in_one_transaction_small_ones_inline(jobs):
+    """The core's enqueue, driven by hand (no Redis): states, the payloads too large to travel
+    inline, the message and its doorbell, all in one MULTI."""
+    big = {"a": np.ones(20_000, np.float32)}  # 80 kB: over the 64 KiB default
+    steps = jobs.enqueue("add", [A, big], {"priority": 3})
     multi = next(steps)
-    assert isinstance(multi, _Redis) and multi.transaction and [c[0] for c in multi.commands] == ["set"] * 4
-    ids = [multi.commands[0][1][0].split(":")[2], multi.commands[2][1][0].split(":")[2]]
-    publish = steps.send([True, True, True, False])  # the second id's state existed: a finished job
-    assert isinstance(publish, _Redis)  # first its stray payload goes
-    assert publish.commands == (("delete", (keys.job_input("t", ids[1]),), {}),)
-    publish = steps.send([1])
-    assert isinstance(publish, _Publish) and [j.job_id for j in publish.jobs] == ids[:1]
+    assert multi.transaction and [c[0] for c in multi.commands] == ["set", "set", "set", "lpush", "lpush", "ltrim"]
+    small_id, big_id = (multi.commands[i][1][0].split(":")[2] for i in (0, 1))
+    assert multi.commands[2][1][0] == keys.job_input("t", big_id)  # the large payload waits under its key
+    key, entry, task = sent_message(multi.commands[3])
+    assert key == queue_key(keys.shared_queue("t"), 3) and entry["properties"]["priority"] == 3
+    assert task.job_ids == (small_id, big_id) and task.model == "add"
+    small, large = task.inline
+    assert large is None and JobEnvelope.decode(small, 1 << 20).job_id == small_id
+    assert multi.commands[4][1][0] == keys.queue_bell(keys.shared_queue("t"))
+    with pytest.raises(StopIteration) as done:
+        steps.send([True] * 6)
+    assert done.value.value == [(small_id, True), (big_id, True)]
+
+
+def test_a_caller_job_id_is_reserved_first_and_freed_when_its_message_cannot_be_sent(jobs):
+    """An existing id is returned as it is (what this call set beside it goes); a free one is
+    reserved, and freed again when its message cannot be sent, for a retry to enqueue it."""
+    big = {"a": np.ones(20_000, np.float32)}
+    steps = jobs.enqueue("add", [big], {"job_id": "mine"})
+    reserve = next(steps)
+    assert [(c[0], c[1][0]) for c in reserve.commands] == [
+        ("set", keys.job_state("t", "mine")),
+        ("set", keys.job_input("t", "mine")),
+    ]
+    stray = steps.send([None, True])  # its state existed: a job of that id is there already
+    assert stray.commands == (("delete", (keys.job_input("t", "mine"),), {}),)
+    with pytest.raises(StopIteration) as done:
+        steps.send([1])
+    assert done.value.value == [("mine", False)]
+
+    steps = jobs.enqueue("add", [A], {"job_id": "mine"})
+    next(steps)
+    send = steps.send([True])
+    assert not send.transaction and sent_message(send.commands[0])[2].job_ids == ("mine",)
     rollback = steps.throw(BrokerConnectionError("Redis at x: down"))
-    assert rollback.commands == (("delete", (keys.job_input("t", ids[0]), keys.job_state("t", ids[0])), {}),)
+    assert rollback.commands == (("delete", (keys.job_state("t", "mine"),), {}),)
     with pytest.raises(BrokerConnectionError, match="down"):
-        steps.send([2])
+        steps.send([1])
 
 
 def test_a_wait_ends_in_job_not_found_when_the_job_vanished(jobs):

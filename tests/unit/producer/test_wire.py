@@ -99,7 +99,7 @@ def _job(**changes):
     [
         (b"\xc1", 100000, "not valid msgpack"),
         (msgpack.packb([1, 2]), 100000, "must be a msgpack map"),
-        (_job(version=2), 100000, "wire version 2"),
+        (_job(version=1), 100000, "wire version 1"),
         (_job(job_id=5), 100000, "'job_id' must be str"),
         (_job(priority=True), 100000, "'priority' must be int"),
         (_job(deadline="soon"), 100000, "'deadline' must be"),
@@ -165,7 +165,7 @@ def test_exec_options_are_the_fields_of_acl_cores_exec_config():
 )
 def test_a_result_with_a_malformed_error_is_a_wire_error(error):
     message = msgpack.packb(
-        {"version": 1, "job_id": "j", "status": "error", "outputs": {}, "error": error, "timings": {},
+        {"version": WIRE_VERSION, "job_id": "j", "status": "error", "outputs": {}, "error": error, "timings": {},
          "device": 0, "worker": "w", "attempt": 1, "batch_jobs": 1},
         use_bin_type=True,
     )  # fmt: skip
@@ -177,9 +177,18 @@ def test_a_result_with_a_malformed_error_is_a_wire_error(error):
 def test_the_task_message_round_trips_and_names_what_is_malformed():
     message = TaskMessage(("a", "b"), "mlp")
     assert TaskMessage.from_body([message.args(), message.kwargs(), {}]) == message
+    assert message.payloads() == [("a", None), ("b", None)]
+    inline = TaskMessage(("a", "b"), "mlp", (b"envelope", None))
+    headers, body = inline.celery_message("t1", "gen1@h")
+    assert TaskMessage.from_body(msgpack.unpackb(body, raw=False)) == inline  # bytes stay bytes: no base64
+    assert headers["id"] == headers["root_id"] == "t1" and headers["task"] == "aclq.infer"
+    assert inline.payloads() == [("a", b"envelope"), ("b", None)]
     for body, fragment in [
         ({"not": "protocol 2"}, "task body must be [args, kwargs, embed]"),
-        ([[["a"]], {}, {}], "task kwargs must be {'model': name}"),  # no model: not as aclq sends it
+        ([[["a"]], {}, {}], "task kwargs must be {'model': name"),  # no model: not as aclq sends it
+        ([[["a"]], {"model": "mlp", "x": 1}, {}], "task kwargs must be {'model': name"),
+        ([[["a"]], {"model": "mlp", "inline": [b"x", None]}, {}], "'inline' must hold an envelope or None per job"),
+        ([[["a"]], {"model": "mlp", "inline": ["text"]}, {}], "'inline' must hold an envelope or None per job"),
         ([["a"], {"model": "mlp"}, {}], "task args must be [[job ids]]"),  # ids not a list
         ([[[]], {"model": "mlp"}, {}], "task args must be [[job ids]]"),
         ([[["a", 3]], {"model": "mlp"}, {}], "task args must be [[job ids]]"),

@@ -2,8 +2,8 @@
 for two devices in one process do not share queues, tasks or bound state."""
 
 from producer import Settings
-from producer.dispatch import INFER_TASK
 from producer.transport import DEAD_LETTER_HOOK_OPTION
+from producer.wire import INFER_TASK
 from worker.app import create_app
 from worker.gather import GatheringTask
 
