@@ -38,18 +38,18 @@ def main() -> None:
     keep_message_buffers()
     with tempfile.TemporaryDirectory() as repo, RedisServer() as server:
         build(Path(repo), ["nonzero"])
-        settings = Settings(redis_url=server.url, model_repo=repo, result_ttl_s=5, payload_ttl_s=60)
+        settings = Settings(redis_url=server.url, model_repo=repo, result_ttl_s=5, payload_ttl_s=60, inline_max_kb=0)
         with Device(0) as device, Client(settings) as client:
             conn = redis.Redis.from_url(server.url, **REDIS_OPTIONS)
             executor = Executor(settings, device, ModelCache(device, ModelRepository(repo), 1 << 30), conn, "soak")
             rng = np.random.default_rng(0)
             x = (rng.random((8, 8)) > 0.5).astype(np.float32)
             warm = client.submit("nonzero", {"x": x})
-            executor.run([warm.id])
+            executor.run([(warm.id, None)])
             before, rss_before, started = device.memory(), rss_mib(), time.perf_counter()
             for _ in range(args.jobs):
                 job = client.submit("nonzero", {"x": x})
-                executor.run([job.id])
+                executor.run([(job.id, None)])
             elapsed = time.perf_counter() - started
             np.testing.assert_array_equal(job.result(1)["indices"], np.nonzero(x))
             after = device.memory()

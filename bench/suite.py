@@ -13,12 +13,14 @@ worker per system: payloads tiny (add), 1 MiB and 16 MiB (identity_uint8), and m
 Throughput:
   * tiny jobs/s, one worker each: aclq one submit per job, aclq ``map`` (window 64), plain
     Celery no-op;
-  * mlp, two workers (devices 0 and 1), one row per job, sent by PRODUCERS processes one
-    message per job (and, saturated, CHUNK jobs a message), dynamic batching off (no
-    config.json) and on (the example config: 64 rows, 2 ms): first saturated (every job sent
-    at once: the most jobs/s each can do), then at one fixed offered load both can carry (half
-    the unbatched maximum), with p50/p99 of enqueue -> answer.
-Targets (issues 3 and 5) are printed as ratios of figures from this run.
+  * dynamic batching, two workers (devices 0 and 1), one-row jobs of mlp_large (512 -> 1024 ->
+    1024 -> 10, 6 MB of weights), batching off (no config.json) and on (64 rows, 2 ms): kept in
+    flight by IN_FLIGHT threads of single ``submit``s; sent at once as a backlog, one a message and
+    CHUNK a message; at one fixed offered load both can carry (half the unbatched backlog rate),
+    with p50/p99 of enqueue -> answer; beside the engine's own gain (ONNX Runtime in-process, one
+    thread, rows/s at batch 32 over batch 1) and the small mlp's backlog (batching must never make
+    a model slower).
+Targets (issue 16) are printed as ratios of figures from this run.
 """
 
 import argparse
@@ -32,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -145,14 +148,25 @@ def tiny_throughput(client: Client, jobs: int) -> list[Row]:
     ]
 
 
+#: the dynamic-batching model: an MLP whose one-thread engine gains about 3x at batch 32
+BATCH_MODEL, BATCH_WIDTH = "mlp_large", 512
+#: client threads keeping single-row jobs in flight (PRODUCERS processes share them)
+IN_FLIGHT = 32
+
+
+def rows_of(model: str, jobs: int, seed: int) -> np.ndarray:
+    width = BATCH_WIDTH if model == BATCH_MODEL else 64
+    return np.random.default_rng(seed).standard_normal((jobs, 1, width)).astype(np.float32)
+
+
 def produce(
-    url: str, jobs: int, rate: float | None, chunk: int, start_at: float, seed: int
+    url: str, model: str, jobs: int, rate: float | None, chunk: int, start_at: float, seed: int
 ) -> list[tuple[float, float, int]]:
-    """One producer process: ``jobs`` mlp jobs, ``chunk`` jobs a message, at ``rate`` jobs/s
-    (None: at once) from ``start_at``; returns (enqueued, answered, batch_jobs) per job, in Unix
-    seconds."""
+    """One producer process: ``jobs`` one-row jobs, ``chunk`` jobs a message, at ``rate`` jobs/s
+    (None: at once, a backlog) from ``start_at``; returns (enqueued, answered, batch_jobs) per
+    job, in Unix seconds."""
     keep_message_buffers()
-    x = np.random.default_rng(seed).standard_normal((jobs, 1, 64)).astype(np.float32)
+    x = rows_of(model, jobs, seed)
     with Client(url) as client:
         time.sleep(max(0.0, start_at - time.time()))
         sent = []
@@ -160,7 +174,7 @@ def produce(
             if rate is not None:
                 time.sleep(max(0.0, start_at + i / rate - time.time()))
             now = time.time()
-            sent += [(now, job) for job in client.submit_many("mlp", [{"x": row} for row in x[i : i + chunk]])]
+            sent += [(now, job) for job in client.submit_many(model, [{"x": row} for row in x[i : i + chunk]])]
         out = []
         for enqueued, job in sent:
             details = job.details(120)
@@ -168,13 +182,39 @@ def produce(
         return out
 
 
-def offered(url: str, jobs: int, rate: float | None, chunk: int = 1) -> dict[str, float]:
-    """mlp jobs from PRODUCERS processes: achieved jobs/s, p50/p99 enqueue -> answer, mean batch."""
+def keep_in_flight(
+    url: str, model: str, jobs: int, threads: int, start_at: float, seed: int
+) -> list[tuple[float, float, int]]:
+    """One producer process: ``threads`` threads each submitting one row and waiting for it, until
+    ``jobs`` are answered (an application's many concurrent single ``submit``s)."""
+    keep_message_buffers()
+    x = rows_of(model, jobs, seed)
+    with Client(url) as client:
+        time.sleep(max(0.0, start_at - time.time()))
+
+        def one(row: np.ndarray) -> tuple[float, float, int]:
+            enqueued = time.time()
+            details = client.submit(model, {"x": row}).details(120)
+            return enqueued, time.time(), details.batch_jobs
+
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(one, x))
+
+
+def offered(
+    url: str, model: str, jobs: int, rate: float | None, chunk: int = 1, in_flight: int = 0
+) -> dict[str, float]:
+    """One-row jobs from PRODUCERS processes, sent at once (a backlog), at ``rate`` jobs/s, or kept
+    ``in_flight`` by that many threads: achieved jobs/s, p50/p99 enqueue -> answer, mean batch."""
     start_at = time.time() + 1.0  # every producer connected before the first job
     per = jobs // PRODUCERS
     each = None if rate is None else rate / PRODUCERS
     with multiprocessing.get_context("spawn").Pool(PRODUCERS) as pool:
-        parts = pool.starmap(produce, [(url, per, each, chunk, start_at, seed) for seed in range(PRODUCERS)])
+        if in_flight:
+            args = [(url, model, per, in_flight // PRODUCERS, start_at, seed) for seed in range(PRODUCERS)]
+            parts = pool.starmap(keep_in_flight, args)
+        else:
+            parts = pool.starmap(produce, [(url, model, per, each, chunk, start_at, seed) for seed in range(PRODUCERS)])
     done = [row for part in parts for row in part]
     first, last = min(e for e, _, _ in done), max(a for _, a, _ in done)
     return {
@@ -184,23 +224,47 @@ def offered(url: str, jobs: int, rate: float | None, chunk: int = 1) -> dict[str
     }
 
 
-def mlp_throughput(settings: Settings, repos: dict[str, Path], jobs: int) -> list[Row]:
-    """Per repository (batching off first, then on): saturated with 1 and CHUNK jobs a message,
-    then at the fixed load of half what unbatched carried saturated (room to spare)."""
+def engine_gain(repo: Path) -> list[Row]:
+    """The batching model in-process, one thread: rows/s at batch 1 and at batch 32."""
+    session = baselines.session(str(repo / BATCH_MODEL / "1" / "model.onnx"))
+    rows = []
+    for batch in (1, 32):
+        x = rows_of(BATCH_MODEL, batch, 0).reshape(batch, BATCH_WIDTH)
+        session.run(None, {"x": x})
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 2.0:
+            session.run(None, {"x": x})
+            runs += 1
+        rows.append({"section": "engine", "case": f"{BATCH_MODEL}, batch {batch}", "system": "onnxruntime in-process",
+                     "jobs_s": runs * batch / (time.perf_counter() - started)})  # fmt: skip
+    return rows
+
+
+def batching_throughput(settings: Settings, repos: dict[str, Path], model: str, jobs: int, full: bool) -> list[Row]:
+    """Per repository (batching off first, then on), two workers: ``model``'s one-row jobs as a
+    backlog one a message; with ``full``, also kept in flight by IN_FLIGHT threads, CHUNK a message,
+    and at the fixed load of half what unbatched carried as a backlog (room to spare)."""
     rows: list[Row] = []
     load: float | None = None
     for label, repo in repos.items():
         with LocalCluster(replace(settings, model_repo=str(repo)), devices=[0, 1]) as cluster:
             url, system = cluster.settings.redis_url or "", f"aclq, batching {label}"
-            offered(url, 200, None)  # warm up: mlp loaded on both workers
-            for case, chunk in [("mlp, saturated", 1), (f"mlp, saturated, {CHUNK}/msg", CHUNK)]:
+            offered(url, model, 200, None)  # warm up: the model loaded on both workers
+            cases = [(f"{model}, backlog", {})]
+            if full:
+                cases += [(f"{model}, {IN_FLIGHT} in flight", {"in_flight": IN_FLIGHT}),
+                          (f"{model}, backlog, {CHUNK}/msg", {"chunk": CHUNK})]  # fmt: skip
+            for case, how in cases:
                 progress(f"{case}, batching {label}")
-                saturated = offered(url, jobs, None, chunk)
-                rows.append({"section": "throughput", "case": case, "system": system, **saturated})
-            load = load or 0.5 * rows[0]["jobs_s"]
-            progress(f"mlp at {load:.0f} jobs/s, batching {label}")
-            fixed = offered(url, jobs, load)
-            rows.append({"section": "throughput", "case": f"mlp, offered {load:.0f} jobs/s", "system": system, **fixed})
+                rows.append({"section": "throughput", "case": case, "system": system,
+                             **offered(url, model, jobs, None, **how)})  # fmt: skip
+            if full:
+                load = load or 0.5 * rows[0]["jobs_s"]
+                progress(f"{model} at {load:.0f} jobs/s, batching {label}")
+                case = f"{model}, offered {load:.0f} jobs/s"
+                rows.append(
+                    {"section": "throughput", "case": case, "system": system, **offered(url, model, jobs, load)}
+                )
     return rows
 
 
@@ -209,38 +273,48 @@ def ratios(rows: list[Row]) -> list[Row]:
         (row,) = [r for r in rows if (r["section"], r["case"], r["system"]) == (section, case, system)]
         return float(row[key])
 
-    def mlp(case_prefix: str, label: str, key: str) -> float:
-        (row,) = [r for r in rows if r["case"] == case_prefix and r["system"] == f"aclq, batching {label}"]
-        return float(row[key])
+    def batching(case: str, key: str) -> float:
+        """on / off for one throughput case."""
+        return get("throughput", case, "aclq, batching on", key) / get("throughput", case, "aclq, batching off", key)
 
-    lat = "latency"
-    offered_case = next(r["case"] for r in rows if r["case"].startswith("mlp, offered"))
-    chunked = f"mlp, saturated, {CHUNK}/msg"
+    def captured(case: str) -> float:
+        """(gain - 1) / (engine gain - 1): the share of the engine's batch-32 gain aclq keeps."""
+        return (batching(case, "jobs_s") - 1) / (engine - 1)
+
+    lat, m = "latency", BATCH_MODEL
+    engine = get("engine", f"{m}, batch 32", "onnxruntime in-process", "jobs_s") / get(
+        "engine", f"{m}, batch 1", "onnxruntime in-process", "jobs_s"
+    )
+    offered_case = next(r["case"] for r in rows if r["case"].startswith(f"{m}, offered"))
     return [
-        {"ratio": "tiny p50, aclq / celery no-op", "target": "<= 1",
+        {"ratio": "tiny p50, aclq / celery no-op", "target": "<= 0.9",
          "value": get(lat, "tiny (add)", "aclq", "p50_ms") / get(lat, "tiny (add)", "celery no-op", "p50_ms")},
+        {"ratio": "tiny jobs/s, aclq submit per job / celery no-op", "target": ">= 1.0",
+         "value": get("throughput", "tiny", "aclq, submit per job", "jobs_s")
+         / get("throughput", "tiny", "celery no-op", "jobs_s")},
         {"ratio": "tiny jobs/s, aclq map / celery no-op", "target": ">= 3",
          "value": get("throughput", "tiny", "aclq, map window 64", "jobs_s")
          / get("throughput", "tiny", "celery no-op", "jobs_s")},
-        {"ratio": "tiny jobs/s, aclq submit per job / celery no-op", "target": "",
-         "value": get("throughput", "tiny", "aclq, submit per job", "jobs_s")
-         / get("throughput", "tiny", "celery no-op", "jobs_s")},
-        {"ratio": "mlp jobs/s saturated, batching on / off", "target": ">= 3",
-         "value": mlp("mlp, saturated", "on", "jobs_s") / mlp("mlp, saturated", "off", "jobs_s")},
-        {"ratio": "mlp p99 saturated, batching on / off", "target": "<= 2",
-         "value": mlp("mlp, saturated", "on", "p99_ms") / mlp("mlp, saturated", "off", "p99_ms")},
-        {"ratio": "mlp p99 at fixed load, batching on / off", "target": "<= 2",
-         "value": mlp(offered_case, "on", "p99_ms") / mlp(offered_case, "off", "p99_ms")},
-        {"ratio": f"mlp jobs/s saturated, {CHUNK}/msg, batching on / off", "target": ">= 3",
-         "value": mlp(chunked, "on", "jobs_s") / mlp(chunked, "off", "jobs_s")},
-        {"ratio": f"mlp p99 saturated, {CHUNK}/msg, batching on / off", "target": "<= 2",
-         "value": mlp(chunked, "on", "p99_ms") / mlp(chunked, "off", "p99_ms")},
         {"ratio": "1 MiB p50, aclq / redis echo", "target": "<= 2",
          "value": get(lat, "1 MiB (identity)", "aclq", "p50_ms")
          / get(lat, "1 MiB (identity)", "redis echo", "p50_ms")},
-        {"ratio": "16 MiB p50, aclq / redis echo", "target": "",
+        {"ratio": "16 MiB p50, aclq / redis echo", "target": "<= 1.2",
          "value": get(lat, "16 MiB (identity)", "aclq", "p50_ms")
          / get(lat, "16 MiB (identity)", "redis echo", "p50_ms")},
+        {"ratio": f"{m} engine rows/s, batch 32 / batch 1", "target": "", "value": engine},
+        {"ratio": f"{m} jobs/s, {IN_FLIGHT} in flight, batching on / off", "target": "",
+         "value": batching(f"{m}, {IN_FLIGHT} in flight", "jobs_s")},
+        {"ratio": f"{m} share of engine gain, {IN_FLIGHT} in flight", "target": ">= 0.5",
+         "value": captured(f"{m}, {IN_FLIGHT} in flight")},
+        {"ratio": f"{m} jobs/s, backlog, batching on / off", "target": "",
+         "value": batching(f"{m}, backlog", "jobs_s")},
+        {"ratio": f"{m} share of engine gain, backlog", "target": ">= 0.8", "value": captured(f"{m}, backlog")},
+        {"ratio": f"{m} p99 at fixed load, batching on / off", "target": "<= 2",
+         "value": batching(offered_case, "p99_ms")},
+        {"ratio": f"{m} jobs/s, backlog, {CHUNK}/msg, batching on / off", "target": "",
+         "value": batching(f"{m}, backlog, {CHUNK}/msg", "jobs_s")},
+        {"ratio": "mlp (small) jobs/s, backlog, batching on / off", "target": ">= 1",
+         "value": batching("mlp, backlog", "jobs_s")},
         {"ratio": "mlp p50, aclq / celery + msgpack", "target": "",
          "value": get(lat, "mlp, 1 row", "aclq", "p50_ms") / get(lat, "mlp, 1 row", "celery + msgpack", "p50_ms")},
     ]  # fmt: skip
@@ -274,7 +348,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, RedisServer() as server:
         repos = {"off": Path(tmp) / "off", "on": Path(tmp) / "on"}
         for repo in repos.values():
-            build(repo, MODELS)
+            build(repo, [*MODELS, BATCH_MODEL])
         for config in repos["off"].glob("*/config.json"):
             config.unlink()
         env = {**os.environ, "BENCH_REDIS_URL": server.url, "BENCH_MODEL_REPO": str(repos["off"])}
@@ -298,7 +372,9 @@ def main() -> None:
             echo.terminate()
             plain.wait()
             echo.wait()
-        rows += mlp_throughput(settings, repos, args.jobs)
+        rows += engine_gain(repos["off"])
+        rows += batching_throughput(settings, repos, BATCH_MODEL, args.jobs, full=True)
+        rows += batching_throughput(settings, repos, "mlp", args.jobs, full=False)
     ratio_rows = ratios(rows)
     print(render(rows, ratio_rows), flush=True)
     if args.json:

@@ -31,7 +31,7 @@ DEFAULT_VISIBILITY_TIMEOUT_S = 30
 DEFAULT_MAX_MESSAGE_MB = 512
 #: largest job envelope, KiB, that travels inside its Celery message instead of under its own
 #: key (docs/wire-format.md, "Inline or by claim check"); 0 = every job by claim check
-DEFAULT_INLINE_MAX_KB = 64
+DEFAULT_INLINE_MAX_KB = 4
 #: memory budget for a worker's loaded models, MiB (LRU eviction beyond it)
 DEFAULT_MODEL_CACHE_MB = 4096
 #: ``ACLQ_*`` variables read elsewhere: acl_core's RuntimeConfig (a test derives these from its

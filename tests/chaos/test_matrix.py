@@ -13,6 +13,7 @@ import shutil
 import signal
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -38,12 +39,13 @@ JOBS = 48
 #: jobs per message on the several-jobs-a-message path
 CHUNK = 8
 
-#: path -> (model, how jobs are sent)
+#: path -> model (how its jobs are sent: send()); every path's jobs are small, so inline
 PATHS = {
     "one_job_a_message": "mlp",
     "several_jobs_a_message": "mlp",
     "gathered_batch": "mlp_batched",
     "batch_falls_back": "colsum",
+    "claim_check": "mlp",  # one job a message, its payload under its own key (ACLQ_INLINE_MAX_KB=0)
 }
 #: fault -> the victim's fail point (None: the fault needs none)
 FAULTS = {
@@ -112,6 +114,8 @@ def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, mo
     settings = Settings(
         redis_url=server.url, model_repo=str(matrix_repo), namespace="matrix", visibility_timeout_s=VISIBILITY_S
     )
+    if path == "claim_check":
+        settings = replace(settings, inline_max_kb=0)
     model, point = PATHS[path], FAULTS[fault]
     feeds = [inputs(model, i) for i in range(JOBS)]
     r = redis.Redis.from_url(server.url)

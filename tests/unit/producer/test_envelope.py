@@ -51,7 +51,7 @@ def sent_message(command: tuple) -> tuple[str, dict, TaskMessage]:
 def test_fresh_jobs_are_enqueued_in_one_transaction_small_ones_inline(jobs):
     """The core's enqueue, driven by hand (no Redis): states, the payloads too large to travel
     inline, the message and its doorbell, all in one MULTI."""
-    big = {"a": np.ones(20_000, np.float32)}  # 80 kB: over the 64 KiB default
+    big = {"a": np.ones(20_000, np.float32)}  # 80 kB: over the 4 KiB default
     steps = jobs.enqueue("add", [A, big], {"priority": 3})
     multi = next(steps)
     assert multi.transaction and [c[0] for c in multi.commands] == ["set", "set", "set", "lpush", "lpush", "ltrim"]
