@@ -211,6 +211,11 @@ class Books:
             pipe.hdel(self.unacked, *tags)
 
 
+def acknowledged(tag: str) -> bool:
+    """Whether aclq acknowledged this delivery with its answer and Celery has not acked it yet."""
+    return tag in _SETTLED
+
+
 def settled(tags: Sequence[str]) -> None:
     """These deliveries were acknowledged with :meth:`Books.ack`: Celery's ack of them, when
     their task returns, has nothing left to write."""

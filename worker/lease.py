@@ -19,6 +19,8 @@ import time
 
 import redis
 
+from producer.transport import acknowledged
+
 log = logging.getLogger(__name__)
 
 
@@ -63,11 +65,13 @@ class LeaseKeeper:
 
     def _report_missing(self, held: list[str]) -> None:
         # A message acknowledged between the snapshot and the ZADD is gone rightly: only those
-        # still held count.
+        # still held, and not acknowledged with their answers (worker/executor.py), count.
         scores = self._redis.zmscore(self.index_key, held)
         with self._lock:
             still_held = set(self._held.values())
-        missing = [tag for tag, score in zip(held, scores) if score is None and tag in still_held]
+        missing = [
+            tag for tag, score in zip(held, scores) if score is None and tag in still_held and not acknowledged(tag)
+        ]
         if missing:
             log.warning(
                 "%d of %d held messages are not in kombu's %r: their leases cannot be renewed, and they "

@@ -176,6 +176,26 @@ def test_a_message_acknowledged_with_its_answer_costs_kombus_ack_no_round_trip(b
     assert message.delivery_tag not in channel.qos._delivered and message.delivery_tag not in transport._SETTLED
 
 
+def test_a_lease_acknowledged_with_its_answer_is_not_reported_missing(broker, caplog):
+    """Between the answer's round trip (which acknowledged the message) and the task's end
+    (which releases its lease), a renewal finds it gone rightly: no warning."""
+    settings, app, channel, r, options = broker
+    publish(app, settings)
+    (message,) = consume_one(settings, channel)
+    books = transport.Books.of(options)
+    keeper = LeaseKeeper(redis.Redis.from_url(settings.redis_url), books.index, interval_s=3600)
+    keeper.acquire("task", message.delivery_tag)
+    with r.pipeline() as pipe:
+        books.ack(pipe, keeper.tags(["task"]))
+        pipe.execute()
+    transport.settled([message.delivery_tag])
+    with caplog.at_level(logging.WARNING, logger="worker.lease"):
+        assert keeper.renew() == 0
+    assert "held messages are not in kombu's" not in caplog.text
+    message.ack()
+    keeper.close()
+
+
 def test_a_renewed_lease_is_not_restored_and_a_lapsed_one_is_reported(broker, caplog):
     settings, app, channel, r, options = broker
     publish(app, settings)
