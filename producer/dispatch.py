@@ -1,7 +1,10 @@
-"""The Celery app both sides share: broker, serializers, queues and transport options.
+"""The Celery configuration of aclq's workers, and what the client shares with them: broker,
+serializers, queues, transport options and Redis client options.
 
-Only a job's id travels through Celery (as JSON); its tensors wait in Redis under
-``keys.job_input`` as raw msgpack, so no tensor byte is ever base64-encoded into a message.
+The client does not publish through Celery: it writes the task message itself
+(``producer.client._Core.message``) in the same round trip as the job's records. A job's
+tensors travel inside the message as msgpack bytes when small, else under ``keys.job_input``;
+no tensor byte is ever base64-encoded into a message (docs/wire-format.md).
 """
 
 import ssl
@@ -43,7 +46,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # kombu's Redis transport with a delivery that cannot lose a message (producer/transport.py)
         "broker_transport": TRANSPORT,
         "broker_connection_retry_on_startup": True,
-        # JSON for the tiny task message; pickle is never accepted.
+        # aclq's clients write msgpack task messages; JSON is what plain Celery senders use.
+        # Pickle is never accepted.
         "task_serializer": "json",
         "accept_content": ["json", "msgpack"],
         "result_serializer": "json",

@@ -3,7 +3,7 @@
 | key                          | type   | written by                           | read by              | TTL            |
 |-----------------------------|--------|-------------------------------------|----------------------|----------------|
 | {ns}:job:{id}:state          | string | producer (queued NX; cancelled), worker | producer (status) | payload/result |
-| {ns}:job:{id}:in             | string | producer (job envelope, NX)          | worker; DEL when done| payload_ttl_s  |
+| {ns}:job:{id}:in             | string | producer (envelope not inline, NX)   | worker; DEL when done| payload_ttl_s  |
 | {ns}:job:{id}:reply          | list   | worker: RENAME of staging; canceller | producer (BLMOVE)    | result_ttl_s   |
 | {ns}:job:{id}:staging:{run}  | list   | worker (RPUSH result envelope)       | worker finish script | result_ttl_s   |
 | {ns}:job:{id}:runs           | hash   | worker: n, run, answered (below)     | worker (attempt no.) | payload_ttl_s  |
@@ -24,10 +24,11 @@ twice. A dead letter is msgpack ``{queue, reason, entry, at}`` (producer/transpo
 The reply list holds the one result envelope. Waiters read it with ``BLMOVE reply reply``, which
 returns the element and leaves it in place, so any number of readers see the same result.
 Celery and kombu own their keys (`unacked`, `unacked_index`, `_kombu.*`; names set by kombu's
-transport options). aclq writes them in two ways: its transport's claim script records a message
-there in the same step that pops it (producer/transport.py), and a worker renews the score of the
+transport options). aclq writes them in three ways: its transport's claim script records a message
+there in the same step that pops it (producer/transport.py), a worker renews the score of the
 jobs it holds in `unacked_index` (``ZADD XX CH``), which is the lease kombu's visibility timeout
-reads (worker/lease.py).
+reads (worker/lease.py), and a worker's answer removes its messages from both (kombu's ack,
+sent with the answer: worker/executor.py).
 """
 
 

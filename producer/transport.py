@@ -24,6 +24,10 @@ for the producer (message and token in one pipeline).
 The same script moves a queue entry that is not a message kombu can deliver and restore (not
 JSON, not an object, no delivery tag or routing) to aclq's dead-letter list with the reason,
 instead of handing it to kombu, whose decoding would raise and end the worker.
+
+Entries are stored in aclq's format (:func:`encode_entry`: a msgpack map, then the body's raw
+bytes) rather than kombu's JSON with a base64 body; both are read. A worker acknowledges a
+message in the round trip of its answer (:class:`Books`), and kombu's ack then writes nothing.
 """
 
 import contextlib
