@@ -178,12 +178,6 @@ return {0, false, false, unpack(dead)}
 """
 
 
-def unacked_index_key(transport_options: dict[str, Any]) -> str:
-    """The sorted set kombu's visibility timeout reads, as kombu names it for these options
-    (``unacked_index_key`` and ``global_keyprefix`` change it)."""
-    return Books.of(transport_options).index
-
-
 #: delivery tags whose records aclq removed itself, in the round trip that answered their jobs
 #: (:meth:`Books.ack`): kombu's own ack of them then writes nothing. Tags are unique (UUIDs).
 _SETTLED: set[str] = set()

@@ -8,7 +8,7 @@ score of the held messages every few seconds keeps a long job that is still runn
 back and running twice at once.
 
 The set's name is kombu's to choose (``unacked_index_key``, ``global_keyprefix``): the keeper is
-given it as kombu computes it (producer/transport.py). A renewal that finds fewer of its
+given it as kombu computes it (``producer.transport.Books``). A renewal that finds fewer of its
 messages than it holds means kombu's books and aclq's disagree, and a message may be handed out
 twice: that is logged, never silent.
 """

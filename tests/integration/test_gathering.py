@@ -10,7 +10,7 @@ import pytest
 
 from producer import Client, Settings, keys
 from producer.dispatch import celery_config
-from producer.transport import unacked_index_key
+from producer.transport import Books
 from worker.local import LocalCluster
 
 #: long enough that only a full batch, or another model's job, runs a batch before it
@@ -76,7 +76,7 @@ def test_every_gathered_message_is_acknowledged(client, cluster, raw_redis):
     jobs = [client.submit("mlp", mlp_input(i)) for i in range(8)]
     assert [job.details(30).batch_jobs for job in jobs] == [4] * 8
     # The acks go out just after the answers: wait for kombu's unacked index to empty.
-    index = unacked_index_key(celery_config(cluster.settings)["broker_transport_options"])
+    index = Books.of(celery_config(cluster.settings)["broker_transport_options"]).index
     raw_redis.config_set("notify-keyspace-events", "Kz")
     with raw_redis.pubsub() as sub:
         sub.subscribe(f"__keyspace@0__:{index}")

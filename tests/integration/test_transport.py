@@ -13,7 +13,7 @@ from kombu import Connection, Consumer
 from producer import Settings, keys, transport
 from producer.client import _Core
 from producer.dispatch import celery_config, make_celery, queue
-from producer.transport import DEAD_LETTER_KEY_OPTION, Transport, dead_letters, unacked_index_key
+from producer.transport import DEAD_LETTER_KEY_OPTION, Books, Transport, dead_letters
 from worker.lease import LeaseKeeper
 
 #: kombu's defaults, and every name its options can change
@@ -108,7 +108,7 @@ def test_kombus_own_restore_returns_a_claimed_message_whose_lease_lapsed(broker)
     settings, app, channel, r, options = broker
     publish(app, settings)
     (message,) = consume_one(settings, channel)
-    index = unacked_index_key(options)
+    index = Books.of(options).index
     assert index == kombu_key(options, "unacked_index_key")
     r.zadd(index, {message.delivery_tag: 1.0})  # delivered long ago: the lease lapsed
     channel.qos.restore_visible(num=10, interval=1)
@@ -146,7 +146,7 @@ def test_an_entry_of_either_format_is_delivered_and_restored_whole(broker, publi
         want = ([["job-1"]], {"model": "m"})
     (message,) = consume_one(settings, channel)
     assert tuple(message.payload[:2]) == want
-    r.zadd(unacked_index_key(options), {message.delivery_tag: 1.0})  # the lease lapsed
+    r.zadd(Books.of(options).index, {message.delivery_tag: 1.0})  # the lease lapsed
     channel.qos.restore_visible(num=10, interval=1)
     (restored,) = consume_one(settings, channel)
     assert tuple(restored.payload[:2]) == want and restored.delivery_info["redelivered"]
@@ -158,7 +158,7 @@ def test_a_message_acknowledged_with_its_answer_costs_kombus_ack_no_round_trip(b
     settings, app, channel, r, options = broker
     publish(app, settings)
     (message,) = consume_one(settings, channel)
-    books = transport.Books.of(options)
+    books = Books.of(options)
     assert (books.unacked, books.index) == (kombu_key(options, "unacked_key"), kombu_key(options, "unacked_index_key"))
     with r.pipeline() as pipe:
         books.ack(pipe, [message.delivery_tag])
@@ -182,7 +182,7 @@ def test_a_lease_acknowledged_with_its_answer_is_not_reported_missing(broker, ca
     settings, app, channel, r, options = broker
     publish(app, settings)
     (message,) = consume_one(settings, channel)
-    books = transport.Books.of(options)
+    books = Books.of(options)
     keeper = LeaseKeeper(redis.Redis.from_url(settings.redis_url), books.index, interval_s=3600)
     keeper.acquire("task", message.delivery_tag)
     with r.pipeline() as pipe:
@@ -200,7 +200,7 @@ def test_a_renewed_lease_is_not_restored_and_a_lapsed_one_is_reported(broker, ca
     settings, app, channel, r, options = broker
     publish(app, settings)
     (message,) = consume_one(settings, channel)
-    index = unacked_index_key(options)
+    index = Books.of(options).index
     r.zadd(index, {message.delivery_tag: 1.0})
     keeper = LeaseKeeper(redis.Redis.from_url(settings.redis_url), index, interval_s=3600)
     keeper.acquire("task", message.delivery_tag)
