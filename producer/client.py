@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import deque
@@ -117,6 +118,54 @@ def _cmd(name: str, *args: Any, **kwargs: Any) -> _Command:
     return name, args, kwargs
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A job checked and encoded: its envelope, and the envelope's bytes."""
+
+    job: JobEnvelope
+    payload: bytes
+
+
+@dataclass
+class _Pending:
+    """A ``submit`` waiting for its job to be sent with those of concurrent ``submit``s."""
+
+    prepared: _Prepared
+    sent: bool = False  #: its send ended, with ``error`` or without
+    error: BaseException | None = None
+
+    def job_id(self) -> str:
+        """The job's id once sent; the send's error if it failed."""
+        if self.error is not None:
+            raise self.error
+        return self.prepared.job.job_id
+
+
+class _Coalescing:
+    """Concurrent ``submit``s of one client, sent together (group commit): the first sends its
+    job at once, alone; those that arrive while a send is on its way wait for it, and the first
+    of them then sends them all, in one round trip, sharing messages where :meth:`_Core.coalesce`
+    lets them. A lone ``submit`` waits for nobody. Kept by each client with its own lock."""
+
+    def __init__(self) -> None:
+        self.waiting: list[_Pending] = []
+        self.sending = False
+
+    def take(self, pending: _Pending) -> list[_Pending]:
+        """Under the client's lock: the jobs for this caller to send now, or [] to wait (its job
+        is sent, or another send is on its way)."""
+        if pending.sent or self.sending:
+            return []
+        self.sending = True
+        batch, self.waiting = self.waiting, []
+        return batch
+
+    @staticmethod
+    def ended(batch: list[_Pending], error: BaseException | None) -> None:
+        for pending in batch:
+            pending.error, pending.sent = error, True
+
+
 class _Core:
     """Everything both clients decide, without I/O: envelopes, keys, routing, and the steps of
     enqueueing, waiting and looking, as generators of the I/O they need."""
@@ -164,57 +213,88 @@ class _Core:
             enqueued_at=now,
         )
 
+    def prepare(self, model: str, inputs: Mapping[str, Any], options: SubmitOptions) -> "_Prepared":
+        """A job checked and encoded, ready to enqueue: every error of its own is raised here."""
+        job = self.envelope(model, inputs, options)
+        return _Prepared(job, job.encode(self.settings.max_message_bytes))
+
     def enqueue(
         self, model: str, many: list[Mapping[str, Any]], options: SubmitOptions
     ) -> _Steps[list[tuple[str, bool]]]:
         """Enqueue jobs with one Celery message; each job's id and whether this call created it
         (False: a caller's ``job_id`` that existed already). Jobs with fresh ids go in one
-        transaction: their states, the payloads too large to travel inline, and the message.
-        A caller's id is reserved first, and the message sent only when it was free."""
-        jobs = [self.envelope(model, inputs, options) for inputs in many]
+        transaction (:meth:`enqueue_fresh`). A caller's id is reserved first, and the message
+        sent only when it was free."""
+        jobs = [self.prepare(model, inputs, options) for inputs in many]
         if not jobs:
             return []
-        ns, ttl, limit = self.settings.namespace, self.settings.payload_ttl_s, self.settings.max_message_bytes
-        payloads = [job.encode(limit) for job in jobs]
-        inline = tuple(p if len(p) <= self.settings.inline_max_bytes else None for p in payloads)
-        # No Lua: a payload passed through a script costs a megabyte's copy into Lua and back.
-        records = []
-        for job, payload, small in zip(jobs, payloads, inline, strict=True):
-            records.append(_cmd("set", keys.job_state(ns, job.job_id), JobStatus.QUEUED.value, nx=True, ex=ttl))
-            if small is None:
-                records.append(_cmd("set", keys.job_input(ns, job.job_id), payload, nx=True, ex=ttl))
-        message = self.message(jobs, inline)
         if options.get("job_id") is None:  # fresh ids: none can be taken
-            yield _Redis((*records, *message))
-            return [(job.job_id, True) for job in jobs]
-        (job,) = jobs
+            yield from self.enqueue_fresh([jobs])
+            return [(p.job.job_id, True) for p in jobs]
+        (prepared,) = jobs
+        records = self._records(jobs)
         replies = yield _Redis(tuple(records))
         if not all(replies):  # the id exists: drop whatever of ours was set beside it
             strays = [args[0] for (_, args, _), done in zip(records, replies, strict=True) if done]
             if strays:
                 yield _Redis((_cmd("delete", *strays),))
-            return [(job.job_id, False)]
+            return [(prepared.job.job_id, False)]
         try:
-            yield _Redis(message, transaction=False)
+            yield _Redis(self.message(jobs), transaction=False)
         except BrokerError:  # not sent: free the id, so that a retry can enqueue it
             yield _Redis((_cmd("delete", *(args[0] for _, args, _ in records)),))
             raise
-        return [(job.job_id, True)]
+        return [(prepared.job.job_id, True)]
 
-    def message(self, jobs: list[JobEnvelope], inline: tuple[bytes | None, ...]) -> tuple[_Command, ...]:
-        """The commands that send one Celery message for ``jobs`` (which share their model and
-        options, and so their queue) and ring its queue's doorbell. The message is written as
-        Celery's ``send_task`` through aclq's transport would write it, for a tenth of its cost
+    def enqueue_fresh(self, messages: list[list["_Prepared"]]) -> _Steps[None]:
+        """Jobs with fresh ids, one Celery message per list, in one transaction: their states,
+        the payloads too large to travel inline, the messages and their doorbell tokens."""
+        commands: list[_Command] = []
+        for jobs in messages:
+            commands += [*self._records(jobs), *self.message(jobs)]
+        yield _Redis(tuple(commands))
+
+    def coalesce(self, jobs: list["_Prepared"]) -> list[list["_Prepared"]]:
+        """Jobs of concurrent ``submit``s as messages: those bound for the same queue with the
+        same model and priority share one, up to ``coalesce_max_jobs`` jobs a message."""
+        by_message: dict[tuple[Any, ...], list[_Prepared]] = {}
+        for prepared in jobs:
+            job = prepared.job
+            by_message.setdefault((job.model, job.device, job.host, job.priority), []).append(prepared)
+        size = max(1, self.settings.coalesce_max_jobs)
+        return [group[i : i + size] for group in by_message.values() for i in range(0, len(group), size)]
+
+    def _inline(self, prepared: "_Prepared") -> bytes | None:
+        """The job's payload where it travels inside its message, None where by claim check."""
+        return prepared.payload if len(prepared.payload) <= self.settings.inline_max_bytes else None
+
+    def _records(self, jobs: list["_Prepared"]) -> list[_Command]:
+        """What makes the jobs exist: each one's state, and its payload where not inline. No
+        Lua: a payload passed through a script costs a megabyte's copy into Lua and back."""
+        ns, ttl = self.settings.namespace, self.settings.payload_ttl_s
+        records = []
+        for prepared in jobs:
+            job_id = prepared.job.job_id
+            records.append(_cmd("set", keys.job_state(ns, job_id), JobStatus.QUEUED.value, nx=True, ex=ttl))
+            if self._inline(prepared) is None:
+                records.append(_cmd("set", keys.job_input(ns, job_id), prepared.payload, nx=True, ex=ttl))
+        return records
+
+    def message(self, jobs: list["_Prepared"]) -> tuple[_Command, ...]:
+        """The commands that send one Celery message for ``jobs`` (which share their model, queue
+        and priority) and ring its queue's doorbell. The message is written as Celery's
+        ``send_task`` through aclq's transport would write it, for a tenth of its cost
         (docs/performance.md); it names the model, so that a worker knows whether to gather it
         with others for a batch."""
-        ns, first = self.settings.namespace, jobs[0]
+        ns, first = self.settings.namespace, jobs[0].job
         if first.device is None:
             name = keys.shared_queue(ns)
         elif first.host is None:
             name = keys.device_queue(ns, first.device)
         else:
             name = keys.host_device_queue(ns, first.host, first.device)
-        task = TaskMessage(tuple(job.job_id for job in jobs), first.model, inline if any(inline) else ())
+        inline = tuple(self._inline(prepared) for prepared in jobs)
+        task = TaskMessage(tuple(p.job.job_id for p in jobs), first.model, inline if any(inline) else ())
         headers, body = task.celery_message(str(uuid.uuid4()), self._origin)
         entry = message_entry(name, first.priority, headers, body)
         return (
@@ -371,12 +451,37 @@ class Client:
         self._core = _Core(settings)
         self.settings = self._core.settings
         self._redis = redis.Redis.from_url(self._core.url, **REDIS_OPTIONS)
+        self._coalescing = _Coalescing()
+        self._coalescing_lock = threading.Condition()
 
     def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> Job:
         """Enqueue one job (its options: :class:`SubmitOptions`). With no ``device`` any free
-        worker takes it; ``device`` alone, that device of any host; with ``host``, that worker."""
-        (job,) = self._enqueue(model, [inputs], options)
-        return job
+        worker takes it; ``device`` alone, that device of any host; with ``host``, that worker.
+        Jobs of ``submit``s from several threads at once may share a message (``coalesce_max_jobs``)."""
+        if options.get("job_id") is not None or self.settings.coalesce_max_jobs <= 1:
+            (job,) = self._enqueue(model, [inputs], options)
+            return job
+        pending = _Pending(self._core.prepare(model, inputs, options))
+        with self._coalescing_lock:
+            self._coalescing.waiting.append(pending)
+            while not (batch := self._coalescing.take(pending)) and not pending.sent:
+                self._coalescing_lock.wait()
+        if batch:
+            self._send(batch)
+        return Job(self, pending.job_id(), enqueued=True)
+
+    def _send(self, batch: list[_Pending]) -> None:
+        """Send the jobs of waiting ``submit``s, then let the next waiters send theirs."""
+        error: BaseException | None = None
+        try:
+            self._drive(self._core.enqueue_fresh(self._core.coalesce([p.prepared for p in batch])))
+        except BaseException as exc:  # every caller of the batch gets it; this one too, below
+            error = exc
+        finally:
+            with self._coalescing_lock:
+                _Coalescing.ended(batch, error)
+                self._coalescing.sending = False
+                self._coalescing_lock.notify_all()
 
     def submit_many(
         self, model: str, inputs: Iterable[Mapping[str, Any]], **options: Unpack[SubmitOptions]
@@ -469,11 +574,37 @@ class AsyncClient:
         self._core = _Core(settings)
         self.settings = self._core.settings
         self._redis = redis.asyncio.Redis.from_url(self._core.url, **ASYNC_REDIS_OPTIONS)
+        self._coalescing = _Coalescing()
+        self._coalescing_lock = asyncio.Condition()
 
     async def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> AsyncJob:
-        """Enqueue one job (same options as :meth:`Client.submit`)."""
-        (job,) = await self._enqueue(model, [inputs], options)
-        return job
+        """Enqueue one job (same options as :meth:`Client.submit`; concurrent ``submit``s of
+        several tasks may share a message)."""
+        if options.get("job_id") is not None or self.settings.coalesce_max_jobs <= 1:
+            (job,) = await self._enqueue(model, [inputs], options)
+            return job
+        pending = _Pending(self._core.prepare(model, inputs, options))
+        async with self._coalescing_lock:
+            self._coalescing.waiting.append(pending)
+            while not (batch := self._coalescing.take(pending)) and not pending.sent:
+                await self._coalescing_lock.wait()
+        if batch:
+            # Shielded: a caller cancelled mid-send must not cancel the send of the others' jobs.
+            await asyncio.shield(self._send(batch))
+        return AsyncJob(self, pending.job_id(), enqueued=True)
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        """As :meth:`Client._send`."""
+        error: BaseException | None = None
+        try:
+            await self._drive(self._core.enqueue_fresh(self._core.coalesce([p.prepared for p in batch])))
+        except BaseException as exc:
+            error = exc
+        finally:
+            async with self._coalescing_lock:
+                _Coalescing.ended(batch, error)
+                self._coalescing.sending = False
+                self._coalescing_lock.notify_all()
 
     async def submit_many(
         self, model: str, inputs: Iterable[Mapping[str, Any]], **options: Unpack[SubmitOptions]

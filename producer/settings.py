@@ -32,6 +32,9 @@ DEFAULT_MAX_MESSAGE_MB = 512
 #: largest job envelope, KiB, that travels inside its Celery message instead of under its own
 #: key (docs/wire-format.md, "Inline or by claim check"); 0 = every job by claim check
 DEFAULT_INLINE_MAX_KB = 4
+#: most jobs of concurrent ``submit``s of one client that share a Celery message; 1 = a message
+#: each (docs/wire-format.md)
+DEFAULT_COALESCE_MAX_JOBS = 16
 #: memory budget for a worker's loaded models, MiB (LRU eviction beyond it)
 DEFAULT_MODEL_CACHE_MB = 4096
 #: ``ACLQ_*`` variables read elsewhere: acl_core's RuntimeConfig (a test derives these from its
@@ -67,6 +70,7 @@ class Settings:
     max_message_mb: int = DEFAULT_MAX_MESSAGE_MB
     model_cache_mb: int = DEFAULT_MODEL_CACHE_MB
     inline_max_kb: int = DEFAULT_INLINE_MAX_KB
+    coalesce_max_jobs: int = DEFAULT_COALESCE_MAX_JOBS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> "Settings":

@@ -11,7 +11,7 @@ import redis
 from kombu import Connection, Consumer
 
 from producer import Settings, keys, transport
-from producer.client import _Core
+from producer.client import _Core, _Prepared
 from producer.dispatch import celery_config, make_celery, queue
 from producer.transport import DEAD_LETTER_KEY_OPTION, Books, Transport, dead_letters
 from worker.lease import LeaseKeeper
@@ -130,7 +130,7 @@ def test_an_entry_of_either_format_is_delivered_and_restored_whole(broker, publi
         core = _Core(settings)
         job = core.envelope("m", {}, {})
         with r.pipeline() as pipe:
-            for name, args, kwargs in core.message([job], (envelope,)):
+            for name, args, kwargs in core.message([_Prepared(job, envelope)]):
                 getattr(pipe, name)(*args, **kwargs)
             pipe.execute()
         want = ([[job.job_id]], {"model": "m", "inline": [envelope]})
