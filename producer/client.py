@@ -160,10 +160,11 @@ class _Coalescing:
         batch, self.waiting = self.waiting, []
         return batch
 
-    @staticmethod
-    def ended(batch: list[_Pending], error: BaseException | None) -> None:
+    def end(self, batch: list[_Pending], error: BaseException | None) -> None:
+        """Under the client's lock: the send of ``batch`` ended; the next waiter may send."""
         for pending in batch:
             pending.error, pending.sent = error, True
+        self.sending = False
 
 
 class _Core:
@@ -479,8 +480,7 @@ class Client:
             error = exc
         finally:
             with self._coalescing_lock:
-                _Coalescing.ended(batch, error)
-                self._coalescing.sending = False
+                self._coalescing.end(batch, error)
                 self._coalescing_lock.notify_all()
 
     def submit_many(
@@ -602,8 +602,7 @@ class AsyncClient:
             error = exc
         finally:
             async with self._coalescing_lock:
-                _Coalescing.ended(batch, error)
-                self._coalescing.sending = False
+                self._coalescing.end(batch, error)
                 self._coalescing_lock.notify_all()
 
     async def submit_many(
