@@ -16,7 +16,7 @@ import onnxruntime as ort
 import redis
 from celery import Celery
 
-from producer.dispatch import REDIS_OPTIONS
+from producer.connection import REDIS_OPTIONS
 from producer.malloc import keep_message_buffers
 
 ECHO_IN, ECHO_OUT = "bench:echo:in", "bench:echo:out"

@@ -18,12 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import redis
 
 from bench.round_trips import redis_cpu_s
 from examples.build_models import build
 from producer import Client, Settings
-from producer.dispatch import REDIS_OPTIONS
+from producer.connection import redis_client
 from worker.local import LocalCluster
 
 SIZES_KIB = [1, 4, 16, 64, 256, 1024]
@@ -44,7 +43,7 @@ def main() -> None:
                 "inline": Client(replace(cluster.settings, inline_max_kb=1 << 20)),
                 "claim check": Client(replace(cluster.settings, inline_max_kb=0)),
             }
-            r = redis.Redis.from_url(cluster.settings.require_url(), **REDIS_OPTIONS)
+            r = redis_client(cluster.settings)
             lat: dict[tuple[int, str], list[float]] = {}
             cpu: dict[tuple[int, str], float] = {}
             for size in args.sizes:

@@ -24,7 +24,7 @@ import redis
 
 from examples.build_models import build
 from producer import Client, Settings
-from producer.dispatch import REDIS_OPTIONS
+from producer.connection import redis_client
 from worker.local import LocalCluster
 
 #: who sends each command: a client, a worker, or a Lua script (commands run inside scripts are
@@ -78,7 +78,7 @@ def main() -> None:
         build(repo, ["add", "identity_uint8"])
         settings = Settings(model_repo=str(repo), namespace="rt")
         with LocalCluster(settings, devices=[0]) as cluster, Client(cluster.settings) as client:
-            r = redis.Redis.from_url(cluster.settings.require_url(), **REDIS_OPTIONS)
+            r = redis_client(cluster.settings)
             tiny = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}
             mib = {"x": np.zeros((1024, 1024), np.uint8)}
             big = {"x": np.zeros((4096, 4096), np.uint8)}

@@ -19,7 +19,7 @@ import redis
 from acl_core import Device
 from examples.build_models import build
 from producer import Client, Settings
-from producer.dispatch import REDIS_OPTIONS
+from producer.connection import REDIS_OPTIONS
 from producer.malloc import keep_message_buffers
 from worker.embedded import RedisServer
 from worker.executor import Executor

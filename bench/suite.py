@@ -45,7 +45,7 @@ import redis
 from bench import baselines
 from examples.build_models import build
 from producer import Client, Settings
-from producer.dispatch import REDIS_OPTIONS
+from producer.connection import REDIS_OPTIONS
 from producer.malloc import keep_message_buffers
 from worker.embedded import RedisServer
 from worker.local import LocalCluster

@@ -26,7 +26,8 @@ import redis.asyncio
 
 from producer import keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
-from producer.dispatch import ASYNC_REDIS_OPTIONS, PRIORITIES, REDIS_OPTIONS
+from producer.connection import async_redis_client, redis_client
+from producer.dispatch import PRIORITIES
 from producer.errors import (
     BrokerError,
     ConfigError,
@@ -451,7 +452,7 @@ class Client:
     def __init__(self, settings: Settings | str | None = None) -> None:
         self._core = _Core(settings)
         self.settings = self._core.settings
-        self._redis = redis.Redis.from_url(self._core.url, **REDIS_OPTIONS)
+        self._redis = redis_client(self.settings)
         self._coalescing = _Coalescing()
         self._coalescing_lock = threading.Condition()
 
@@ -573,7 +574,7 @@ class AsyncClient:
     def __init__(self, settings: Settings | str | None = None) -> None:
         self._core = _Core(settings)
         self.settings = self._core.settings
-        self._redis = redis.asyncio.Redis.from_url(self._core.url, **ASYNC_REDIS_OPTIONS)
+        self._redis = async_redis_client(self.settings)
         self._coalescing = _Coalescing()
         self._coalescing_lock = asyncio.Condition()
 

@@ -1,5 +1,5 @@
 """The Celery configuration of aclq's workers, and what the client shares with them: broker,
-serializers, queues, transport options and Redis client options.
+serializers, queues and transport options (aclq's own Redis clients: producer/connection.py).
 
 The client does not publish through Celery: it writes the task message itself
 (``producer.client._Core.message``) in the same round trip as the job's records. A job's
@@ -13,28 +13,17 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 from kombu.entity import Exchange, Queue
-from redis._parsers.encoders import Encoder
-from redis.connection import PythonRespSerializer
 
 from producer import keys
+from producer.connection import SENTINEL_OPTIONS, check_sentinels
 from producer.settings import Settings
 from producer.transport import DEAD_LETTER_KEY_OPTION
 
 #: job priorities: 0 is served first, 9 last (kombu's Redis priority order)
 PRIORITIES: Final = range(10)
-#: redis-py connection options of every aclq client:
-#: - hiredis parses replies (a 1 MiB reply in 0.26 ms, against 1.9 ms for the pure-Python
-#:   parser), while redis-py's own packer sends commands: it passes a large value as its own
-#:   buffer where hiredis' packer copies it (0.31 ms against 1.35 ms for a 1 MiB SET, here);
-#: - no socket timeout (redis-py 8 defaults to 5 s), because waiting for a result is a
-#:   blocking command bounded by its own timeout; keepalive notices a peer that vanished.
-ASYNC_REDIS_OPTIONS: Final[dict[str, Any]] = {"socket_timeout": None, "socket_keepalive": True}
-REDIS_OPTIONS: Final[dict[str, Any]] = {
-    **ASYNC_REDIS_OPTIONS,
-    "command_packer": PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode),
-}
-#: the kombu transport both sides use
+#: the kombu transport both sides use, and its Sentinel variant (a ``sentinel://`` ACLQ_REDIS_URL)
 TRANSPORT: Final = "producer.transport:Transport"
+SENTINEL_TRANSPORT: Final = "producer.transport:SentinelTransport"
 #: seconds between sweeps that return a dead worker's jobs to their queues (kombu's own sweep)
 RESTORE_INTERVAL_S: Final = 5
 
@@ -66,6 +55,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     if urlsplit(url).scheme == "rediss" and "ssl_cert_reqs" not in url:
         config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    target = settings.sentinel()
+    if target is not None:
+        config["broker_url"] = target.broker_url()
+        config["broker_transport"] = SENTINEL_TRANSPORT
+        config["broker_transport_options"].update(
+            master_name=target.master_name, sentinel_kwargs=dict(SENTINEL_OPTIONS)
+        )
     return config
 
 
@@ -75,6 +71,11 @@ def queue(name: str) -> Queue:
 
 
 def make_celery(settings: Settings, main: str = "aclq") -> Celery:
+    """A Celery app of ``settings``; ConfigError at once for sentinels that cannot name the
+    primary (kombu would retry them for ever)."""
+    target = settings.sentinel()
+    if target is not None:
+        check_sentinels(target)
     app = Celery(main, set_as_current=False)
     app.conf.update(celery_config(settings))
     return app

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from producer.errors import ConfigError
 
@@ -35,6 +35,8 @@ DEFAULT_INLINE_MAX_KB = 4
 #: most jobs of concurrent ``submit``s of one client that share a Celery message; 1 = a message
 #: each (docs/wire-format.md)
 DEFAULT_COALESCE_MAX_JOBS = 16
+#: port of a Sentinel whose URL names none
+SENTINEL_DEFAULT_PORT = 26379
 #: memory budget for a worker's loaded models, MiB (LRU eviction beyond it)
 DEFAULT_MODEL_CACHE_MB = 4096
 #: ``ACLQ_*`` variables read elsewhere: acl_core's RuntimeConfig (a test derives these from its
@@ -45,12 +47,66 @@ OTHER_VARIABLES = frozenset(
 
 
 @dataclass(frozen=True)
+class SentinelTarget:
+    """A Redis primary found through Redis Sentinel: what a ``sentinel://`` ACLQ_REDIS_URL says.
+
+    ``sentinel://[[USER]:PASSWORD@]HOST[:PORT][;sentinel://HOST[:PORT]...][/DB]?master_name=NAME``:
+    the sentinels, kombu's way (``;`` between them); the user and password are the primary's
+    (and its replicas'), the database and master name are given once, on any part.
+    """
+
+    sentinels: tuple[tuple[str, int], ...]
+    master_name: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> "SentinelTarget":
+        parts = [urlsplit(part) for part in url.split(";")]
+        others = sorted({p.scheme or "(none)" for p in parts if p.scheme != "sentinel"})
+        if others:
+            raise ConfigError(
+                f"ACLQ_REDIS_URL mixes sentinel:// with {', '.join(others)}: list only sentinels, "
+                f"sentinel://HOST:PORT;sentinel://HOST:PORT/DB?master_name=NAME"
+            )
+        names = {name for p in parts for name in parse_qs(p.query).get("master_name", [])}
+        if len(names) != 1:
+            problem = "names no master" if not names else f"names several masters ({', '.join(sorted(names))})"
+            raise ConfigError(f"ACLQ_REDIS_URL {problem}: add ?master_name=NAME, the name the sentinels monitor")
+        dbs = {p.path.strip("/") for p in parts if p.path.strip("/")}
+        if len(dbs) > 1 or not all(db.isdigit() for db in dbs):
+            raise ConfigError(f"ACLQ_REDIS_URL gives database {', '.join(sorted(dbs))}: give one number, once")
+        try:
+            sentinels = tuple((p.hostname or "", p.port or SENTINEL_DEFAULT_PORT) for p in parts)
+        except ValueError as exc:  # a port that is not a number
+            raise ConfigError(f"ACLQ_REDIS_URL: {exc}") from None
+        if not all(host for host, _ in sentinels):
+            raise ConfigError("ACLQ_REDIS_URL names a sentinel without a host")
+        auth = next((p for p in parts if p.password is not None or p.username), None)
+        return cls(
+            sentinels, names.pop(), int(dbs.pop()) if dbs else 0,
+            auth.username or None if auth else None, auth.password if auth else None,
+        )  # fmt: skip
+
+    def broker_url(self) -> str:
+        """The URL kombu's Sentinel transport takes (its master name goes in transport options)."""
+        auth = f"{self.username or ''}:{self.password}@" if self.password is not None else ""
+        return ";".join(f"sentinel://{auth}{host}:{port}/{self.db}" for host, port in self.sentinels)
+
+    def addresses(self) -> str:
+        return ", ".join(f"{host}:{port}" for host, port in self.sentinels)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where Redis is and how aclq uses it. Each field has an ``ACLQ_<FIELD>`` variable.
 
     ``redis_url`` None means "no broker configured": commands that can (``aclq up``, the demo,
     ``aclq batch``) then start an embedded server. ``redis://`` and ``rediss://`` (TLS) URLs
-    with passwords work; :meth:`safe_url` is the form that may be logged.
+    with passwords work, and ``sentinel://`` ones (:class:`SentinelTarget`): every aclq client,
+    kombu's included, then follows the primary the sentinels name. :meth:`safe_url` is the
+    form that may be logged.
     """
 
     redis_url: str | None = None
@@ -92,8 +148,14 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"ACLQ_REDIS_URL {self.safe_url()!r} must be redis://, rediss:// or unix://")
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in (
+            "redis",
+            "rediss",
+            "unix",
+            "sentinel",
+        ):
+            raise ConfigError(f"ACLQ_REDIS_URL {self.safe_url()!r} must be redis://, rediss://, unix:// or sentinel://")
+        self.sentinel()  # a bad Sentinel URL fails here
         if self.visibility_timeout_s < 2:
             raise ConfigError(f"ACLQ_VISIBILITY_TIMEOUT_S={self.visibility_timeout_s} must be at least 2")
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.host):
@@ -117,22 +179,30 @@ class Settings:
     def inline_max_bytes(self) -> int:
         return self.inline_max_kb << 10
 
+    def sentinel(self) -> SentinelTarget | None:
+        """Where the sentinels are, when ``redis_url`` is a ``sentinel://`` URL."""
+        if self.redis_url is None or "sentinel://" not in self.redis_url:
+            return None
+        return SentinelTarget.parse(self.redis_url)
+
     def safe_url(self) -> str:
         """The Redis URL with any password masked, fit for logs and errors."""
         if not self.redis_url:
             return "(none)"
-        parts = urlsplit(self.redis_url)
-        if parts.password is None:
-            return self.redis_url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
+        return ";".join(_masked(part) for part in self.redis_url.split(";"))
 
     def require_url(self) -> str:
         if not self.redis_url:
             raise ConfigError("no broker configured: set ACLQ_REDIS_URL (or run `aclq up`)")
         return self.redis_url
+
+
+def _masked(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class UnknownSettingWarning(UserWarning):

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 import redis
 
 from producer import keys
-from producer.dispatch import REDIS_OPTIONS
+from producer.connection import redis_client
 from producer.errors import WireError, broker_error
 from producer.settings import Settings
 from producer.wire import WorkerBeat
@@ -65,7 +65,7 @@ def read_status(client: redis.Redis, settings: Settings) -> Status:
 def fetch_status(settings: Settings) -> Status:
     """:func:`read_status` over a connection of its own; Redis errors as BrokerError, by cause."""
     try:
-        with redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS) as client:
+        with redis_client(settings) as client:
             return read_status(client, settings)
     except redis.RedisError as exc:
         raise broker_error(exc, settings.require_url(), settings.safe_url()) from None

@@ -477,6 +477,26 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """:class:`Channel` connected to the primary that Redis Sentinel names (kombu's Sentinel
+    channel finds it; a reconnection after a failover asks the sentinels again)."""
+
+
+class SentinelTransport(Transport):
+    """:class:`Transport` for ``sentinel://`` URLs (kombu's ``master_name`` transport option)."""
+
+    Channel = SentinelChannel
+    default_port = kombu_redis.SentinelTransport.default_port  # type: ignore[assignment]  # kombu says None
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        # The sentinels of a ``sentinel://a;sentinel://b`` URL are one service, which the
+        # channel asks in turn; to kombu's connection they look like alternative brokers, and
+        # its switch to the "next" one after a connection error re-reads the transport from the
+        # URL's scheme: kombu's own, which cannot read aclq's queue entries. No switching.
+        client.cycle = None
+
+
 def dead_letters(client: redis.Redis, key: str, count: int = 10) -> list[dict[str, Any]]:
     """The newest ``count`` dead-lettered entries: queue, reason, entry (the bytes as they lay in
     the queue), at (Unix time)."""

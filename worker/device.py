@@ -20,7 +20,7 @@ from acl_core import AclError, Device
 from acl_core.discovery import runtime_index
 from acl_core.runtime import RUNTIME
 from producer import keys
-from producer.dispatch import REDIS_OPTIONS
+from producer.connection import redis_client
 from producer.malloc import keep_message_buffers
 from producer.settings import Settings
 from producer.transport import Books
@@ -80,7 +80,7 @@ class DeviceWorker:
             os._exit(3)  # Celery would swallow an exception here; the process must not serve
         repository = ModelRepository(settings.model_repo)
         models = ModelCache(device, repository, settings.model_cache_mb << 20)
-        client = redis.Redis.from_url(settings.require_url(), **REDIS_OPTIONS)
+        client = redis_client(settings)
         name = f"{settings.host}/device{settings.device}/pid{os.getpid()}"
         # One port per device on a host: device N serves ACLQ_METRICS_PORT + N.
         metrics = Metrics(settings.metrics_port + settings.device if settings.metrics_port else 0)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from producer.errors import WORKER_EXTRA, ConfigError
@@ -74,6 +74,9 @@ def free_port() -> int:
 class RedisServer:
     """``with RedisServer() as server: server.url``; ``restart()`` keeps port and data dir."""
 
+    #: the log line that says the server accepts connections
+    READY = "Ready to accept connections"
+
     def __init__(
         self,
         binary: str | None = None,
@@ -81,13 +84,16 @@ class RedisServer:
         appendonly: bool = False,
         password: str | None = None,
         tls: tuple[str, str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
-        """``tls``: (certificate, key, CA certificate) files; the server then speaks only TLS."""
+        """``tls``: (certificate, key, CA certificate) files; the server then speaks only TLS.
+        ``args``: more ``--option value`` arguments (``--replicaof HOST PORT`` for a replica)."""
         self.binary = binary or server_binary()
         self.port = free_port()
         self.appendonly = appendonly
         self.password = password
         self.tls = tls
+        self.args = tuple(args)
         self._dir = tempfile.TemporaryDirectory(prefix="aclq-redis-")
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
@@ -103,7 +109,8 @@ class RedisServer:
     def dir(self) -> Path:
         return Path(self._dir.name)
 
-    def start(self) -> "RedisServer":
+    def command(self) -> list[str]:
+        """The server's command line."""
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir.name,
             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no",
@@ -115,8 +122,11 @@ class RedisServer:
             args[2] = "0"  # no plain-text port
             args += ["--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key]
             args += ["--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
+        return args + list(self.args)
+
+    def start(self) -> "RedisServer":
         self._process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent()
+            self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent()
         )
         ready = threading.Event()
         lines: list[str] = []
@@ -133,7 +143,7 @@ class RedisServer:
         assert self._process is not None and self._process.stdout is not None
         for line in self._process.stdout:
             lines.append(line)
-            if "Ready to accept connections" in line:
+            if self.READY in line:
                 ready.set()
         ready.set()  # the process ended: wake the waiter, which sees it exited
 
@@ -150,6 +160,13 @@ class RedisServer:
                 self._reader.join(5)  # it reads to the end of the log, which the exit closed
             self._process.stdout.close()
         self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would end it (no shutdown save); ``start()`` brings it back."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        self.stop()
 
     def restart(self) -> None:
         self.stop()

@@ -14,7 +14,7 @@ from dataclasses import replace
 import redis
 
 from producer import keys
-from producer.dispatch import REDIS_OPTIONS
+from producer.connection import redis_client
 from producer.errors import ConfigError
 from producer.settings import Settings
 from worker.embedded import RedisServer, die_with_parent
@@ -55,7 +55,7 @@ class LocalCluster:
             self.settings = replace(self._given, redis_url=self.server.url)
         if self.devices is None:
             self.devices = list(range(device_count()))
-        client = redis.Redis.from_url(self.settings.require_url(), **REDIS_OPTIONS)
+        client = redis_client(self.settings)
         client.delete(keys.workers_ready(self.settings.namespace))
         for device in self.devices:
             self.start_worker(device)

@@ -14,7 +14,7 @@ import redis
 
 from acl_core import Device
 from producer import AsyncClient, Client, JobCancelled, JobNotFound, JobStatus, Settings, keys
-from producer.dispatch import REDIS_OPTIONS
+from producer.connection import redis_client
 from tests.messages import queued
 from worker.cancels import CancelListener
 from worker.executor import Executor
@@ -126,7 +126,7 @@ def test_an_execution_in_progress_is_terminated_when_its_job_is_cancelled(redis_
     terminated, well before the minutes it would take."""
     settings = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo))
     with Device(0) as device, Client(settings) as client:
-        server = redis.Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
+        server = redis_client(settings)
         executor = Executor(settings, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "t")
         listener = CancelListener(server, keys.job_cancels(namespace), executor.cancelled)
         listener.start()

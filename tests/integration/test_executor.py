@@ -5,11 +5,10 @@ import logging
 import numpy as np
 import onnx
 import pytest
-import redis
 
 from acl_core import Device
 from producer import Client, JobFailed, Settings, keys
-from producer.dispatch import REDIS_OPTIONS
+from producer.connection import redis_client
 from tests.messages import queued, take_queued
 from tests.models import colsum
 from worker.executor import Executor
@@ -22,7 +21,7 @@ GOOD = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 3), np.float32)}
 def setup(redis_server, model_repo, namespace):
     settings = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo))
     with Device(0) as device, Client(settings) as client:
-        server = redis.Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
+        server = redis_client(settings)
         executor = Executor(settings, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "test")
         yield client, executor, device
         server.close()
@@ -72,7 +71,7 @@ def test_too_large_outputs_are_answered_with_the_limit_error(setup, redis_server
     """NonZero turns 1,000,000 bytes of input into 4,000,000 of output: past a 1 MiB limit."""
     client, _, device = setup
     tight = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo), max_message_mb=1)
-    server = redis.Redis.from_url(tight.redis_url, **REDIS_OPTIONS)
+    server = redis_client(tight)
     executor = Executor(tight, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "tight")
     job = client.submit("nonzero", {"x": np.ones((500, 500), np.float32)})
     executor.run(queued(client, job.id))
@@ -154,7 +153,7 @@ def test_a_batch_whose_outputs_do_not_split_runs_its_jobs_alone(setup, redis_ser
     onnx.save(colsum(), str(tmp_path / "colsum" / "1" / "model.onnx"))
     (tmp_path / "colsum" / "config.json").write_text('{"max_batch_size": 8, "max_queue_delay_ms": 1}')
     settings = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(tmp_path))
-    server = redis.Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
+    server = redis_client(settings)
     executor = Executor(settings, device, ModelCache(device, ModelRepository(tmp_path), 1 << 30), server, "colsum")
     feeds = [np.full((2, 4), i, np.float32) for i in range(3)]
     jobs = [client.submit("colsum", {"x": x}) for x in feeds]

@@ -6,13 +6,13 @@ import itertools
 
 import numpy as np
 import pytest
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acl_core import Device
 from producer import Client, JobFailed, Settings, keys
-from producer.dispatch import REDIS_OPTIONS, make_celery, queue
+from producer.connection import redis_client
+from producer.dispatch import make_celery, queue
 from producer.wire import INFER_TASK, ResultEnvelope, TaskMessage
 from tests.fuzz_jobs import malformed_jobs
 from tests.messages import queued
@@ -42,7 +42,7 @@ def _answer(client: Client, job_id: str) -> ResultEnvelope:
 def in_process(redis_server, model_repo, namespace):
     settings = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo))
     with Device(0) as device, Client(settings) as client:
-        server = redis.Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
+        server = redis_client(settings)
         yield client, Executor(settings, device, ModelCache(device, ModelRepository(model_repo), 1 << 30), server, "f")
         server.close()
 

@@ -15,6 +15,7 @@ import pytest
 import producer
 from acl_core.config import RuntimeConfig
 from producer import ConfigError, Settings, keys
+from producer.dispatch import SENTINEL_TRANSPORT, celery_config
 from producer.settings import OTHER_VARIABLES, UnknownSettingWarning, known_variables
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,13 +33,33 @@ def test_from_env():
     "env, fragment",
     [
         ({"ACLQ_RESULT_TTL_S": "soon"}, "ACLQ_RESULT_TTL_S='soon' must be a non-negative integer"),
-        ({"ACLQ_REDIS_URL": "http://x"}, "must be redis://, rediss:// or unix://"),
+        ({"ACLQ_REDIS_URL": "http://x"}, "must be redis://, rediss://, unix:// or sentinel://"),
+        ({"ACLQ_REDIS_URL": "sentinel://h:1;redis://h:2/0?master_name=m"}, "mixes sentinel:// with redis"),
+        ({"ACLQ_REDIS_URL": "redis://h:2;sentinel://h:1/0?master_name=m"}, "mixes sentinel:// with redis"),
+        ({"ACLQ_REDIS_URL": "sentinel://h:1;sentinel://h:2/0"}, "names no master: add ?master_name=NAME"),
+        ({"ACLQ_REDIS_URL": "sentinel://h:1/0?master_name=a;sentinel://h:2/0?master_name=b"}, "several masters (a, b)"),
+        ({"ACLQ_REDIS_URL": "sentinel://h:1/1;sentinel://h:2/2?master_name=m"}, "gives database 1, 2"),
+        ({"ACLQ_REDIS_URL": "sentinel://:26379/0?master_name=m"}, "a sentinel without a host"),
         ({"ACLQ_NAMESPACE": "a b"}, "ACLQ_NAMESPACE"),
     ],
 )
 def test_bad_settings_are_named(env, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         Settings.from_env(env)
+
+
+def test_a_sentinel_url_names_the_sentinels_the_master_and_the_primarys_database():
+    settings = Settings(redis_url="sentinel://:pw@s1:26380;sentinel://s2/3?master_name=main")
+    target = settings.sentinel()
+    assert target is not None
+    assert target.sentinels == (("s1", 26380), ("s2", 26379)) and target.master_name == "main"
+    assert (target.db, target.username, target.password) == (3, None, "pw")
+    assert target.broker_url() == "sentinel://:pw@s1:26380/3;sentinel://:pw@s2:26379/3"
+    assert settings.safe_url() == "sentinel://:***@s1:26380;sentinel://s2/3?master_name=main"
+    assert Settings(redis_url="redis://h/0").sentinel() is None
+    config = celery_config(settings)  # kombu's connection: aclq's transport, sentinel-aware
+    assert (config["broker_url"], config["broker_transport"]) == (target.broker_url(), SENTINEL_TRANSPORT)
+    assert config["broker_transport_options"]["master_name"] == "main"
 
 
 def test_safe_url_masks_passwords():
