@@ -57,7 +57,12 @@ def redis_client(settings: Settings) -> redis.Redis:
     sentinel = redis.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=dict(SENTINEL_OPTIONS))
     retry = redis.retry.Retry(_FAILOVER_BACKOFF, FAILOVER_S)
     client: redis.Redis = sentinel.master_for(
-        target.master_name, _Primary, **_primary(target), retry=retry, **REDIS_OPTIONS
+        target.master_name,
+        _Primary,
+        connection_class=PrimaryConnection,
+        **_primary(target),
+        retry=retry,
+        **REDIS_OPTIONS,
     )
     return client
 
@@ -71,9 +76,35 @@ def async_redis_client(settings: Settings) -> redis.asyncio.Redis:
     sentinel = redis.asyncio.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=dict(SENTINEL_OPTIONS))
     retry = redis.asyncio.retry.Retry(_FAILOVER_BACKOFF, FAILOVER_S)
     client: redis.asyncio.Redis = sentinel.master_for(
-        target.master_name, _AsyncPrimary, **_primary(target), retry=retry, **ASYNC_REDIS_OPTIONS
+        target.master_name,
+        _AsyncPrimary,
+        connection_class=_AsyncPrimaryConnection,
+        **_primary(target),
+        retry=retry,
+        **ASYNC_REDIS_OPTIONS,
     )
     return client
+
+
+class PrimaryConnection(redis.sentinel.SentinelManagedConnection):
+    """A connection to the sentinels' primary that asks them where it is at every connect.
+
+    redis-py's own asks only on a connection's first connect: a command retried after a
+    failover reconnects to the address the connection had, the old primary, until its retries
+    run out (redis/redis-py#3874; seen here as every caller failing 30 s after a failover).
+    """
+
+    def _connect(self) -> Any:
+        self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()
+
+
+class _AsyncPrimaryConnection(redis.asyncio.sentinel.SentinelManagedConnection):
+    """:class:`PrimaryConnection` for asyncio."""
+
+    async def _connect(self) -> None:
+        self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()
 
 
 class _Primary(redis.Redis):

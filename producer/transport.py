@@ -46,6 +46,7 @@ from kombu.transport.virtual import base as virtual
 from kombu.utils.json import loads
 
 from producer import keys
+from producer.connection import PrimaryConnection
 from producer.settings import DEFAULT_NAMESPACE
 
 log = logging.getLogger(__name__)
@@ -479,7 +480,9 @@ class Transport(kombu_redis.Transport):
 
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     """:class:`Channel` connected to the primary that Redis Sentinel names (kombu's Sentinel
-    channel finds it; a reconnection after a failover asks the sentinels again)."""
+    channel finds it), asking the sentinels again at every reconnection."""
+
+    connection_class = PrimaryConnection
 
 
 class SentinelTransport(Transport):

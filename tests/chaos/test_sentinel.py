@@ -24,7 +24,7 @@ ITEMS = 300
 
 def test_a_batch_lives_through_a_failover(model_repo, tmp_path, monkeypatch):
     """SIGKILL of the primary mid-batch: the sentinels promote the replica, workers and client
-    follow it by themselves, and every item ends written (correct) or named as failed."""
+    follow it by themselves, and every item ends written (correct) or named lost."""
     monkeypatch.setenv("ACLQ_PROVIDER", "cpu")
     monkeypatch.setenv("ACLQ_DEVICE_COUNT", "2")
     rng = np.random.default_rng(7)
@@ -42,7 +42,7 @@ def test_a_batch_lives_through_a_failover(model_repo, tmp_path, monkeypatch):
         with LocalCluster(settings, devices=[0, 1]) as cluster, Client(settings) as client:
             summaries = []
             batch = threading.Thread(
-                target=lambda: summaries.append(run_batch(client, "mlp", source, output, window=8, retries=5))
+                target=lambda: summaries.append(run_batch(client, "mlp", source, output, window=8))
             )
             batch.start()
             while len(list(output.glob("*.npz"))) < 50:
@@ -62,7 +62,9 @@ def test_a_batch_lives_through_a_failover(model_repo, tmp_path, monkeypatch):
     assert summary.done + summary.failed == ITEMS  # nothing vanished
     assert summary.done == len(written)
     assert {f.item.removesuffix(".npy") for f in summary.failures} == set(feeds) - written  # the rest named
-    assert all(f.name and f.message for f in summary.failures)
+    # No retries: what the clients could not ride out would show here. Only jobs whose records
+    # the replica never got (async replication) may fail, and each is named lost.
+    assert {f.name for f in summary.failures} <= {"JobNotFound"}, summary.failures
     session = ort.InferenceSession(str(model_repo / "mlp" / "1" / "model.onnx"))
     for name in written:
         (expected,) = session.run(None, {"x": feeds[name]})
