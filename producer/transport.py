@@ -34,7 +34,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from queue import Empty  # what kombu's channels raise for "no message"
 from typing import Any, Final
@@ -204,7 +204,7 @@ class Books:
 
     def ack(self, pipe: Any, tags: Sequence[str]) -> None:
         """Acknowledge these deliveries on ``pipe`` (what kombu's ack writes), for the caller to
-        send with the answers of their jobs; once it is sent, :func:`settled` them."""
+        send with the answers of their jobs, within :func:`settling` them."""
         if tags:
             pipe.zrem(self.index, *tags)
             pipe.hdel(self.unacked, *tags)
@@ -215,10 +215,18 @@ def acknowledged(tag: str) -> bool:
     return tag in _SETTLED
 
 
-def settled(tags: Sequence[str]) -> None:
-    """These deliveries were acknowledged with :meth:`Books.ack`: Celery's ack of them, when
-    their task returns, has nothing left to write."""
+@contextlib.contextmanager
+def settling(tags: Sequence[str]) -> Iterator[None]:
+    """Around the round trip that acknowledges these deliveries with :meth:`Books.ack`: once it
+    is sent, Celery's ack of them, when their task returns, has nothing left to write. They are
+    marked before it is sent, so that a lease renewal racing it does not report them missing,
+    and unmarked if it fails."""
     _SETTLED.update(tags)
+    try:
+        yield
+    except BaseException:
+        _SETTLED.difference_update(tags)
+        raise
 
 
 def encode_entry(message: dict[str, Any]) -> bytes:

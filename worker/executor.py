@@ -18,7 +18,7 @@ from acl_core.constants import INT32_MAX
 from producer import keys
 from producer.errors import WireError
 from producer.settings import Settings
-from producer.transport import Books, settled
+from producer.transport import Books, settling
 from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, JobStatus, ResultEnvelope
 from worker.batching import Packer, batch_key, batch_rows, join, split
 from worker.failpoints import FailPoints
@@ -250,9 +250,8 @@ class Executor:
             if self._books is not None:
                 self._books.ack(pipe, acks)
 
-        replies = self._pipeline(finish)
-        if self._books is not None:
-            settled(acks)
+        with settling(acks if self._books is not None else ()):
+            replies = self._pipeline(finish)
         return [bool(first) for first in replies[2 * len(answers)]]
 
     def _prepare(self, claim: "_Claim") -> "_Work":
