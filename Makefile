@@ -28,13 +28,16 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # The suite prints the one table of ours beside the baselines, and writes it as JSON to compare
-# between commits; the others measure acl_core alone, offline batch and a long soak.
+# between commits; the others measure acl_core alone, offline batch, a long soak, Redis' cost
+# per job and the fleet it feeds (docs/scaling.md), and Sentinel failovers (docs/reliability.md).
 bench: examples/model_repo
 	$(PY) -m bench.suite --json bench-results.json
 	$(PY) -m bench.acl_overhead
 	$(PY) -m bench.batch
 	$(PY) -m bench.soak
 	$(PY) -m bench.round_trips
+	$(PY) -m bench.scaling
+	$(PY) -m bench.failover
 
 clean:
 	rm -rf $(VENV) examples/model_repo
