@@ -4,6 +4,11 @@ Input forms (:func:`plan`): a directory of .npy/.npz files (one job per file), o
 whose leading axis is split into jobs of ``batch_size`` rows, or a JSONL manifest whose lines map
 input names to files. Every output is written atomically (temporary file + rename), so an
 interrupted run leaves only whole files, and ``resume`` skips the items whose outputs exist.
+
+Output formats (``outfmt``): ``npz``, one archive per item holding every output by name; or, as
+ais_bench writes them, one file per output named ``<item>_<i>.<ext>`` in the model's output
+order: ``npy``, ``bin`` (the raw bytes, C order, no header: dtype and shape are the model's) or
+``txt`` (``numpy.savetxt``, one row per leading index).
 """
 
 import functools
@@ -39,6 +44,8 @@ log = logging.getLogger(__name__)
 PARTS_DIR = ".parts"
 TMP_SUFFIX = ".tmp"
 SUMMARY_FILE = "summary.json"
+#: --outfmt choices: an archive per item, or a file per output (ais_bench's formats)
+OUTPUT_FORMATS = ("npz", "npy", "bin", "txt")
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ class Item:
 
     key: str  #: how the item is named in progress and in the summary
     load: Callable[[], dict[str, np.ndarray]]
-    output: Path  #: an .npz written atomically when the result arrives
+    output: Path  #: its outputs' path less the suffix (:func:`save_outputs`)
 
 
 @dataclass
@@ -56,6 +63,14 @@ class Plan:
     output: Path
     #: run after every item is done, e.g. reassembling a split array; None when nothing to do
     finish: Callable[[], None] | None = None
+    outfmt: str = "npz"  #: how each item's outputs are written (OUTPUT_FORMATS)
+
+    def done(self, item: Item) -> bool:
+        """Whether the item's outputs are all written (what ``resume`` skips)."""
+        return _last_written(item.output, self.outfmt).exists()
+
+    def save(self, item: Item, outputs: Mapping[str, np.ndarray]) -> None:
+        save_outputs(item.output, outputs, self.outfmt)
 
 
 @dataclass
@@ -92,16 +107,45 @@ def _temporary(path: Path) -> Path:
 
 
 def atomic_save(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` (.npz, or one array as .npy) so that ``path`` is whole or absent."""
+    """Write ``arrays`` so that ``path`` is whole or absent: all of them as .npz, or one array as
+    .npy, .bin (raw bytes) or .txt, by the path's suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(path)
     with open(tmp, "wb") as f:
-        if path.suffix == ".npy":
-            (array,) = arrays.values()
-            np.save(f, array, allow_pickle=False)
-        else:
+        if path.suffix == ".npz":
             np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
+        else:
+            (array,) = arrays.values()
+            if path.suffix == ".npy":
+                np.save(f, array, allow_pickle=False)
+            elif path.suffix == ".bin":
+                f.write(np.ascontiguousarray(array).tobytes())
+            else:
+                rows = array.reshape(-1, array.shape[-1]) if array.ndim > 1 else array.reshape(1, -1)
+                np.savetxt(f, rows, fmt=_text_format(array.dtype))
     os.replace(tmp, path)
+
+
+def _text_format(dtype: np.dtype) -> str:
+    """Integers as integers; floats with the digits that read back to the same value."""
+    if dtype.kind in "iub":
+        return "%d"
+    return "%.9g" if dtype.itemsize <= 4 else "%.17g"
+
+
+def save_outputs(base: Path, outputs: Mapping[str, np.ndarray], outfmt: str) -> None:
+    """An item's outputs at ``base``: ``base.npz``, or ``base_<i>.<outfmt>`` for output i. The
+    file :meth:`Plan.done` looks at is renamed last, so that it says every file is whole."""
+    if outfmt == "npz":
+        atomic_save(base.with_name(f"{base.name}.npz"), outputs)
+        return
+    files = [(base.with_name(f"{base.name}_{i}.{outfmt}"), {name: a}) for i, (name, a) in enumerate(outputs.items())]
+    for path, arrays in files[1:] + files[:1]:
+        atomic_save(path, arrays)
+
+
+def _last_written(base: Path, outfmt: str) -> Path:
+    return base.with_name(f"{base.name}.npz" if outfmt == "npz" else f"{base.name}_0.{outfmt}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -118,20 +162,25 @@ def _load(path: Path, input_name: str) -> dict[str, np.ndarray]:
     return {input_name: np.load(path, allow_pickle=False)}
 
 
-def plan(source: Path, output: Path, *, batch_size: int = 1, input_name: str = POSITIONAL) -> Plan:
-    """The items of ``source``; a .npy stands for the input ``input_name`` (default: the only one)."""
+def plan(
+    source: Path, output: Path, *, batch_size: int = 1, input_name: str = POSITIONAL, outfmt: str | None = None
+) -> Plan:
+    """The items of ``source``; a .npy stands for the input ``input_name`` (default: the only one).
+    ``outfmt`` (OUTPUT_FORMATS): npz per item by default; a split array's outputs are put back
+    together as one file per output name, .npy by default."""
+    if outfmt is not None and outfmt not in OUTPUT_FORMATS:
+        raise ConfigError(f"output format {outfmt!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix in (".npy", ".npz") and p.is_file())
         relative = [p.relative_to(source) for p in files]
         items = [
-            Item(str(r), functools.partial(_load, source / r, input_name), output / r.with_suffix(".npz"))
-            for r in relative
+            Item(str(r), functools.partial(_load, source / r, input_name), output / r.with_suffix("")) for r in relative
         ]
-        return Plan(items, output)
+        return Plan(items, output, outfmt=outfmt or "npz")
     if source.suffix == ".jsonl":
-        return Plan(_manifest_items(source, output), output)
+        return Plan(_manifest_items(source, output), output, outfmt=outfmt or "npz")
     if source.suffix in (".npy", ".npz") and source.is_file():
-        return _split_plan(source, output, batch_size, input_name)
+        return _split_plan(source, output, batch_size, input_name, outfmt or "npy")
     raise ConfigError(f"{source}: expected a directory, a .npy/.npz file or a .jsonl manifest")
 
 
@@ -146,7 +195,7 @@ def _manifest_items(manifest: Path, output: Path) -> list[Item]:
         except (ValueError, AttributeError) as exc:
             raise ConfigError(f"{manifest}:{number + 1}: not a JSON map of input name to file: {exc}") from None
         key = str(entry.get("id", f"{number:08d}"))
-        items.append(Item(key, functools.partial(_load_files, files), output / f"{key}.npz"))
+        items.append(Item(key, functools.partial(_load_files, files), output / key))
     return items
 
 
@@ -158,7 +207,7 @@ def _rows(arrays: Mapping[str, np.ndarray], start: int, count: int) -> dict[str,
     return {name: np.ascontiguousarray(a[start : start + count]) for name, a in arrays.items()}
 
 
-def _split_plan(source: Path, output: Path, batch_size: int, input_name: str) -> Plan:
+def _split_plan(source: Path, output: Path, batch_size: int, input_name: str, outfmt: str) -> Plan:
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     if source.suffix == ".npz":
@@ -175,20 +224,24 @@ def _split_plan(source: Path, output: Path, batch_size: int, input_name: str) ->
         Item(
             f"rows {start}-{min(start + batch_size, n) - 1}",
             functools.partial(_rows, arrays, start, batch_size),
-            parts / f"{start // batch_size:08d}.npz",
+            parts / f"{start // batch_size:08d}",
         )
         for start in range(0, n, batch_size)
     ]
 
     def reassemble() -> None:
-        """One .npy per output name, rows in input order."""
+        """The outputs' rows in input order: one file per output name (``outputs.npz`` for npz)."""
         chunks: dict[str, list[np.ndarray]] = {}
         for item in items:
-            with np.load(item.output, allow_pickle=False) as part:
+            with np.load(item.output.with_suffix(".npz"), allow_pickle=False) as part:
                 for name in part.files:
                     chunks.setdefault(name, []).append(part[name])
-        for name, pieces in chunks.items():
-            atomic_save(output / f"{name}.npy", {name: np.concatenate(pieces)})
+        whole = {name: np.concatenate(pieces) for name, pieces in chunks.items()}
+        if outfmt == "npz":
+            atomic_save(output / "outputs.npz", whole)
+        else:
+            for name, array in whole.items():
+                atomic_save(output / f"{name}.{outfmt}", {name: array})
 
     return Plan(items, output, reassemble)
 
@@ -223,6 +276,7 @@ def run_batch(
     *,
     batch_size: int = 1,
     input_name: str = POSITIONAL,
+    outfmt: str | None = None,
     window: int = 16,
     retries: int = 0,
     resume: bool = False,
@@ -231,7 +285,7 @@ def run_batch(
 ) -> Summary:
     """Offline inference over a directory, a split array or a manifest (:func:`plan`) through
     ``client``; failed items are reported in the returned summary, not raised."""
-    work = plan(Path(source), Path(output), batch_size=batch_size, input_name=input_name)
+    work = plan(Path(source), Path(output), batch_size=batch_size, input_name=input_name, outfmt=outfmt)
     return run(client, model, work, window=window, retries=retries, resume=resume, quiet=quiet, **options)
 
 
@@ -258,7 +312,7 @@ def run(
     if resume:  # temporary files of a run that was killed mid-write
         for stale in batch.output.rglob(f".*{TMP_SUFFIX}"):
             stale.unlink()
-    todo = [item for item in batch.items if not (resume and item.output.exists())]
+    todo = [item for item in batch.items if not (resume and batch.done(item))]
     summary.skipped = summary.total - len(todo)
     progress = _Progress(len(todo), quiet)
     latencies: list[float] = []
@@ -273,7 +327,7 @@ def run(
             in_flight[0] += 1
             summary.max_in_flight = max(summary.max_in_flight, in_flight[0])
         try:
-            ok = _attempts(client, model, item, retries, submit, summary, latencies, devices, lock)
+            ok = _attempts(client, model, batch, item, retries, submit, summary, latencies, devices, lock)
         finally:
             with lock:
                 in_flight[0] -= 1
@@ -302,7 +356,7 @@ def _until(items: list[Item], stop: threading.Event) -> Iterator[Item]:
 
 
 def _attempts(
-    client: Client, model: str, item: Item, retries: int, submit: SubmitOptions,
+    client: Client, model: str, batch: Plan, item: Item, retries: int, submit: SubmitOptions,
     summary: Summary, latencies: list[float], devices: Counter[str], lock: threading.Lock,
 ) -> bool:  # fmt: skip
     """Run one item, retrying transient failures; record the outcome. True when it succeeded."""
@@ -311,7 +365,7 @@ def _attempts(
         started = time.perf_counter()
         try:
             details = client.submit(model, item.load(), **submit).details(submit.get("timeout_s"))
-            atomic_save(item.output, details.outputs)
+            batch.save(item, details.outputs)
         except JobFailed as exc:
             failure = Failure(item.key, exc.code, exc.name, exc.message)
             if exc.code not in codes.TRANSIENT:

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from producer import batch as batch_run
 from producer.client import Client
 from producer.errors import WORKER_EXTRA, AclqError, ConfigError
 from producer.malloc import keep_message_buffers
@@ -129,6 +130,12 @@ def submit(
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="rows per job when splitting")
 @click.option("--input-name", default="", help="input a .npy feeds (default: the model's only input)")
+@click.option(
+    "--outfmt",
+    type=click.Choice(batch_run.OUTPUT_FORMATS),
+    default=None,
+    help="npz: an archive per item (default); npy/bin/txt: a file per output, <item>_<i>.<ext> (ais_bench's)",
+)
 @click.option("--window", type=click.IntRange(1), default=16, show_default=True, help="most jobs in flight")
 @click.option("--device", type=int, default=None, help="run on this device (default: any free one)")
 @click.option("--resume", is_flag=True, help="skip items whose outputs are already written")
@@ -141,6 +148,7 @@ def batch(
     output: Path,
     batch_size: int,
     input_name: str,
+    outfmt: str | None,
     window: int,
     device: int | None,
     resume: bool,
@@ -153,15 +161,13 @@ def batch(
     Exits 1 when any item failed, 130 when interrupted. With no ACLQ_REDIS_URL it starts a
     private Redis and one worker per local device for the run.
     """
-    from producer import batch as batch_run
-
     name, version = _model_ref(model_ref)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: finish the jobs in flight, then stop
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     settings = Settings.from_env()
     try:
-        work = batch_run.plan(source, output, batch_size=batch_size, input_name=input_name)
+        work = batch_run.plan(source, output, batch_size=batch_size, input_name=input_name, outfmt=outfmt)
         with _broker(settings) as ready, Client(ready) as client:
             summary = batch_run.run(
                 client, name, work, window=window, retries=retries, resume=resume, quiet=quiet, stop=stop,

@@ -214,3 +214,22 @@ def test_cli_without_a_broker_starts_its_own(model_repo, npy_dir, tmp_path):
     summary = json.loads(done.stdout)
     assert summary["done"] == len(arrays) == sum(summary["devices"].values())
     assert set(summary["devices"]) <= {"0", "1"}
+
+
+def test_ais_bench_output_formats(client, model_repo, npy_dir, tmp_path):
+    """--outfmt bin: one raw file per output, <item>_<i>.bin; a resumed run skips what is whole."""
+    source, arrays = npy_dir
+    summary = run_batch(client, "mlp", source, tmp_path / "out", outfmt="bin", window=4)
+    assert summary.done == 12
+    for name, x in arrays.items():
+        expected = mlp_reference(model_repo, x)
+        got = np.fromfile(tmp_path / "out" / name.replace(".npy", "_0.bin"), dtype=np.float32)
+        np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-5)
+    (tmp_path / "out" / "nested" / "03_0.bin").unlink()
+    again = run_batch(client, "mlp", source, tmp_path / "out", outfmt="bin", resume=True)
+    assert (again.skipped, again.done) == (11, 1)
+    x = np.random.default_rng(9).standard_normal((20, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run_batch(client, "mlp", tmp_path / "x.npy", tmp_path / "split", batch_size=8, outfmt="txt")
+    y = np.loadtxt(tmp_path / "split" / "y.txt", dtype=np.float32)
+    np.testing.assert_allclose(y, mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
