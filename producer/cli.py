@@ -1,6 +1,7 @@
 """The ``aclq`` command: thin commands over the library."""
 
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -17,6 +18,7 @@ from producer import batch as batch_run
 from producer.client import Client
 from producer.errors import WORKER_EXTRA, AclqError, ConfigError
 from producer.malloc import keep_message_buffers
+from producer.perf import run_perf
 from producer.settings import Settings
 from producer.status import fetch_status, healthy, render
 
@@ -178,6 +180,63 @@ def batch(
     batch_run.atomic_write_text(output / batch_run.SUMMARY_FILE, summary.to_json())
     click.echo(summary.to_json())
     sys.exit(130 if summary.interrupted else 1 if summary.failed else 0)
+
+
+@main.command()
+@click.option("--model", "model_ref", required=True, help="NAME or NAME:VERSION")
+@click.option("--input", "input_pairs", multiple=True, help="NAME=FILE.npy, or FILE.npz (else generated: --shape)")
+@click.option("--shape", "shape_pairs", multiple=True, help="NAME=D0,D1,...: an input generated in this shape")
+@click.option("--dtype", default="float32", show_default=True, help="dtype of generated inputs")
+@click.option("--loop", type=click.IntRange(1), default=100, show_default=True, help="jobs measured")
+@click.option("--warmup", type=click.IntRange(0), default=10, show_default=True, help="jobs run first, not measured")
+@click.option("--window", type=click.IntRange(1), default=16, show_default=True, help="most jobs in flight")
+@click.option("--device", type=int, default=None, help="run on this device (default: any free one)")
+@click.option("--option", "option_pairs", multiple=True, help="exec option, e.g. stream_sync_timeout_ms=200")
+@click.option("--json", "as_json", is_flag=True, help="the summary as JSON")
+def perf(
+    model_ref: str,
+    input_pairs: tuple[str, ...],
+    shape_pairs: tuple[str, ...],
+    dtype: str,
+    loop: int,
+    warmup: int,
+    window: int,
+    device: int | None,
+    option_pairs: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Performance only (ais_bench's --loop/--warmup): one input sent LOOP times, throughput and
+    latency percentiles per device. With no ACLQ_REDIS_URL it starts a private Redis and workers."""
+    name, version = _model_ref(model_ref)
+    options = _options(option_pairs)
+    inputs = {**_generated(shape_pairs, dtype), **_inputs(input_pairs)}
+    if not inputs:
+        raise click.BadParameter("give the inputs: --input NAME=FILE.npy, or --shape NAME=D0,D1,... to generate one")
+    try:
+        with _broker(Settings.from_env()) as ready, Client(ready) as client:
+            summary = run_perf(
+                client, name, inputs, loop=loop, warmup=warmup, window=window,
+                version=version, options=options, device=device,
+            )  # fmt: skip
+    except AclqError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.render())
+
+
+def _generated(pairs: tuple[str, ...], dtype: str) -> dict[str, np.ndarray]:
+    """``NAME=D0,D1,...`` pairs: inputs of those shapes, filled from a fixed seed."""
+    try:
+        kind = np.dtype(dtype)
+    except TypeError as exc:
+        raise click.BadParameter(f"--dtype {dtype!r}: {exc}") from None
+    inputs = {}
+    rng = np.random.default_rng(0)
+    for pair in pairs:
+        name, _, dims = pair.partition("=")
+        if not name or not all(d.strip().isdigit() for d in dims.split(",")):
+            raise click.BadParameter(f"--shape {pair!r} must be NAME=D0,D1,... with whole numbers")
+        inputs[name] = rng.standard_normal([int(d) for d in dims.split(",")]).astype(kind)
+    return inputs
 
 
 @contextlib.contextmanager

@@ -515,7 +515,14 @@ class Client:
     ) -> Iterator[Outputs]:
         """Results in input order, with at most ``window`` jobs in flight. Jobs are sent in
         chunks (:meth:`submit_many`) whenever half the window is free."""
-        self._core.map_room(window, 0)  # a bad window fails here, before the first result is asked for
+        for details in self.map_details(model, inputs, window=window, **options):
+            yield dict(details.outputs)
+
+    def map_details(
+        self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **options: Unpack[SubmitOptions]
+    ) -> Iterator[ResultEnvelope]:
+        """:meth:`map` yielding each job's :meth:`Job.details` (timings, device, worker)."""
+        self._core.map_room(window, 0)  # a bad window fails here, before the first job is sent
         items = iter(inputs)
         in_flight: deque[Job] = deque()
         while True:
@@ -524,7 +531,7 @@ class Client:
                 in_flight.extend(self.submit_many(model, itertools.islice(items, room), **options))
             if not in_flight:
                 return
-            yield in_flight.popleft().result()
+            yield in_flight.popleft().details()
 
     def job(self, job_id: str) -> Job:
         """Re-attach to a job by id."""
@@ -631,6 +638,13 @@ class AsyncClient:
         self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **options: Unpack[SubmitOptions]
     ) -> AsyncIterator[Outputs]:
         """As :meth:`Client.map`: input order, ``window`` in flight, sent in chunks."""
+        async for details in self.map_details(model, inputs, window=window, **options):
+            yield dict(details.outputs)
+
+    async def map_details(
+        self, model: str, inputs: Iterable[Mapping[str, Any]], *, window: int = 8, **options: Unpack[SubmitOptions]
+    ) -> AsyncIterator[ResultEnvelope]:
+        """As :meth:`Client.map_details`."""
         self._core.map_room(window, 0)
         items = iter(inputs)
         in_flight: deque[AsyncJob] = deque()
@@ -640,7 +654,7 @@ class AsyncClient:
                 in_flight.extend(await self.submit_many(model, itertools.islice(items, room), **options))
             if not in_flight:
                 return
-            yield await in_flight.popleft().result()
+            yield await in_flight.popleft().details()
 
     def job(self, job_id: str) -> AsyncJob:
         """Re-attach to a job by id."""
