@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Unpack
 
@@ -64,6 +64,7 @@ class Plan:
     #: run after every item is done, e.g. reassembling a split array; None when nothing to do
     finish: Callable[[], None] | None = None
     outfmt: str = "npz"  #: how each item's outputs are written (OUTPUT_FORMATS)
+    group_size: int = 1  #: items (files) that share a job when their inputs agree
 
     def done(self, item: Item) -> bool:
         """Whether the item's outputs are all written (what ``resume`` skips)."""
@@ -85,6 +86,7 @@ class Failure:
 class Summary:
     total: int = 0
     done: int = 0
+    jobs: int = 0  #: jobs that carried the done items: fewer than them when files share jobs
     failed: int = 0
     skipped: int = 0  #: already complete (resume)
     retried: int = 0
@@ -166,8 +168,12 @@ def plan(
     source: Path, output: Path, *, batch_size: int = 1, input_name: str = POSITIONAL, outfmt: str | None = None
 ) -> Plan:
     """The items of ``source``; a .npy stands for the input ``input_name`` (default: the only one).
-    ``outfmt`` (OUTPUT_FORMATS): npz per item by default; a split array's outputs are put back
-    together as one file per output name, .npy by default."""
+    ``batch_size``: rows a job when one array is split; files a job for a directory or a manifest
+    (their rows stacked, outputs split back per file). ``outfmt`` (OUTPUT_FORMATS): npz per
+    item by default; a split array's outputs are put back together as one file per output name,
+    .npy by default."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     if outfmt is not None and outfmt not in OUTPUT_FORMATS:
         raise ConfigError(f"output format {outfmt!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
     if source.is_dir():
@@ -176,9 +182,9 @@ def plan(
         items = [
             Item(str(r), functools.partial(_load, source / r, input_name), output / r.with_suffix("")) for r in relative
         ]
-        return Plan(items, output, outfmt=outfmt or "npz")
+        return Plan(items, output, outfmt=outfmt or "npz", group_size=batch_size)
     if source.suffix == ".jsonl":
-        return Plan(_manifest_items(source, output), output, outfmt=outfmt or "npz")
+        return Plan(_manifest_items(source, output), output, outfmt=outfmt or "npz", group_size=batch_size)
     if source.suffix in (".npy", ".npz") and source.is_file():
         return _split_plan(source, output, batch_size, input_name, outfmt or "npy")
     raise ConfigError(f"{source}: expected a directory, a .npy/.npz file or a .jsonl manifest")
@@ -208,8 +214,6 @@ def _rows(arrays: Mapping[str, np.ndarray], start: int, count: int) -> dict[str,
 
 
 def _split_plan(source: Path, output: Path, batch_size: int, input_name: str, outfmt: str) -> Plan:
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     if source.suffix == ".npz":
         with np.load(source, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
@@ -315,88 +319,175 @@ def run(
     todo = [item for item in batch.items if not (resume and batch.done(item))]
     summary.skipped = summary.total - len(todo)
     progress = _Progress(len(todo), quiet)
-    latencies: list[float] = []
-    devices: Counter[str] = Counter()
-    lock = threading.Lock()
+    tally = _Tally(summary)
     in_flight = [0]
     stop = stop or threading.Event()
     started = time.perf_counter()
 
-    def one(item: Item) -> None:
-        with lock:
+    def one(group: list[Item]) -> None:
+        with tally.lock:
             in_flight[0] += 1
             summary.max_in_flight = max(summary.max_in_flight, in_flight[0])
         try:
-            ok = _attempts(client, model, batch, item, retries, submit, summary, latencies, devices, lock)
+            outcomes = _run_group(client, model, batch, group, retries, submit, tally)
         finally:
-            with lock:
+            with tally.lock:
                 in_flight[0] -= 1
-        progress.update(item.key, ok, summary.failed)
+        for item, ok in zip(group, outcomes):
+            progress.update(item.key, ok, summary.failed)
 
+    groups = [todo[i : i + batch.group_size] for i in range(0, len(todo), batch.group_size)]
     with ThreadPoolExecutor(max_workers=window, thread_name_prefix="aclq-batch") as pool:
         pending: set[Future[None]] = set()
-        for item in _until(todo, stop):
+        for group in _until(groups, stop):
             if len(pending) >= window:  # backpressure: never more than `window` jobs in flight
                 _, pending = wait(pending, return_when=FIRST_COMPLETED)
-            pending.add(pool.submit(one, item))
+            pending.add(pool.submit(one, group))
         wait(pending)
     progress.close()
     summary.interrupted = stop.is_set()
     if batch.finish is not None and not summary.interrupted and summary.failed == 0:
         batch.finish()
-    _conclude(summary, latencies, devices, time.perf_counter() - started)
+    _conclude(summary, tally.latencies, tally.devices, time.perf_counter() - started)
     return summary
 
 
-def _until(items: list[Item], stop: threading.Event) -> Iterator[Item]:
-    for item in items:
+def _until(groups: list[list[Item]], stop: threading.Event) -> Iterator[list[Item]]:
+    for group in groups:
         if stop.is_set():
             return
-        yield item
+        yield group
+
+
+class _Tally:
+    """The run's accounting, shared by its threads."""
+
+    def __init__(self, summary: Summary) -> None:
+        self.summary = summary
+        self.latencies: list[float] = []
+        self.devices: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def done(self, count: int, latency_ms: float, device: int | None) -> None:
+        with self.lock:
+            self.summary.done += count
+            self.summary.jobs += 1
+            self.latencies.extend([latency_ms] * count)
+            self.devices[str(device)] += count
+
+    def failed(self, items: list[Item], failure: Failure) -> None:
+        with self.lock:
+            self.summary.failed += len(items)
+            self.summary.failures.extend(replace(failure, item=item.key) for item in items)
+        for item in items:
+            log.warning("item %s failed: %s %s", item.key, failure.name, failure.message)
+
+    def retried(self) -> None:
+        with self.lock:
+            self.summary.retried += 1
+
+
+Loaded = tuple[Item, dict[str, np.ndarray]]
+
+
+def _run_group(
+    client: Client, model: str, batch: Plan, group: list[Item], retries: int, submit: SubmitOptions, tally: _Tally
+) -> list[bool]:
+    """Run a group of items (``batch.group_size``, one job when their inputs agree); per item,
+    whether it succeeded. An item that cannot be read fails alone; the items whose inputs share
+    the first one's dtypes and shapes past the leading axis go as one job, the rest one by one."""
+    ok = dict.fromkeys((item.key for item in group), False)
+    loaded: list[Loaded] = []
+    for item in group:
+        try:
+            loaded.append((item, item.load()))
+        except (OSError, ValueError) as exc:  # an input file that is missing or not an array
+            tally.failed([item], _file_failure(item, exc))
+    jobs: list[list[Loaded]] = []
+    for entry in loaded:
+        if jobs and len(group) > 1 and _leading_rows(entry[1]) and _signature(entry[1]) == _signature(jobs[0][0][1]):
+            jobs[0].append(entry)
+        else:
+            jobs.append([entry])
+    for job in jobs:
+        if _attempts(client, model, batch, job, retries, submit, tally):
+            ok.update(dict.fromkeys((item.key for item, _ in job), True))
+    return list(ok.values())
+
+
+def _leading_rows(inputs: Mapping[str, np.ndarray]) -> int:
+    """The rows of an item's inputs, when they all share a leading axis; else 0 (never stacked)."""
+    lengths = {len(a) if a.ndim else -1 for a in inputs.values()}
+    return lengths.pop() if len(lengths) == 1 and -1 not in lengths else 0
+
+
+def _signature(inputs: Mapping[str, np.ndarray]) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    return tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in inputs.items()))
+
+
+def _stacked(job: list[Loaded]) -> dict[str, np.ndarray]:
+    if len(job) == 1:
+        return job[0][1]
+    return {name: np.concatenate([inputs[name] for _, inputs in job]) for name in job[0][1]}
+
+
+def _split(outputs: Mapping[str, np.ndarray], job: list[Loaded]) -> list[dict[str, np.ndarray]]:
+    """A stacked job's outputs, back per item by its rows; JobFailed when an output does not keep
+    the batch axis (its rows are not the inputs' rows)."""
+    if len(job) == 1:
+        return [dict(outputs)]
+    rows = [_leading_rows(inputs) for _, inputs in job]
+    for name, array in outputs.items():
+        if array.ndim == 0 or len(array) != sum(rows):
+            raise JobFailed(
+                "", codes.ACL_ERROR_INVALID_PARAM, codes.NAMES[codes.ACL_ERROR_INVALID_PARAM],
+                f"output {name!r} has {len(array) if array.ndim else 0} rows for {sum(rows)} input rows of "
+                f"{len(job)} files: its rows are not the inputs', so files cannot share a job (--batch-size 1)",
+            )  # fmt: skip
+    bounds = np.cumsum([0, *rows])
+    return [{name: a[lo:hi] for name, a in outputs.items()} for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _file_failure(item: Item, exc: Exception) -> Failure:
+    """An input that cannot be read, or an output that cannot be written: 100003, naming the file."""
+    name = codes.NAMES[codes.ACL_ERROR_INVALID_FILE]
+    return Failure(item.key, codes.ACL_ERROR_INVALID_FILE, name, f"{type(exc).__name__}: {exc}")
 
 
 def _attempts(
-    client: Client, model: str, batch: Plan, item: Item, retries: int, submit: SubmitOptions,
-    summary: Summary, latencies: list[float], devices: Counter[str], lock: threading.Lock,
-) -> bool:  # fmt: skip
-    """Run one item, retrying transient failures; record the outcome. True when it succeeded."""
+    client: Client, model: str, batch: Plan, job: list[Loaded], retries: int, submit: SubmitOptions, tally: _Tally
+) -> bool:
+    """Run one job (one item, or items stacked), retrying transient failures; record the outcome
+    of each of its items. True when it succeeded."""
+    items = [item for item, _ in job]
     failure: Failure | None = None
     for attempt in range(retries + 1):
         started = time.perf_counter()
         try:
-            details = client.submit(model, item.load(), **submit).details(submit.get("timeout_s"))
-            batch.save(item, details.outputs)
+            details = client.submit(model, _stacked(job), **submit).details(submit.get("timeout_s"))
+            for item, outputs in zip(items, _split(details.outputs, job)):
+                batch.save(item, outputs)
         except JobFailed as exc:
-            failure = Failure(item.key, exc.code, exc.name, exc.message)
+            failure = Failure(items[0].key, exc.code, exc.name, exc.message)
             if exc.code not in codes.TRANSIENT:
                 break
         except (JobTimeout, JobNotFound, BrokerConnectionError) as exc:  # JobNotFound: Redis lost it
-            failure = Failure(item.key, None, type(exc).__name__, str(exc))
-        except (OSError, ValueError) as exc:  # an input file that is missing or not an array
-            failure = Failure(
-                item.key,
-                codes.ACL_ERROR_INVALID_FILE,
-                codes.NAMES[codes.ACL_ERROR_INVALID_FILE],
-                f"{type(exc).__name__}: {exc}",
-            )
+            failure = Failure(items[0].key, None, type(exc).__name__, str(exc))
+        except (OSError, ValueError) as exc:  # an output location that cannot be written
+            failure = _file_failure(items[0], exc)
             break
         except AclqError as exc:  # refused before sending (e.g. a dtype that cannot travel)
-            failure = Failure(item.key, getattr(exc, "code", None), getattr(exc, "name", type(exc).__name__), str(exc))
+            failure = Failure(
+                items[0].key, getattr(exc, "code", None), getattr(exc, "name", type(exc).__name__), str(exc)
+            )
             break
         else:
-            with lock:
-                summary.done += 1
-                latencies.append((time.perf_counter() - started) * 1000)
-                devices[str(details.device)] += 1
+            tally.done(len(items), (time.perf_counter() - started) * 1000, details.device)
             return True
         if attempt < retries:
-            with lock:
-                summary.retried += 1
-    with lock:
-        summary.failed += 1
-        assert failure is not None
-        summary.failures.append(failure)
-    log.warning("item %s failed: %s %s", item.key, failure.name, failure.message)
+            tally.retried()
+    assert failure is not None
+    tally.failed(items, failure)
     return False
 
 

@@ -130,7 +130,13 @@ def submit(
     help="a directory of .npy/.npz, one .npy/.npz to split, or a .jsonl manifest",
 )
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="rows per job when splitting")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="rows per job when splitting one array; files per job for a directory or manifest",
+)
 @click.option("--input-name", default="", help="input a .npy feeds (default: the model's only input)")
 @click.option(
     "--outfmt",

@@ -233,3 +233,34 @@ def test_ais_bench_output_formats(client, model_repo, npy_dir, tmp_path):
     run_batch(client, "mlp", tmp_path / "x.npy", tmp_path / "split", batch_size=8, outfmt="txt")
     y = np.loadtxt(tmp_path / "split" / "y.txt", dtype=np.float32)
     np.testing.assert_allclose(y, mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
+
+
+def test_files_of_a_directory_share_jobs_and_fail_alone(client, model_repo, npy_dir, tmp_path):
+    """--batch-size 4 on a directory: files stacked into jobs, outputs split back per file; a
+    file of another shape, and one that is no array, fail alone and --resume picks up just them."""
+    source, arrays = npy_dir
+    np.save(source / "05.npy", np.ones((2, 63), np.float32))  # among same-shape files
+    (source / "07.npy").write_bytes(b"not an array")
+    summary = run_batch(client, "mlp", source, tmp_path / "out", batch_size=4, window=2)
+    assert (summary.total, summary.done, summary.failed) == (12, 10, 2)
+    assert summary.jobs < 10  # the done files shared jobs
+    assert {(f.item, f.code) for f in summary.failures} == {("05.npy", 100017), ("07.npy", 100003)}
+    for name, x in arrays.items():
+        if name not in ("05.npy", "07.npy"):
+            with np.load(tmp_path / "out" / name.replace(".npy", ".npz")) as out:
+                np.testing.assert_allclose(out["y"], mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
+    np.save(source / "05.npy", arrays["05.npy"])
+    np.save(source / "07.npy", arrays["07.npy"])
+    again = run_batch(client, "mlp", source, tmp_path / "out", batch_size=4, resume=True)
+    assert (again.skipped, again.done, again.failed) == (10, 2, 0)
+
+
+def test_files_whose_outputs_do_not_keep_the_rows_cannot_share_a_job(client, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(3):
+        np.save(source / f"{i}.npy", np.eye(1, 4, i, dtype=np.float32))
+    summary = run_batch(client, "nonzero", source, tmp_path / "out", batch_size=3)
+    assert summary.failed == 3 and {f.code for f in summary.failures} == {100000}
+    assert "its rows are not the inputs'" in summary.failures[0].message
+    assert run_batch(client, "nonzero", source, tmp_path / "out1").done == 3
