@@ -19,7 +19,7 @@ from producer.errors import (
     WireError,
 )
 from producer.settings import Settings
-from producer.wire import JobStatus
+from producer.wire import InputRef, JobStatus, OutputRef
 
 __all__ = [
     # clients
@@ -29,6 +29,8 @@ __all__ = [
     "AsyncJob",
     "JobStatus",
     "SubmitOptions",
+    "InputRef",
+    "OutputRef",
     "Settings",
     # errors
     "AclqError",

@@ -27,7 +27,7 @@ from typing import Unpack
 
 import numpy as np
 
-from producer import codes
+from producer import codes, storage
 from producer.client import Client, SubmitOptions
 from producer.errors import (
     AclqError,
@@ -37,15 +37,12 @@ from producer.errors import (
     JobNotFound,
     JobTimeout,
 )
-from producer.wire import POSITIONAL
+from producer.wire import OUTPUT_FORMATS, POSITIONAL, OutputRef
 
 log = logging.getLogger(__name__)
 
 PARTS_DIR = ".parts"
-TMP_SUFFIX = ".tmp"
 SUMMARY_FILE = "summary.json"
-#: --outfmt choices: an archive per item, or a file per output (ais_bench's formats)
-OUTPUT_FORMATS = ("npz", "npy", "bin", "txt")
 
 
 @dataclass(frozen=True)
@@ -54,7 +51,7 @@ class Item:
 
     key: str  #: how the item is named in progress and in the summary
     load: Callable[[], dict[str, np.ndarray]]
-    output: Path  #: its outputs' path less the suffix (:func:`save_outputs`)
+    output: Path  #: its outputs' path less the suffix (storage.output_files)
 
 
 @dataclass
@@ -66,12 +63,15 @@ class Plan:
     outfmt: str = "npz"  #: how each item's outputs are written (OUTPUT_FORMATS)
     group_size: int = 1  #: items (files) that share a job when their inputs agree
 
+    def target(self, item: Item) -> OutputRef:
+        return OutputRef(str(item.output), self.outfmt)
+
     def done(self, item: Item) -> bool:
         """Whether the item's outputs are all written (what ``resume`` skips)."""
-        return _last_written(item.output, self.outfmt).exists()
+        return storage.done(self.target(item))
 
     def save(self, item: Item, outputs: Mapping[str, np.ndarray]) -> None:
-        save_outputs(item.output, outputs, self.outfmt)
+        storage.write_outputs(self.target(item), outputs)
 
 
 @dataclass
@@ -103,58 +103,9 @@ class Summary:
         return json.dumps(asdict(self), indent=2)
 
 
-def _temporary(path: Path) -> Path:
-    """Where ``path`` is written before its rename; a killed run may leave these behind."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}")
-
-
-def atomic_save(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` so that ``path`` is whole or absent: all of them as .npz, or one array as
-    .npy, .bin (raw bytes) or .txt, by the path's suffix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    with open(tmp, "wb") as f:
-        if path.suffix == ".npz":
-            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
-        else:
-            (array,) = arrays.values()
-            if path.suffix == ".npy":
-                np.save(f, array, allow_pickle=False)
-            elif path.suffix == ".bin":
-                f.write(np.ascontiguousarray(array).tobytes())
-            else:
-                rows = array.reshape(-1, array.shape[-1]) if array.ndim > 1 else array.reshape(1, -1)
-                np.savetxt(f, rows, fmt=_text_format(array.dtype))
-    os.replace(tmp, path)
-
-
-def _text_format(dtype: np.dtype) -> str:
-    """Integers as integers; floats with the digits that read back to the same value."""
-    if dtype.kind in "iub":
-        return "%d"
-    return "%.9g" if dtype.itemsize <= 4 else "%.17g"
-
-
-def save_outputs(base: Path, outputs: Mapping[str, np.ndarray], outfmt: str) -> None:
-    """An item's outputs at ``base``: ``base.npz``, or ``base_<i>.<outfmt>`` for output i. The
-    file :meth:`Plan.done` looks at is renamed last, so that it says every file is whole."""
-    if outfmt == "npz":
-        atomic_save(base.with_name(f"{base.name}.npz"), outputs)
-        return
-    files = [(base.with_name(f"{base.name}_{i}.{outfmt}"), {name: a}) for i, (name, a) in enumerate(outputs.items())]
-    for path, arrays in files[1:] + files[:1]:
-        atomic_save(path, arrays)
-
-
-def _last_written(base: Path, outfmt: str) -> Path:
-    return base.with_name(f"{base.name}.npz" if outfmt == "npz" else f"{base.name}_0.{outfmt}")
-
-
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with storage.writing(str(path)) as f:
+        f.write(text.encode())
 
 
 def _load(path: Path, input_name: str) -> dict[str, np.ndarray]:
@@ -242,10 +193,10 @@ def _split_plan(source: Path, output: Path, batch_size: int, input_name: str, ou
                     chunks.setdefault(name, []).append(part[name])
         whole = {name: np.concatenate(pieces) for name, pieces in chunks.items()}
         if outfmt == "npz":
-            atomic_save(output / "outputs.npz", whole)
+            storage.save(str(output / "outputs.npz"), whole)
         else:
             for name, array in whole.items():
-                atomic_save(output / f"{name}.{outfmt}", {name: array})
+                storage.save(str(output / f"{name}.{outfmt}"), {name: array})
 
     return Plan(items, output, reassemble)
 
@@ -314,7 +265,7 @@ def run(
         raise ConfigError(f"window must be >= 1 and retries >= 0, got {window} and {retries}")
     summary = Summary(total=len(batch.items))
     if resume:  # temporary files of a run that was killed mid-write
-        for stale in batch.output.rglob(f".*{TMP_SUFFIX}"):
+        for stale in batch.output.rglob(f".*{storage.TMP_SUFFIX}"):
             stale.unlink()
     todo = [item for item in batch.items if not (resume and batch.done(item))]
     summary.skipped = summary.total - len(todo)

@@ -21,6 +21,7 @@ from producer.malloc import keep_message_buffers
 from producer.perf import run_perf
 from producer.settings import Settings
 from producer.status import fetch_status, healthy, render
+from producer.wire import OUTPUT_FORMATS
 
 
 def _model_ref(value: str) -> tuple[str, int | None]:
@@ -140,7 +141,7 @@ def submit(
 @click.option("--input-name", default="", help="input a .npy feeds (default: the model's only input)")
 @click.option(
     "--outfmt",
-    type=click.Choice(batch_run.OUTPUT_FORMATS),
+    type=click.Choice(OUTPUT_FORMATS),
     default=None,
     help="npz: an archive per item (default); npy/bin/txt: a file per output, <item>_<i>.<ext> (ais_bench's)",
 )

@@ -42,8 +42,10 @@ from producer.settings import Settings
 from producer.transport import message_entry, queue_key, ring
 from producer.wire import (
     EXEC_OPTIONS,
+    InputRef,
     JobEnvelope,
     JobStatus,
+    OutputRef,
     ResultEnvelope,
     ResultStatus,
     TaskMessage,
@@ -62,6 +64,9 @@ class SubmitOptions(TypedDict, total=False):
     priority: int  #: 0 (first) .. 9 (last); default 0
     timeout_s: float | None  #: seconds after which the job is answered 107020 instead of run
     job_id: str | None  #: an id of the caller's; an existing one returns that job
+    #: where the worker writes the outputs itself (a local path or URL, less the suffix; an
+    #: OutputRef for another format): the result then carries ``written``, not ``outputs``
+    output_to: "str | OutputRef | None"
 
 
 #: longest single blocking wait for a result; between two, the client checks that the job still
@@ -199,11 +204,14 @@ class _Core:
             raise ConfigError(f"unknown exec options {sorted(unknown)}; supported: {list(EXEC_OPTIONS)}")
         output_names, timeout_s = options.get("output_names"), options.get("timeout_s")
         job_id = options.get("job_id") or uuid.uuid4().hex
+        output_to = options.get("output_to")
         now = time.time()
         return JobEnvelope(
             job_id=job_id,
             model=model,
-            inputs=dict(inputs),
+            inputs={name: value for name, value in inputs.items() if not isinstance(value, InputRef)},
+            input_refs={name: value for name, value in inputs.items() if isinstance(value, InputRef)},
+            output_to=OutputRef(output_to) if isinstance(output_to, str) else output_to,
             model_version=options.get("version"),
             output_names=tuple(output_names) if output_names is not None else None,
             options=exec_options,

@@ -21,8 +21,8 @@ import numpy as np
 from producer.codes import ACL_ERROR_INVALID_PARAM, ACL_ERROR_STORAGE_OVER_LIMIT, ACL_ERROR_UNSUPPORTED_DATA_TYPE
 from producer.errors import WireError
 
-#: version of both envelopes; a worker refuses a job of another version
-WIRE_VERSION: Final = 2
+#: version of both envelopes; a worker refuses a job of another version (3: data by reference)
+WIRE_VERSION: Final = 3
 #: the one task aclq defines (its Celery name)
 INFER_TASK: Final = "aclq.infer"
 #: exec options a job may carry, each applied through aclmdlSetExecConfigOpt
@@ -31,6 +31,9 @@ EXEC_OPTIONS: Final = ("stream_sync_timeout_ms", "event_sync_timeout_ms")
 POSITIONAL: Final = ""
 #: most dims a tensor may have
 MAX_RANK: Final = 32
+#: how a job's outputs may be written where it says (``OutputRef.format``): an archive, or a
+#: file per output as ais_bench writes them (producer/storage.py)
+OUTPUT_FORMATS: Final = ("npz", "npy", "bin", "txt")
 #: a model name as a repository holds it: a directory name that cannot lead out of it
 MODEL_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -71,6 +74,12 @@ class JobStatus(str, Enum):
 
 def _invalid(message: str) -> WireError:
     return WireError(ACL_ERROR_INVALID_PARAM, message)
+
+
+def _strings(values: list[Any], where: str) -> list[str]:
+    if not all(isinstance(v, str) for v in values):
+        raise _invalid(f"{where} must be a list of strings")
+    return values
 
 
 def model_name_problem(name: object) -> str | None:
@@ -147,6 +156,12 @@ class _Fields:
             raise _invalid(f"{self._what} field {name!r} must be {getattr(kind, '__name__', kind)}, got {value!r:.80}")
         return value
 
+    def refs(self, name: str) -> "dict[str, InputRef]":
+        value = self.get(name, dict)
+        if not all(isinstance(k, str) for k in value):
+            raise _invalid(f"{self._what} field {name!r} must map names to references")
+        return {k: InputRef.decode(v, f"input reference {k!r}") for k, v in value.items()}
+
     def tensors(self, name: str) -> dict[str, np.ndarray]:
         value = self.get(name, dict)
         if not all(isinstance(k, str) for k in value):
@@ -155,8 +170,62 @@ class _Fields:
 
 
 @dataclass(frozen=True)
+class InputRef:
+    """An input the worker reads where it lies: a .npy or .npz file, by local path or URL
+    (``s3://…``, any fsspec scheme); ``rows``: [start, stop) of its leading axis, else all of
+    it; ``key``: the array of an .npz (default: its only one)."""
+
+    url: str
+    rows: tuple[int, int] | None = None
+    key: str | None = None
+
+    def encode(self) -> dict[str, Any]:
+        return {"url": self.url, "rows": list(self.rows) if self.rows is not None else None, "key": self.key}
+
+    @classmethod
+    def decode(cls, obj: Any, where: str) -> "InputRef":
+        if not isinstance(obj, dict) or set(obj) != {"url", "rows", "key"}:
+            raise _invalid(f"{where} must be a map of url, rows and key")
+        f = _Fields(obj, where)
+        rows = f.get("rows", list, optional=True)
+        if rows is not None and not (len(rows) == 2 and all(type(n) is int for n in rows) and 0 <= rows[0] <= rows[1]):
+            raise _invalid(f"{where} rows {rows!r} must be [start, stop] with 0 <= start <= stop")
+        return cls(
+            f.get("url", str), (rows[0], rows[1]) if rows is not None else None, f.get("key", str, optional=True)
+        )
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """Where the worker writes a job's outputs itself, answering with their locations only:
+    ``<url>.npz``, or ``<url>_<i>.<format>`` per output (a local path or an fsspec URL)."""
+
+    url: str
+    format: str = "npz"
+
+    def encode(self) -> dict[str, Any]:
+        return {"url": self.url, "format": self.format}
+
+    @classmethod
+    def decode(cls, obj: Any, where: str) -> "OutputRef":
+        if not isinstance(obj, dict) or set(obj) != {"url", "format"}:
+            raise _invalid(f"{where} must be a map of url and format")
+        f = _Fields(obj, where)
+        out = cls(f.get("url", str), f.get("format", str))
+        if out.format not in OUTPUT_FORMATS:
+            raise _invalid(f"{where} format {out.format!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
+        return out
+
+
+def _output_ref(obj: dict[str, Any] | None) -> OutputRef | None:
+    return OutputRef.decode(obj, "job field 'output_to'") if obj is not None else None
+
+
+@dataclass(frozen=True)
 class JobEnvelope:
-    """One inference job. ``deadline`` and ``enqueued_at`` are Unix times in seconds."""
+    """One inference job. ``deadline`` and ``enqueued_at`` are Unix times in seconds. Inputs
+    travel in ``inputs``, or by reference in ``input_refs`` (read by the worker); outputs come
+    back in the answer, or are written by the worker at ``output_to``."""
 
     job_id: str
     model: str
@@ -170,6 +239,8 @@ class JobEnvelope:
     deadline: float | None = None
     reply_key: str = ""
     enqueued_at: float = field(default_factory=time.time)
+    input_refs: Mapping[str, InputRef] = field(default_factory=dict)
+    output_to: OutputRef | None = None
 
     def encode(self, limit: int) -> bytes:
         return _pack(
@@ -187,6 +258,8 @@ class JobEnvelope:
                 "deadline": self.deadline,
                 "reply_key": self.reply_key,
                 "enqueued_at": self.enqueued_at,
+                "input_refs": {name: ref.encode() for name, ref in self.input_refs.items()},
+                "output_to": self.output_to.encode() if self.output_to is not None else None,
             },
             limit,
         )
@@ -214,6 +287,8 @@ class JobEnvelope:
             deadline=f.get("deadline", (int, float), optional=True),
             reply_key=f.get("reply_key", str),
             enqueued_at=f.get("enqueued_at", (int, float)),
+            input_refs=f.refs("input_refs"),
+            output_to=_output_ref(f.get("output_to", dict, optional=True)),
         )
 
 
@@ -247,6 +322,9 @@ class ResultEnvelope:
     worker: str = ""
     attempt: int = 1  #: 2 or more when the job was redelivered after its worker was lost
     batch_jobs: int = 1  #: jobs executed together with this one (dynamic batching), itself included
+    #: where the worker wrote the outputs (a job with ``output_to``), in output order; then
+    #: ``outputs`` is empty
+    written: tuple[str, ...] = ()
 
     def encode(self, limit: int) -> bytes:
         error = None if self.error is None else vars(self.error)
@@ -262,6 +340,7 @@ class ResultEnvelope:
                 "worker": self.worker,
                 "attempt": self.attempt,
                 "batch_jobs": self.batch_jobs,
+                "written": list(self.written),
             },
             limit,
         )
@@ -284,6 +363,7 @@ class ResultEnvelope:
             worker=f.get("worker", str),
             attempt=f.get("attempt", int),
             batch_jobs=f.get("batch_jobs", int),
+            written=tuple(_strings(f.get("written", list), "result field 'written'")),
         )
 
 

@@ -15,7 +15,7 @@ import redis
 
 from acl_core import AclError, Device, ExecConfig, Model, codes
 from acl_core.constants import INT32_MAX
-from producer import keys
+from producer import keys, storage
 from producer.errors import WireError
 from producer.settings import Settings
 from producer.transport import Books, settling
@@ -274,7 +274,8 @@ class Executor:
                     codes.ACL_ERROR_RT_TASK_TIMEOUT, f"deadline passed {time.time() - job.deadline:.3f} s ago"
                 )
             model, ref = self._models.get(job.model, job.model_version)
-            feeds = dict(job.inputs)
+            # by reference: read where it lies (memory-mapped when local: only the rows asked for)
+            feeds = {**job.inputs, **{name: storage.read_input(at) for name, at in job.input_refs.items()}}
             if list(feeds) == [POSITIONAL] and len(model.inputs) == 1:  # a bare .npy for a one-input model
                 feeds = {model.inputs[0].name: feeds[POSITIONAL]}
             config = self._config(job)
@@ -326,7 +327,16 @@ class Executor:
         self, work: "_Work", ready: "_Ready", outputs: dict[str, np.ndarray], exec_ms: float, batch_jobs: int
     ) -> None:
         work.timings["exec_ms"] = exec_ms
-        work.result = ResultEnvelope(work.job_id, "ok", outputs, attempt=work.attempt, batch_jobs=batch_jobs)
+        written: tuple[str, ...] = ()
+        if ready.job.output_to is not None:  # written here; the answer says where, not what
+            try:
+                written, outputs = storage.write_outputs(ready.job.output_to, outputs), {}
+            except WireError as exc:
+                self._fail(work, exc)
+                return
+        work.result = ResultEnvelope(
+            work.job_id, "ok", outputs, attempt=work.attempt, batch_jobs=batch_jobs, written=written
+        )
         log.info(
             "job %s %s:%d on device %d: %.1f ms (%d in batch)",
             work.job_id, ready.ref.name, ready.ref.version, self.device.id, exec_ms, batch_jobs,
