@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Unpack
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from producer.errors import (
     JobNotFound,
     JobTimeout,
 )
-from producer.wire import OUTPUT_FORMATS, POSITIONAL, OutputRef
+from producer.wire import OUTPUT_FORMATS, POSITIONAL, InputRef, OutputRef, WorkerBeat
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ class Item:
     """One job of a batch: where its inputs come from and where its outputs go."""
 
     key: str  #: how the item is named in progress and in the summary
-    load: Callable[[], dict[str, np.ndarray]]
+    load: Callable[[], dict[str, np.ndarray]]  #: its inputs, read here (transfer "bytes")
     output: Path  #: its outputs' path less the suffix (storage.output_files)
+    refs: Callable[[], dict[str, InputRef]]  #: where its inputs lie, for a worker to read (transfer "ref")
 
 
 @dataclass
@@ -62,6 +63,9 @@ class Plan:
     finish: Callable[[], None] | None = None
     outfmt: str = "npz"  #: how each item's outputs are written (OUTPUT_FORMATS)
     group_size: int = 1  #: items (files) that share a job when their inputs agree
+    #: "bytes": inputs read here and sent, outputs sent back and written here; "ref": the
+    #: workers read the inputs where they lie and write the outputs themselves (TRANSFERS)
+    transfer: str = "bytes"
 
     def target(self, item: Item) -> OutputRef:
         return OutputRef(str(item.output), self.outfmt)
@@ -72,6 +76,21 @@ class Plan:
 
     def save(self, item: Item, outputs: Mapping[str, np.ndarray]) -> None:
         storage.write_outputs(self.target(item), outputs)
+
+    def inputs(self, item: Item) -> dict[str, Any]:
+        """What a job of ``item`` carries: its arrays, or where they lie."""
+        return dict(item.refs()) if self.transfer == "ref" else item.load()
+
+    def by(self, transfer: str) -> "Plan":
+        """This plan with its data travelling ``transfer`` ("bytes" or "ref": by reference,
+        every file goes alone; files share jobs by bytes only)."""
+        if transfer not in ("bytes", "ref"):
+            raise ConfigError(f"transfer {transfer!r}: expected bytes or ref (auto is decided by choose_transfer)")
+        return replace(self, transfer=transfer, group_size=1 if transfer == "ref" else self.group_size)
+
+    def submit_options(self, item: Item) -> SubmitOptions:
+        """The worker writes the outputs of a job by reference itself."""
+        return {"output_to": self.target(item)} if self.transfer == "ref" else {}
 
 
 @dataclass
@@ -89,6 +108,7 @@ class Summary:
     jobs: int = 0  #: jobs that carried the done items: fewer than them when files share jobs
     failed: int = 0
     skipped: int = 0  #: already complete (resume)
+    transfer: str = "bytes"  #: how inputs and outputs travelled: "bytes" or "ref"
     retried: int = 0
     interrupted: bool = False
     elapsed_s: float = 0.0
@@ -115,14 +135,40 @@ def _load(path: Path, input_name: str) -> dict[str, np.ndarray]:
     return {input_name: np.load(path, allow_pickle=False)}
 
 
+#: --transfer choices: "auto" decides by where the workers are (:func:`choose_transfer`)
+TRANSFERS = ("auto", "ref", "bytes")
+
+
+def choose_transfer(workers: list[WorkerBeat], host: str) -> tuple[str, str]:
+    """ "ref" when every live worker runs on ``host`` (this one: they can read its files and
+    write its output directory), else "bytes"; and why, for the user to see."""
+    elsewhere = sorted({w.host for w in workers if w.host != host})
+    if not workers:
+        return "bytes", "no live worker to ask: inputs travel as bytes"
+    if elsewhere:
+        return "bytes", f"workers on other hosts ({', '.join(elsewhere)}) may not reach this host's files"
+    return "ref", f"every live worker ({len(workers)}) runs on this host ({host}): they read and write the files"
+
+
 def plan(
-    source: Path, output: Path, *, batch_size: int = 1, input_name: str = POSITIONAL, outfmt: str | None = None
+    source: Path,
+    output: Path,
+    *,
+    batch_size: int = 1,
+    input_name: str = POSITIONAL,
+    outfmt: str | None = None,
+    transfer: str = "bytes",
 ) -> Plan:
     """The items of ``source``; a .npy stands for the input ``input_name`` (default: the only one).
     ``batch_size``: rows a job when one array is split; files a job for a directory or a manifest
     (their rows stacked, outputs split back per file). ``outfmt`` (OUTPUT_FORMATS): npz per
     item by default; a split array's outputs are put back together as one file per output name,
-    .npy by default."""
+    .npy by default. ``transfer``: :meth:`Plan.by`."""
+    source, output = source.absolute(), output.absolute()  # by reference, workers read them
+    return _plan(source, output, batch_size, input_name, outfmt).by(transfer)
+
+
+def _plan(source: Path, output: Path, batch_size: int, input_name: str, outfmt: str | None) -> Plan:
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     if outfmt is not None and outfmt not in OUTPUT_FORMATS:
@@ -131,7 +177,13 @@ def plan(
         files = sorted(p for p in source.rglob("*") if p.suffix in (".npy", ".npz") and p.is_file())
         relative = [p.relative_to(source) for p in files]
         items = [
-            Item(str(r), functools.partial(_load, source / r, input_name), output / r.with_suffix("")) for r in relative
+            Item(
+                str(r),
+                functools.partial(_load, source / r, input_name),
+                output / r.with_suffix(""),
+                functools.partial(_file_refs, source / r, input_name),
+            )
+            for r in relative
         ]
         return Plan(items, output, outfmt=outfmt or "npz", group_size=batch_size)
     if source.suffix == ".jsonl":
@@ -152,8 +204,17 @@ def _manifest_items(manifest: Path, output: Path) -> list[Item]:
         except (ValueError, AttributeError) as exc:
             raise ConfigError(f"{manifest}:{number + 1}: not a JSON map of input name to file: {exc}") from None
         key = str(entry.get("id", f"{number:08d}"))
-        items.append(Item(key, functools.partial(_load_files, files), output / key))
+        refs = {name: InputRef(str(path.absolute())) for name, path in files.items()}
+        items.append(Item(key, functools.partial(_load_files, files), output / key, functools.partial(dict, refs)))
     return items
+
+
+def _file_refs(path: Path, input_name: str) -> dict[str, InputRef]:
+    """Where a directory's file holds its inputs: an .npy the one input, an .npz one per key."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            return {k: InputRef(str(path), key=k) for k in archive.files}
+    return {input_name: InputRef(str(path))}
 
 
 def _load_files(files: Mapping[str, Path]) -> dict[str, np.ndarray]:
@@ -162,6 +223,12 @@ def _load_files(files: Mapping[str, Path]) -> dict[str, np.ndarray]:
 
 def _rows(arrays: Mapping[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
     return {name: np.ascontiguousarray(a[start : start + count]) for name, a in arrays.items()}
+
+
+def _split_refs(source: Path, names: list[str], input_name: str, rows: tuple[int, int]) -> dict[str, InputRef]:
+    if source.suffix == ".npz":
+        return {name: InputRef(str(source), rows=rows, key=name) for name in names}
+    return {input_name: InputRef(str(source), rows=rows)}
 
 
 def _split_plan(source: Path, output: Path, batch_size: int, input_name: str, outfmt: str) -> Plan:
@@ -180,6 +247,7 @@ def _split_plan(source: Path, output: Path, batch_size: int, input_name: str, ou
             f"rows {start}-{min(start + batch_size, n) - 1}",
             functools.partial(_rows, arrays, start, batch_size),
             parts / f"{start // batch_size:08d}",
+            functools.partial(_split_refs, source, list(arrays), input_name, (start, min(start + batch_size, n))),
         )
         for start in range(0, n, batch_size)
     ]
@@ -232,6 +300,7 @@ def run_batch(
     batch_size: int = 1,
     input_name: str = POSITIONAL,
     outfmt: str | None = None,
+    transfer: str = "bytes",
     window: int = 16,
     retries: int = 0,
     resume: bool = False,
@@ -240,7 +309,9 @@ def run_batch(
 ) -> Summary:
     """Offline inference over a directory, a split array or a manifest (:func:`plan`) through
     ``client``; failed items are reported in the returned summary, not raised."""
-    work = plan(Path(source), Path(output), batch_size=batch_size, input_name=input_name, outfmt=outfmt)
+    work = plan(
+        Path(source), Path(output), batch_size=batch_size, input_name=input_name, outfmt=outfmt, transfer=transfer
+    )
     return run(client, model, work, window=window, retries=retries, resume=resume, quiet=quiet, **options)
 
 
@@ -263,7 +334,7 @@ def run(
     """
     if window < 1 or retries < 0:
         raise ConfigError(f"window must be >= 1 and retries >= 0, got {window} and {retries}")
-    summary = Summary(total=len(batch.items))
+    summary = Summary(total=len(batch.items), transfer=batch.transfer)
     if resume:  # temporary files of a run that was killed mid-write
         for stale in batch.output.rglob(f".*{storage.TMP_SUFFIX}"):
             stale.unlink()
@@ -338,7 +409,7 @@ class _Tally:
             self.summary.retried += 1
 
 
-Loaded = tuple[Item, dict[str, np.ndarray]]
+Loaded = tuple[Item, dict[str, Any]]  #: an item and its job's inputs: arrays, or references
 
 
 def _run_group(
@@ -351,7 +422,7 @@ def _run_group(
     loaded: list[Loaded] = []
     for item in group:
         try:
-            loaded.append((item, item.load()))
+            loaded.append((item, batch.inputs(item)))
         except (OSError, ValueError) as exc:  # an input file that is missing or not an array
             tally.failed([item], _file_failure(item, exc))
     jobs: list[list[Loaded]] = []
@@ -415,9 +486,11 @@ def _attempts(
     for attempt in range(retries + 1):
         started = time.perf_counter()
         try:
-            details = client.submit(model, _stacked(job), **submit).details(submit.get("timeout_s"))
-            for item, outputs in zip(items, _split(details.outputs, job)):
-                batch.save(item, outputs)
+            options: SubmitOptions = {**submit, **batch.submit_options(items[0])}
+            details = client.submit(model, _stacked(job), **options).details(submit.get("timeout_s"))
+            if not details.written:  # by reference, the worker wrote them
+                for item, outputs in zip(items, _split(details.outputs, job)):
+                    batch.save(item, outputs)
         except JobFailed as exc:
             failure = Failure(items[0].key, exc.code, exc.name, exc.message)
             if exc.code not in codes.TRANSIENT:

@@ -145,6 +145,14 @@ def submit(
     default=None,
     help="npz: an archive per item (default); npy/bin/txt: a file per output, <item>_<i>.<ext> (ais_bench's)",
 )
+@click.option(
+    "--transfer",
+    type=click.Choice(batch_run.TRANSFERS),
+    default="auto",
+    show_default=True,
+    help="ref: workers read inputs and write outputs where they lie; bytes: through Redis; auto: ref when "
+    "every worker is on this host",
+)
 @click.option("--window", type=click.IntRange(1), default=16, show_default=True, help="most jobs in flight")
 @click.option("--device", type=int, default=None, help="run on this device (default: any free one)")
 @click.option("--resume", is_flag=True, help="skip items whose outputs are already written")
@@ -158,6 +166,7 @@ def batch(
     batch_size: int,
     input_name: str,
     outfmt: str | None,
+    transfer: str,
     window: int,
     device: int | None,
     resume: bool,
@@ -176,8 +185,13 @@ def batch(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     settings = Settings.from_env()
     try:
+        # planned first: a bad input is named before any server or worker starts
         work = batch_run.plan(source, output, batch_size=batch_size, input_name=input_name, outfmt=outfmt)
         with _broker(settings) as ready, Client(ready) as client:
+            if transfer == "auto":
+                transfer, why = batch_run.choose_transfer(fetch_status(ready).workers, ready.host)
+                click.echo(f"aclq batch: transfer {transfer}: {why}", err=True)
+            work = work.by(transfer)
             summary = batch_run.run(
                 client, name, work, window=window, retries=retries, resume=resume, quiet=quiet, stop=stop,
                 version=version, options=_options(option_pairs), device=device,

@@ -12,7 +12,8 @@ import onnxruntime as ort
 import pytest
 
 from producer import keys
-from producer.batch import plan, run, run_batch
+from producer.batch import choose_transfer, plan, run, run_batch
+from producer.status import fetch_status
 
 
 def mlp_reference(model_repo, x):
@@ -264,3 +265,25 @@ def test_files_whose_outputs_do_not_keep_the_rows_cannot_share_a_job(client, tmp
     assert summary.failed == 3 and {f.code for f in summary.failures} == {100000}
     assert "its rows are not the inputs'" in summary.failures[0].message
     assert run_batch(client, "nonzero", source, tmp_path / "out1").done == 3
+
+
+def test_by_reference_workers_read_and_write_the_files(client, cluster, model_repo, npy_dir, tmp_path):
+    """--transfer ref: the same outputs as by bytes, every input read and every output written by
+    the workers; a split array's rows read in place; auto picks ref when the workers are here."""
+    source, arrays = npy_dir
+    summary = run_batch(client, "mlp", source, tmp_path / "ref", transfer="ref", outfmt="npy", window=4)
+    assert (summary.done, summary.transfer) == (12, "ref")
+    for name, x in arrays.items():
+        got = np.load(tmp_path / "ref" / name.replace(".npy", "_0.npy"))
+        np.testing.assert_allclose(got, mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
+    x = np.random.default_rng(11).standard_normal((37, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    split = run_batch(client, "mlp", tmp_path / "x.npy", tmp_path / "split", batch_size=8, transfer="ref")
+    assert split.done == 5
+    np.testing.assert_allclose(
+        np.load(tmp_path / "split" / "y.npy"), mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6
+    )
+    workers = fetch_status(cluster.settings).workers
+    assert choose_transfer(workers, cluster.settings.host)[0] == "ref"
+    assert choose_transfer(workers, "another-host")[0] == "bytes"
+    assert choose_transfer([], cluster.settings.host)[0] == "bytes"
