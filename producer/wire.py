@@ -157,7 +157,7 @@ class _Fields:
         return value
 
     def refs(self, name: str) -> "dict[str, InputRef]":
-        value = self.get(name, dict)
+        value = self.get(name, dict, optional=True) or {}
         if not all(isinstance(k, str) for k in value):
             raise _invalid(f"{self._what} field {name!r} must map names to references")
         return {k: InputRef.decode(v, f"input reference {k!r}") for k, v in value.items()}
@@ -363,7 +363,7 @@ class ResultEnvelope:
             worker=f.get("worker", str),
             attempt=f.get("attempt", int),
             batch_jobs=f.get("batch_jobs", int),
-            written=tuple(_strings(f.get("written", list), "result field 'written'")),
+            written=tuple(_strings(f.get("written", list, optional=True) or [], "result field 'written'")),
         )
 
 

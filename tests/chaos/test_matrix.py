@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import onnxruntime as ort
 import pytest
 import redis
 
-from producer import AsyncClient, BrokerConnectionError, Client, JobFailed, JobNotFound, Settings, keys
+from producer import AsyncClient, BrokerConnectionError, Client, InputRef, JobFailed, JobNotFound, Settings, keys
 from producer.client import WAIT_SLICE_S
 from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.dispatch import RESTORE_INTERVAL_S
@@ -46,6 +47,7 @@ PATHS = {
     "gathered_batch": "mlp_batched",
     "batch_falls_back": "colsum",
     "claim_check": "mlp",  # one job a message, its payload under its own key (ACLQ_INLINE_MAX_KB=0)
+    "by_reference": "mlp",  # one job a message; the worker reads its input file and writes its outputs
 }
 #: fault -> the victim's fail point (None: the fault needs none)
 FAULTS = {
@@ -83,7 +85,13 @@ def expected(repo, model: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
     return ort.InferenceSession(str(repo / model / "1" / "model.onnx")).run(None, feeds)[0]
 
 
-def send(client: Client, path: str, model: str, feeds: list[dict[str, np.ndarray]]) -> list[Any]:
+def send(client: Client, path: str, model: str, feeds: list[dict[str, np.ndarray]], files: Path) -> list[Any]:
+    if path == "by_reference":
+        jobs = []
+        for i, f in enumerate(feeds):
+            np.save(files / f"in{i}.npy", f["x"])
+            jobs.append(client.submit(model, {"x": InputRef(str(files / f"in{i}.npy"))}, output_to=str(files / f"{i}")))
+        return jobs
     if path == "several_jobs_a_message":
         return [job for i in range(0, len(feeds), CHUNK) for job in client.submit_many(model, feeds[i : i + CHUNK])]
     return [client.submit(model, f) for f in feeds]
@@ -108,7 +116,7 @@ def reached(r: redis.Redis, ns: str, point: str) -> None:
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("path", PATHS)
-def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, monkeypatch):
+def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, monkeypatch, tmp_path):
     monkeypatch.setenv("ACLQ_PROVIDER", "cpu")
     monkeypatch.setenv("ACLQ_DEVICE_COUNT", "2")
     settings = Settings(
@@ -128,7 +136,7 @@ def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, mo
             victim.send_signal(signal.SIGKILL)  # blocked on Redis, waiting for a doorbell
             victim.wait(10)
         faulted_at = time.monotonic()
-        jobs = send(client, path, model, feeds)
+        jobs = send(client, path, model, feeds, tmp_path)
         if point is not None:
             reached(r, settings.namespace, point)
             faulted_at = time.monotonic()
@@ -144,8 +152,9 @@ def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, mo
         recovered_s = time.monotonic() - faulted_at
         if fault == "sigterm_executing":
             assert victim.wait(60) == 0  # a requested shutdown exits 0
-        for job, f, result in zip(jobs, feeds, results, strict=True):
-            np.testing.assert_allclose(result.outputs["y"], expected(matrix_repo, model, f), rtol=1e-5, atol=1e-6)
+        for i, (job, f, result) in enumerate(zip(jobs, feeds, results, strict=True)):
+            y = np.load(tmp_path / f"{i}.npz")["y"] if path == "by_reference" else result.outputs["y"]
+            np.testing.assert_allclose(y, expected(matrix_repo, model, f), rtol=1e-5, atol=1e-6)
             assert r.llen(keys.job_reply(settings.namespace, job.id)) == 1  # one visible answer
             assert r.hget(keys.job_runs(settings.namespace, job.id), "answered")  # answered by one run
         if path == "batch_falls_back":
@@ -155,7 +164,7 @@ def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, mo
     r.close()
 
 
-def test_redis_restart_without_persistence_names_every_lost_job(matrix_repo, monkeypatch):
+def test_redis_restart_without_persistence_names_every_lost_job(matrix_repo, monkeypatch, tmp_path):
     """Without AOF a restart loses queues, payloads and states: nothing can be redelivered, so
     each lost job must end for its caller in a clear error, soon, never a wait without end."""
     monkeypatch.setenv("ACLQ_PROVIDER", "cpu")
@@ -164,7 +173,7 @@ def test_redis_restart_without_persistence_names_every_lost_job(matrix_repo, mon
         settings = Settings(redis_url=server.url, model_repo=str(matrix_repo), namespace="volatile")
         feeds = [inputs("mlp_batched", i) for i in range(JOBS)]
         with LocalCluster(settings, devices=[0]), Client(settings) as client:
-            jobs = send(client, "one_job_a_message", "mlp_batched", feeds)
+            jobs = send(client, "one_job_a_message", "mlp_batched", feeds, tmp_path)
             server.restart()  # with jobs queued, gathering, running and answered
             outcomes, slowest_s = [], 0.0
             for job in jobs:

@@ -18,8 +18,10 @@ from producer.status import Status, render
 from producer.wire import (
     EXEC_OPTIONS,
     WIRE_VERSION,
+    InputRef,
     JobEnvelope,
     JobStatus,
+    OutputRef,
     ResultEnvelope,
     TaskMessage,
     WorkerBeat,
@@ -94,6 +96,18 @@ def _job(**changes):
     return msgpack.packb(message)
 
 
+def test_references_travel_whole():
+    job = JobEnvelope(
+        "j", "m", {"y": np.zeros(2, np.float32)}, reply_key="r",
+        input_refs={"x": InputRef("s3://b/x.npy", rows=(3, 9)), "z": InputRef("/d/z.npz", key="a")},
+        output_to=OutputRef("/out/j", "bin"),
+    )  # fmt: skip
+    back = JobEnvelope.decode(job.encode(LIMIT), LIMIT)
+    assert (back.input_refs, back.output_to) == (job.input_refs, job.output_to)
+    answer = ResultEnvelope("j", "ok", written=("/out/j_0.bin",))
+    assert ResultEnvelope.decode(answer.encode(LIMIT), LIMIT).written == ("/out/j_0.bin",)
+
+
 @pytest.mark.parametrize(
     "data, code, fragment",
     [
@@ -114,6 +128,11 @@ def _job(**changes):
         (_job(inputs={"x": {"dtype": "<f4", "shape": [2], "data": "text"}}), 100000, "data must be bytes"),
         (_job(options={"work_addr": 1}), 100000, "unknown exec options ['work_addr']"),
         (_job(output_names=[1]), 100000, "'output_names' must be a list of names"),
+        (_job(input_refs={"x": "/data/x.npy"}), 100000, "input reference 'x' must be a map of url, rows and key"),
+        (_job(input_refs={"x": {"url": "/x.npy", "rows": [5, 2], "key": None}}), 100000, "with 0 <= start <= stop"),
+        (_job(input_refs={"x": {"url": 7, "rows": None, "key": None}}), 100000, "'url' must be str"),
+        (_job(output_to={"url": "/out/x", "format": "png"}), 100000, "format 'png': expected one of npz"),
+        (_job(output_to={"url": "/out/x"}), 100000, "must be a map of url and format"),
         (b"\0" * (LIMIT + 1), 300000, "exceeds"),
     ],
 )
