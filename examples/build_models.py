@@ -3,7 +3,8 @@
     python -m examples.build_models DIR     # writes DIR/<name>/1/model.onnx for every model
 
 Models: add (static), mlp and conv (dynamic batch), nonzero (data-dependent output shape),
-slow (a Loop whose trip count is an input, for timeouts), identity_<dtype> (every dtype).
+slow (a Loop whose trip count is an input, for timeouts), identity_<dtype> (every dtype); for
+the benchmarks only, mlp_large and resnet50 (ResNet-50's architecture).
 """
 
 import itertools
@@ -104,6 +105,56 @@ def nonzero() -> onnx.ModelProto:
     return _model(graph)
 
 
+def resnet50() -> onnx.ModelProto:
+    """ResNet-50's architecture (He et al. 2016: a 7x7 stem, bottleneck stages of 3, 4, 6 and 3
+    blocks, 25.5 M weights) with seeded weights and batch norm folded into the convolutions, as
+    an inference graph has it: x float32[N, 3, 224, 224] -> logits float32[N, 1000]."""
+    rng = np.random.default_rng(5)
+    inits: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+
+    def conv(x: str, name: str, cin: int, cout: int, k: int, stride: int = 1, relu: bool = True) -> str:
+        inits.append(numpy_helper.from_array(
+            (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(np.float32), f"{name}.w"
+        ))  # fmt: skip
+        inits.append(numpy_helper.from_array(np.zeros(cout, np.float32), f"{name}.b"))
+        pad = k // 2
+        nodes.append(helper.make_node(
+            "Conv", [x, f"{name}.w", f"{name}.b"], [f"{name}.c"], kernel_shape=[k, k], strides=[stride, stride],
+            pads=[pad] * 4,
+        ))  # fmt: skip
+        if not relu:
+            return f"{name}.c"
+        nodes.append(helper.make_node("Relu", [f"{name}.c"], [f"{name}.r"]))
+        return f"{name}.r"
+
+    h = conv("x", "stem", 3, 64, 7, 2)
+    nodes.append(helper.make_node("MaxPool", [h], ["pool"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4))
+    h, cin = "pool", 64
+    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), start=1):
+        for block in range(blocks):
+            name, stride = f"s{stage}b{block}", 2 if block == 0 and stage > 1 else 1
+            y = conv(h, f"{name}.1", cin, width, 1)
+            y = conv(y, f"{name}.2", width, width, 3, stride)
+            y = conv(y, f"{name}.3", width, width * 4, 1, relu=False)
+            shortcut = conv(h, f"{name}.down", cin, width * 4, 1, stride, relu=False) if block == 0 else h
+            nodes.append(helper.make_node("Add", [y, shortcut], [f"{name}.sum"]))
+            nodes.append(helper.make_node("Relu", [f"{name}.sum"], [f"{name}.out"]))
+            h, cin = f"{name}.out", width * 4
+    nodes.append(helper.make_node("GlobalAveragePool", [h], ["gap"]))
+    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"]))
+    inits += [_weight("fc.w", (2048, 1000), rng), numpy_helper.from_array(np.zeros(1000, np.float32), "fc.b")]
+    nodes.append(helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"]))
+    graph = helper.make_graph(
+        nodes,
+        "resnet50",
+        [helper.make_tensor_value_info("x", F, ["N", 3, 224, 224])],
+        [helper.make_tensor_value_info("logits", F, ["N", 1000])],
+        initializer=inits,
+    )
+    return _model(graph)
+
+
 def slow() -> onnx.ModelProto:
     """y = tanh(x @ W) repeated ``iterations`` times: x float32[64, 64], iterations int64[]."""
     rng = np.random.default_rng(3)
@@ -172,6 +223,8 @@ MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
     # 6 MB of weights: one-thread ONNX Runtime does about 3x the rows/s at batch 32 as at batch 1
     "mlp_large": lambda: mlp((512, 1024, 1024, 10), "mlp_large"),
     "conv": conv,
+    # ResNet-50's architecture, 100 MB of seeded weights: the offline-batch benchmark's CNN
+    "resnet50": resnet50,
     "nonzero": nonzero,
     "slow": slow,
     **{f"identity_{d}": (lambda d=d: identity(d)) for d in DTYPES},
@@ -187,7 +240,7 @@ CONFIGS: dict[str, dict[str, object]] = {
 
 
 #: built only when named: the benchmarks' (tests and the demo leave them out)
-BENCH_ONLY = frozenset({"mlp_large"})
+BENCH_ONLY = frozenset({"mlp_large", "resnet50"})
 
 
 def build(root: Path, names: list[str] | None = None) -> dict[str, Path]:

@@ -27,7 +27,6 @@ import redis.asyncio
 from producer import keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.connection import async_redis_client, redis_client
-from producer.dispatch import PRIORITIES
 from producer.errors import (
     BrokerError,
     ConfigError,
@@ -42,6 +41,7 @@ from producer.settings import Settings
 from producer.transport import message_entry, queue_key, ring
 from producer.wire import (
     EXEC_OPTIONS,
+    PRIORITIES,
     InputRef,
     JobEnvelope,
     JobStatus,

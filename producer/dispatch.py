@@ -18,9 +18,8 @@ from producer import keys
 from producer.connection import SENTINEL_OPTIONS, check_sentinels
 from producer.settings import Settings
 from producer.transport import DEAD_LETTER_KEY_OPTION
+from producer.wire import PRIORITIES
 
-#: job priorities: 0 is served first, 9 last (kombu's Redis priority order)
-PRIORITIES: Final = range(10)
 #: the kombu transport both sides use, and its Sentinel variant (a ``sentinel://`` ACLQ_REDIS_URL)
 TRANSPORT: Final = "producer.transport:Transport"
 SENTINEL_TRANSPORT: Final = "producer.transport:SentinelTransport"

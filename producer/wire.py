@@ -25,6 +25,8 @@ from producer.errors import WireError
 WIRE_VERSION: Final = 3
 #: the one task aclq defines (its Celery name)
 INFER_TASK: Final = "aclq.infer"
+#: job priorities: 0 is served first, 9 last (kombu's Redis priority order)
+PRIORITIES: Final = range(10)
 #: exec options a job may carry, each applied through aclmdlSetExecConfigOpt
 EXEC_OPTIONS: Final = ("stream_sync_timeout_ms", "event_sync_timeout_ms")
 #: the input name that stands for a one-input model's only input, whatever its name

@@ -4,9 +4,8 @@ import msgpack
 import redis
 
 from producer import Client, keys
-from producer.dispatch import PRIORITIES
 from producer.transport import decode_entry, queue_key
-from producer.wire import TaskMessage
+from producer.wire import PRIORITIES, TaskMessage
 
 
 def take_queued(client: Client) -> dict[str, bytes | None]:

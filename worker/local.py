@@ -38,6 +38,20 @@ def device_count() -> int:
     return int(count)
 
 
+def _stop(processes: list[subprocess.Popen[bytes]], sig: signal.Signals) -> None:
+    """Signal every process first, then wait for each (STOP_TIMEOUT_S in all, then SIGKILL)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(sig)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for process in processes:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class LocalCluster:
     """``with LocalCluster(settings, devices=[0, 1]) as cluster: Client(cluster.settings)``."""
 
@@ -88,18 +102,16 @@ class LocalCluster:
                     raise ConfigError(f"workers did not start: exited {dead}" if dead else "workers did not start")
 
     def stop_worker(self, device: int) -> None:
-        process = self.workers.pop(device)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # Celery's warm shutdown: the current job finishes
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """Celery's warm shutdown of one worker: its current job finishes and is answered."""
+        _stop([self.workers.pop(device)], signal.SIGTERM)
 
     def stop(self) -> None:
-        for device in list(self.workers):
-            self.stop_worker(device)
+        """Stop every worker at once, then the private server. On a broker of the user's, each
+        gets a warm shutdown (its current job finishes and is answered: about a second, most of
+        it its wait on Redis ending); with the private server, SIGKILL: whatever they would still
+        write would go into a server that is about to stop and keeps nothing."""
+        processes, self.workers = list(self.workers.values()), {}
+        _stop(processes, signal.SIGKILL if self.server is not None else signal.SIGTERM)
         if self.server is not None:
             self.server.close()
             self.server = None
