@@ -14,6 +14,7 @@ order: ``npy``, ``bin`` (the raw bytes, C order, no header: dtype and shape are 
 import functools
 import json
 import logging
+import math
 import os
 import statistics
 import threading
@@ -133,6 +134,64 @@ def _load(path: Path, input_name: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as archive:
             return {k: archive[k] for k in archive.files}
     return {input_name: np.load(path, allow_pickle=False)}
+
+
+#: the most input bytes of one job that ``--batch-size auto`` makes: a worker holds a job's
+#: inputs, outputs and the model's activations at once, and a larger job gains no more
+AUTO_JOB_BYTES = 16 << 20
+#: what ``--batch-size auto`` aims a job's cost beyond its execution at: this share of it
+AUTO_OVERHEAD = 0.03
+#: rows of the probe jobs of ``--batch-size auto`` (a split array's; a file's own rows else)
+PROBE_ROWS = 16
+#: how long the larger probe job should execute, ms: long enough to time the rows, short
+#: enough that probing a slow model costs little
+PROBE_MS = 20.0
+#: where a run with ``--batch-size auto`` records its choice, for ``--resume`` to keep it
+BATCH_SIZE_FILE = ".batch_size"
+
+
+def auto_batch_size(
+    client: Client, model: str, source: Path, output: Path, *, input_name: str = POSITIONAL, resume: bool = False,
+    **submit: Unpack[SubmitOptions],
+) -> tuple[int, str]:  # fmt: skip
+    """Rows a job (files a job, for a directory or manifest), and why: from probe jobs of the
+    first input, the model's execution time per row and a job's cost beyond it (the queue, the
+    worker's handling), so that the cost stays about AUTO_OVERHEAD of the execution; at most
+    AUTO_JOB_BYTES of input a job. A resumed run keeps the size its first run chose."""
+    saved = output / BATCH_SIZE_FILE
+    if resume and saved.exists():
+        return int(saved.read_text()), f"kept from the run being resumed ({saved})"
+    first = _plan(source.absolute(), output.absolute(), PROBE_ROWS, input_name, None).items
+    if not first:
+        return 1, "nothing to run"
+    unit = first[0].load()
+    rows = _leading_rows(unit)
+    if not rows:  # no common leading axis: nothing to stack
+        return 1, "the inputs have no common leading axis"
+    row_bytes = sum(a.nbytes for a in unit.values()) / rows
+    client.submit(model, unit, **submit).details()  # the model loaded, its first run done
+    small_ms = [client.submit(model, unit, **submit).details() for _ in range(3)]
+    # a larger job, to tell the time a row takes from a run's fixed cost
+    big = min(max(2, math.ceil(PROBE_MS / max(small_ms[0].timings["exec_ms"], 1e-3))), 64)
+    stacked = {name: np.concatenate([a] * big) for name, a in unit.items()}
+    large_ms = [client.submit(model, stacked, **submit).details() for _ in range(3)]
+    small_exec = statistics.median(d.timings["exec_ms"] for d in small_ms)
+    large_exec = statistics.median(d.timings["exec_ms"] for d in large_ms)
+    per_row = max((large_exec - small_exec) / (rows * (big - 1)), 1e-6)
+    fixed = max(small_exec - per_row * rows, 0.0)  # a run's own cost beyond its rows
+    beyond = statistics.median(d.timings["total_ms"] - d.timings["exec_ms"] for d in small_ms) + fixed
+    wanted = math.ceil(beyond / (AUTO_OVERHEAD * per_row))
+    cap = max(int(AUTO_JOB_BYTES // max(row_bytes, 1)), 1)
+    size = max(1, min(wanted, cap))
+    if source.is_dir() or source.suffix == ".jsonl":  # files a job: rows a job over a file's rows
+        size = max(1, size // rows)
+    output.mkdir(parents=True, exist_ok=True)
+    saved.write_text(str(size))
+    why = f"{per_row:.3f} ms a row, {beyond:.1f} ms a job beyond its rows: {wanted} rows keep it under "
+    why += f"{AUTO_OVERHEAD:.0%}"
+    if wanted > cap:
+        why += f"; {cap} rows make {AUTO_JOB_BYTES >> 20} MiB, the most a job takes"
+    return size, why
 
 
 #: --transfer choices: "auto" decides by where the workers are (:func:`choose_transfer`)

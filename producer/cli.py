@@ -133,10 +133,11 @@ def submit(
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option(
     "--batch-size",
-    type=click.IntRange(1),
-    default=1,
+    default="auto",
     show_default=True,
-    help="rows per job when splitting one array; files per job for a directory or manifest",
+    callback=lambda _ctx, _param, value: _batch_size(value),
+    help="rows per job when splitting one array; files per job for a directory or manifest (by bytes); "
+    "auto: sized from probe jobs so a job's cost beyond its execution stays ~3%",
 )
 @click.option("--input-name", default="", help="input a .npy feeds (default: the model's only input)")
 @click.option(
@@ -163,7 +164,7 @@ def batch(
     model_ref: str,
     source: Path,
     output: Path,
-    batch_size: int,
+    batch_size: int | None,
     input_name: str,
     outfmt: str | None,
     transfer: str,
@@ -186,12 +187,23 @@ def batch(
     settings = Settings.from_env()
     try:
         # planned first: a bad input is named before any server or worker starts
-        work = batch_run.plan(source, output, batch_size=batch_size, input_name=input_name, outfmt=outfmt)
+        batch_run.plan(source, output, batch_size=batch_size or batch_run.PROBE_ROWS, input_name=input_name)
         with _broker(settings) as ready, Client(ready) as client:
             if transfer == "auto":
                 transfer, why = batch_run.choose_transfer(fetch_status(ready).workers, ready.host)
                 click.echo(f"aclq batch: transfer {transfer}: {why}", err=True)
-            work = work.by(transfer)
+            if batch_size is None and transfer == "ref" and (source.is_dir() or source.suffix == ".jsonl"):
+                batch_size = 1
+                click.echo("aclq batch: batch size 1: by reference, each file is a job of its own", err=True)
+            elif batch_size is None:
+                batch_size, why = batch_run.auto_batch_size(
+                    client, name, source, output, input_name=input_name, resume=resume,
+                    version=version, options=_options(option_pairs), device=device,
+                )  # fmt: skip
+                click.echo(f"aclq batch: batch size {batch_size}: {why}", err=True)
+            work = batch_run.plan(
+                source, output, batch_size=batch_size, input_name=input_name, outfmt=outfmt, transfer=transfer
+            )
             summary = batch_run.run(
                 client, name, work, window=window, retries=retries, resume=resume, quiet=quiet, stop=stop,
                 version=version, options=_options(option_pairs), device=device,
@@ -242,6 +254,15 @@ def perf(
     except AclqError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.render())
+
+
+def _batch_size(value: str | int) -> int | None:
+    """``--batch-size``: a whole number of at least 1, or auto (None)."""
+    if value == "auto":
+        return None
+    if not str(value).isdigit() or int(value) < 1:
+        raise click.BadParameter(f"{value!r}: a whole number of at least 1, or auto")
+    return int(value)
 
 
 def _generated(pairs: tuple[str, ...], dtype: str) -> dict[str, np.ndarray]:

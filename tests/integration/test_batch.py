@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from producer import keys
-from producer.batch import choose_transfer, plan, run, run_batch
+from producer.batch import AUTO_JOB_BYTES, auto_batch_size, choose_transfer, plan, run, run_batch
 from producer.status import fetch_status
 
 
@@ -287,3 +287,34 @@ def test_by_reference_workers_read_and_write_the_files(client, cluster, model_re
     assert choose_transfer(workers, cluster.settings.host)[0] == "ref"
     assert choose_transfer(workers, "another-host")[0] == "bytes"
     assert choose_transfer([], cluster.settings.host)[0] == "bytes"
+
+
+def test_auto_batch_size_is_measured_bounded_and_kept_on_resume(client, model_repo, tmp_path):
+    x = np.random.default_rng(12).standard_normal((3000, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    size, why = auto_batch_size(client, "mlp", tmp_path / "x.npy", tmp_path / "out")
+    assert 1 <= size <= AUTO_JOB_BYTES // (64 * 4) and "ms a row" in why and "ms a job beyond its rows" in why
+    assert (tmp_path / "out" / ".batch_size").read_text() == str(size)
+    assert auto_batch_size(client, "mlp", tmp_path / "x.npy", tmp_path / "out", resume=True) == (
+        size, f"kept from the run being resumed ({tmp_path / 'out' / '.batch_size'})"
+    )  # fmt: skip
+    run_batch(client, "mlp", tmp_path / "x.npy", tmp_path / "out", batch_size=size)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "y.npy"), mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
+    (tmp_path / "dir").mkdir()
+    for i in range(3):
+        np.save(tmp_path / "dir" / f"{i}.npy", x[i * 4 : i * 4 + 4])
+    files, _ = auto_batch_size(client, "mlp", tmp_path / "dir", tmp_path / "out2")  # a directory: files a job
+    assert 1 <= files <= size // 4 + 1
+
+
+def test_cli_says_how_data_travels_and_how_jobs_are_sized(cluster, model_repo, tmp_path):
+    x = np.random.default_rng(13).standard_normal((500, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    with _batch_cli(cluster, tmp_path / "x.npy", tmp_path / "out") as proc:
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "aclq batch: transfer ref: every live worker (2) runs on this host" in err
+    assert "aclq batch: batch size " in err and "ms a job beyond its rows" in err
+    summary = json.loads(out)
+    assert summary["transfer"] == "ref" and summary["done"] == summary["total"] == summary["jobs"]
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "y.npy"), mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
