@@ -6,7 +6,8 @@ A. ResNet-50 (examples.build_models.resnet50: its architecture, seeded weights),
    .npy files of one 1x3x224x224 image in a directory. aclq: the `aclq batch` command in a
    process of its own on the embedded default (no ACLQ_REDIS_URL: it starts Redis and one worker
    per device, ACLQ_DEVICE_COUNT=2 on this 2-core machine), `--transfer ref` and `--transfer
-   bytes`, wall time from the command's start to its exit. In-process: one ONNX Runtime session
+   bytes`, wall time from the command's start to its exit; then the same on two workers already
+   running (as `aclq up` leaves them: no start-up in the command). In-process: one ONNX Runtime session
    with the same two threads, timed from its creation, reading each file and writing each output
    as the command does.
 B. The example conv over ``--images`` 3x32x32 images in one .npy, split into jobs of ``--rows``
@@ -31,6 +32,8 @@ import numpy as np
 import onnxruntime as ort
 
 from examples.build_models import build
+from producer import Settings
+from worker.local import LocalCluster
 
 THREADS = 2
 
@@ -66,9 +69,15 @@ def in_process_split(model: Path, data: Path, rows: int, out: Path) -> tuple[flo
     return done - started, len(x) / (done - running)
 
 
-def aclq_batch(repo: Path, model: str, source: Path, out: Path, *extra: str) -> tuple[float, dict[str, object]]:
+def aclq_batch(
+    repo: Path, model: str, source: Path, out: Path, *extra: str, redis_url: str | None = None
+) -> tuple[float, dict[str, object]]:
+    """The command's wall time and summary: on the embedded default, or (``redis_url``) on workers
+    already running, as after `aclq up`."""
     env = {k: v for k, v in os.environ.items() if k != "ACLQ_REDIS_URL"}
     env.update(ACLQ_PROVIDER="cpu", ACLQ_DEVICE_COUNT=str(THREADS), ACLQ_MODEL_REPO=str(repo))
+    if redis_url is not None:
+        env["ACLQ_REDIS_URL"] = redis_url
     command = [sys.executable, "-m", "producer.cli", "batch", "--model", model, "--input", str(source),
                "--output", str(out), "--quiet", *extra]  # fmt: skip
     started = time.perf_counter()
@@ -120,6 +129,14 @@ def main() -> None:
                 max_relative(np.load(out / f"{f.stem}.npz")["logits"], np.load(tmp / "ref_a" / f.name)) for f in files
             )
             row(f"A aclq batch --transfer {transfer}", wall, float(summary["items_per_s"]), base_wall, base_rate, diff)  # type: ignore[arg-type]
+        os.environ.update(ACLQ_PROVIDER="cpu", ACLQ_DEVICE_COUNT=str(THREADS))
+        with LocalCluster(Settings(model_repo=str(repo)), devices=list(range(THREADS))) as running:
+            out = tmp / "a_running"
+            wall, summary = aclq_batch(repo, "resnet50", images, out, redis_url=running.settings.redis_url)
+            diff = max(
+                max_relative(np.load(out / f"{f.stem}.npz")["logits"], np.load(tmp / "ref_a" / f.name)) for f in files
+            )
+            row("A ... on running workers (aclq up)", wall, float(summary["items_per_s"]), base_wall, base_rate, diff)  # type: ignore[arg-type]
 
         data = tmp / "x.npy"
         x = np.lib.format.open_memmap(data, mode="w+", dtype=np.float32, shape=(args.images, 3, 32, 32))

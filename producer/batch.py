@@ -37,6 +37,7 @@ from producer.errors import (
     JobFailed,
     JobNotFound,
     JobTimeout,
+    WireError,
 )
 from producer.wire import OUTPUT_FORMATS, POSITIONAL, InputRef, OutputRef, WorkerBeat
 
@@ -284,6 +285,11 @@ def _rows(arrays: Mapping[str, np.ndarray], start: int, count: int) -> dict[str,
     return {name: np.ascontiguousarray(a[start : start + count]) for name, a in arrays.items()}
 
 
+def _read(refs: Callable[[], dict[str, InputRef]]) -> dict[str, np.ndarray]:
+    """Inputs read here from where they lie (a mapping opened and closed for these rows only)."""
+    return {name: storage.read_input(ref) for name, ref in refs().items()}
+
+
 def _split_refs(source: Path, names: list[str], input_name: str, rows: tuple[int, int]) -> dict[str, InputRef]:
     if source.suffix == ".npz":
         return {name: InputRef(str(source), rows=rows, key=name) for name in names}
@@ -291,25 +297,30 @@ def _split_refs(source: Path, names: list[str], input_name: str, rows: tuple[int
 
 
 def _split_plan(source: Path, output: Path, batch_size: int, input_name: str, outfmt: str) -> Plan:
-    if source.suffix == ".npz":
+    if source.suffix == ".npz":  # an archive is read whole (its members cannot be mapped)
         with np.load(source, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    else:  # memory-mapped: a large array is read a chunk at a time
+    else:  # only its header here: each job reads its own rows (_read), as a worker does by reference
         arrays = {input_name: np.load(source, mmap_mode="r", allow_pickle=False)}
     rows = {len(a) if a.ndim else -1 for a in arrays.values()}
     if len(rows) != 1 or -1 in rows:
         raise ConfigError(f"{source}: every array must share its leading axis to be split, got lengths {sorted(rows)}")
     (n,) = rows
+    names = list(arrays)
+    if source.suffix != ".npz":
+        del arrays  # a mapping held for the whole run would count every page it read in this process
     parts = output / PARTS_DIR
-    items = [
-        Item(
-            f"rows {start}-{min(start + batch_size, n) - 1}",
-            functools.partial(_rows, arrays, start, batch_size),
-            parts / f"{start // batch_size:08d}",
-            functools.partial(_split_refs, source, list(arrays), input_name, (start, min(start + batch_size, n))),
+    items = []
+    for start in range(0, n, batch_size):
+        refs = functools.partial(_split_refs, source, names, input_name, (start, min(start + batch_size, n)))
+        load = (
+            functools.partial(_rows, arrays, start, batch_size)
+            if source.suffix == ".npz"
+            else functools.partial(_read, refs)
         )
-        for start in range(0, n, batch_size)
-    ]
+        items.append(
+            Item(f"rows {start}-{min(start + batch_size, n) - 1}", load, parts / f"{start // batch_size:08d}", refs)
+        )
 
     def reassemble() -> None:
         """The outputs' rows in input order: one file per output name (``outputs.npz`` for npz)."""
@@ -484,6 +495,8 @@ def _run_group(
             loaded.append((item, batch.inputs(item)))
         except (OSError, ValueError) as exc:  # an input file that is missing or not an array
             tally.failed([item], _file_failure(item, exc))
+        except WireError as exc:  # rows read where they lie (storage.read_input), that could not be
+            tally.failed([item], Failure(item.key, exc.code, exc.name, exc.message))
     jobs: list[list[Loaded]] = []
     for entry in loaded:
         if jobs and len(group) > 1 and _leading_rows(entry[1]) and _signature(entry[1]) == _signature(jobs[0][0][1]):

@@ -39,7 +39,7 @@ def test_npz_holds_every_output_by_name(tmp_path):
 
 @pytest.mark.parametrize("fmt", OUTPUT_FORMATS)
 def test_an_item_is_done_only_when_its_last_written_file_is_there(fmt, tmp_path):
-    batch = Plan([Item("img", dict, tmp_path / "img")], tmp_path, outfmt=fmt)
+    batch = Plan([Item("img", dict, tmp_path / "img", dict)], tmp_path, outfmt=fmt)
     (item,) = batch.items
     assert not batch.done(item)
     if fmt != "npz":  # output 1 written, output 0 (renamed last) not yet: a run killed between them
