@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=8)
     args = parser.parse_args()
     os.environ.update(ACLQ_PROVIDER="cpu", ACLQ_DEVICE_COUNT="2")
-    with tempfile.TemporaryDirectory(dir=os.environ.get("ACLQ_BENCH_DIR")) as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         repo, data = tmp / "repo", tmp / "x.npy"
         build(repo, ["conv"])

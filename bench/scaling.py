@@ -7,7 +7,8 @@ implies, and a check of that model against 16 and 32 workers on this machine.
    bytes and ``INFO cpu`` around N jobs, each waited for before the next, the worker's idle
    background over as long a stretch subtracted): a tiny job (add) one a message, inline; the
    same 32 a message (``map``); 1 MiB in and out (identity_uint8), by claim check; an ``aclq
-   batch`` item (a 1x64 .npy file through the mlp, window 8).
+   batch`` item (a 1x64 .npy file through the mlp, window 8), by bytes and by reference (the
+   worker reads the file and writes the outputs: Redis carries records only, whatever the size).
 2. Idle cost per worker: W workers doing nothing for S seconds (doorbell waits that time out
    and claim, heartbeats, kombu's restore sweeps): Redis CPU and commands per worker-second.
 3. The model: one Redis core sustains ``(1 - W x idle) / cpu per job`` jobs/s, and feeds
@@ -138,6 +139,10 @@ def per_job_costs(repo: Path, tmp: Path, jobs: int) -> dict[str, tuple[float, fl
                 ),
                 "aclq batch item (1x64 .npy, mlp)": (
                     lambda: run_batch(client, "mlp", source, tmp / "out", window=8),
+                    items,
+                ),
+                "aclq batch item by reference": (
+                    lambda: run_batch(client, "mlp", source, tmp / "out_ref", window=8, transfer="ref"),
                     items,
                 ),
             }

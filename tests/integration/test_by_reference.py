@@ -109,6 +109,7 @@ def test_bad_references_fail_alone_each_with_its_code(client, mlp, tmp_path):
     cases = [
         ({"x": InputRef(str(tmp_path / "missing.npy"))}, {}, "100003", "missing.npy"),
         ({"x": InputRef("nope://bucket/x.npy")}, {}, "100003", "fsspec knows no scheme 'nope'"),
+        ({"x": InputRef("gs://bucket/x.npy")}, {}, "100003", "no fsspec driver for gs:// here"),
         ({"x": InputRef(str(tmp_path / "x.npy"), rows=(90, 120))}, {}, "100000", "has 100 rows, not rows 90..120"),
         ({"x": InputRef(str(tmp_path / "two.npz"))}, {}, "100003", "name the array (key)"),
         ({"x": good}, {"output_to": str(tmp_path / "not_a_dir" / "out")}, "100003", "cannot write outputs to"),
