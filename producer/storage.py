@@ -71,13 +71,15 @@ def _read(source: Path | IO[bytes], ref: InputRef, mmap: bool) -> np.ndarray:
 
 
 def _rows(array: np.ndarray, ref: InputRef) -> np.ndarray:
+    """A copy of the rows asked for (all of them when none: a 0-d array stays 0-d), in memory:
+    nothing of a mapped file is held past the read."""
     if ref.rows is None:
-        return np.ascontiguousarray(array)
+        return np.array(array, order="C")
     start, stop = ref.rows
     if array.ndim == 0 or stop > len(array):
         have = len(array) if array.ndim else 0
         raise WireError(ACL_ERROR_INVALID_PARAM, f"input {ref.url!r} has {have} rows, not rows {start}..{stop}")
-    return np.ascontiguousarray(array[start:stop])
+    return np.array(array[start:stop], order="C")
 
 
 def _npy_rows(f: IO[bytes], ref: InputRef) -> np.ndarray:
