@@ -68,6 +68,8 @@ class Plan:
     #: "bytes": inputs read here and sent, outputs sent back and written here; "ref": the
     #: workers read the inputs where they lie and write the outputs themselves (TRANSFERS)
     transfer: str = "bytes"
+    #: its items are rows of one array (else files: a directory's or a manifest's)
+    splits: bool = False
 
     def target(self, item: Item) -> OutputRef:
         return OutputRef(str(item.output), self.outfmt)
@@ -152,20 +154,19 @@ BATCH_SIZE_FILE = ".batch_size"
 
 
 def auto_batch_size(
-    client: Client, model: str, source: Path, output: Path, *, input_name: str = POSITIONAL, resume: bool = False,
-    **submit: Unpack[SubmitOptions],
-) -> tuple[int, str]:  # fmt: skip
+    client: Client, model: str, probe: Plan, *, resume: bool = False, **submit: Unpack[SubmitOptions]
+) -> tuple[int, str]:
     """Rows a job (files a job, for a directory or manifest), and why: from probe jobs of the
-    first input, the model's execution time per row and a job's cost beyond it (the queue, the
-    worker's handling), so that the cost stays about AUTO_OVERHEAD of the execution; at most
-    AUTO_JOB_BYTES of input a job. A resumed run keeps the size its first run chose."""
-    saved = output / BATCH_SIZE_FILE
+    first item of ``probe`` (a plan of PROBE_ROWS rows a job), the model's execution time per row
+    and a job's cost beyond it (the queue, the worker's handling), so that the cost stays about
+    AUTO_OVERHEAD of the execution; at most AUTO_JOB_BYTES of input a job. A resumed run keeps the
+    size its first run chose."""
+    saved = probe.output / BATCH_SIZE_FILE
     if resume and saved.exists():
         return int(saved.read_text()), f"kept from the run being resumed ({saved})"
-    first = _plan(source.absolute(), output.absolute(), PROBE_ROWS, input_name, None).items
-    if not first:
+    if not probe.items:
         return 1, "nothing to run"
-    unit = first[0].load()
+    unit = probe.items[0].load()
     rows = _leading_rows(unit)
     if not rows:  # no common leading axis: nothing to stack
         return 1, "the inputs have no common leading axis"
@@ -184,9 +185,9 @@ def auto_batch_size(
     wanted = math.ceil(beyond / (AUTO_OVERHEAD * per_row))
     cap = max(int(AUTO_JOB_BYTES // max(row_bytes, 1)), 1)
     size = max(1, min(wanted, cap))
-    if source.is_dir() or source.suffix == ".jsonl":  # files a job: rows a job over a file's rows
+    if not probe.splits:  # files a job: rows a job over a file's rows
         size = max(1, size // rows)
-    output.mkdir(parents=True, exist_ok=True)
+    probe.output.mkdir(parents=True, exist_ok=True)
     saved.write_text(str(size))
     why = f"{per_row:.3f} ms a row, {beyond:.1f} ms a job beyond its rows: {wanted} rows keep it under "
     why += f"{AUTO_OVERHEAD:.0%}"
@@ -336,7 +337,7 @@ def _split_plan(source: Path, output: Path, batch_size: int, input_name: str, ou
             for name, array in whole.items():
                 storage.save(str(output / f"{name}.{outfmt}"), {name: array})
 
-    return Plan(items, output, reassemble)
+    return Plan(items, output, reassemble, splits=True)
 
 
 class _Progress:

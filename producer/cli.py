@@ -186,20 +186,20 @@ def batch(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     settings = Settings.from_env()
     try:
-        # planned first: a bad input is named before any server or worker starts
-        batch_run.plan(source, output, batch_size=batch_size or batch_run.PROBE_ROWS, input_name=input_name)
+        # planned first: a bad input is named before any server or worker starts (and with
+        # --batch-size auto, this plan's first item is what the probe jobs carry)
+        work = batch_run.plan(source, output, batch_size=batch_size or batch_run.PROBE_ROWS, input_name=input_name)
         with _broker(settings) as ready, Client(ready) as client:
             if transfer == "auto":
                 transfer, why = batch_run.choose_transfer(fetch_status(ready).workers, ready.host)
                 click.echo(f"aclq batch: transfer {transfer}: {why}", err=True)
-            if batch_size is None and transfer == "ref" and (source.is_dir() or source.suffix == ".jsonl"):
+            if batch_size is None and transfer == "ref" and not work.splits:
                 batch_size = 1
                 click.echo("aclq batch: batch size 1: by reference, each file is a job of its own", err=True)
             elif batch_size is None:
                 batch_size, why = batch_run.auto_batch_size(
-                    client, name, source, output, input_name=input_name, resume=resume,
-                    version=version, options=_options(option_pairs), device=device,
-                )  # fmt: skip
+                    client, name, work, resume=resume, version=version, options=_options(option_pairs), device=device
+                )
                 click.echo(f"aclq batch: batch size {batch_size}: {why}", err=True)
             work = batch_run.plan(
                 source, output, batch_size=batch_size, input_name=input_name, outfmt=outfmt, transfer=transfer

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from producer import keys
-from producer.batch import AUTO_JOB_BYTES, auto_batch_size, choose_transfer, plan, run, run_batch
+from producer.batch import AUTO_JOB_BYTES, PROBE_ROWS, auto_batch_size, choose_transfer, plan, run, run_batch
 from producer.status import fetch_status
 
 
@@ -292,10 +292,11 @@ def test_by_reference_workers_read_and_write_the_files(client, cluster, model_re
 def test_auto_batch_size_is_measured_bounded_and_kept_on_resume(client, model_repo, tmp_path):
     x = np.random.default_rng(12).standard_normal((3000, 64)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    size, why = auto_batch_size(client, "mlp", tmp_path / "x.npy", tmp_path / "out")
+    probe = plan(tmp_path / "x.npy", tmp_path / "out", batch_size=PROBE_ROWS)
+    size, why = auto_batch_size(client, "mlp", probe)
     assert 1 <= size <= AUTO_JOB_BYTES // (64 * 4) and "ms a row" in why and "ms a job beyond its rows" in why
     assert (tmp_path / "out" / ".batch_size").read_text() == str(size)
-    assert auto_batch_size(client, "mlp", tmp_path / "x.npy", tmp_path / "out", resume=True) == (
+    assert auto_batch_size(client, "mlp", probe, resume=True) == (
         size, f"kept from the run being resumed ({tmp_path / 'out' / '.batch_size'})"
     )  # fmt: skip
     run_batch(client, "mlp", tmp_path / "x.npy", tmp_path / "out", batch_size=size)
@@ -303,7 +304,7 @@ def test_auto_batch_size_is_measured_bounded_and_kept_on_resume(client, model_re
     (tmp_path / "dir").mkdir()
     for i in range(3):
         np.save(tmp_path / "dir" / f"{i}.npy", x[i * 4 : i * 4 + 4])
-    files, _ = auto_batch_size(client, "mlp", tmp_path / "dir", tmp_path / "out2")  # a directory: files a job
+    files, _ = auto_batch_size(client, "mlp", plan(tmp_path / "dir", tmp_path / "out2"))  # a directory: files a job
     assert 1 <= files <= size // 4 + 1
 
 
