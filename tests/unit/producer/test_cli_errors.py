@@ -43,3 +43,15 @@ def test_bad_option_and_model_ref(tmp_path):
     done = aclq("submit", "--model", "add", "--input", "a=b.npy", "--output", "o.npz", "--option", "x=1.5",
                 ACLQ_REDIS_URL="redis://h/0")  # fmt: skip
     assert done.returncode == 2 and "must be NAME=INTEGER" in done.stderr
+
+
+def test_bad_batch_size_shape_and_dtype_are_named_before_anything_runs(tmp_path):
+    url = "redis://127.0.0.1:1/0"  # nothing listens: each must fail on its argument first
+    for size in ("0", "some"):
+        done = aclq("batch", "--model", "m", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+                    "--batch-size", size, ACLQ_REDIS_URL=url)  # fmt: skip
+        assert done.returncode == 2 and f"{size!r}: a whole number of at least 1, or auto" in done.stderr
+    done = aclq("perf", "--model", "m", "--shape", "x=1,a", ACLQ_REDIS_URL=url)
+    assert done.returncode == 2 and "--shape 'x=1,a' must be NAME=D0,D1,... with whole numbers" in done.stderr
+    done = aclq("perf", "--model", "m", "--shape", "x=1,4", "--dtype", "float99", ACLQ_REDIS_URL=url)
+    assert done.returncode == 2 and "--dtype 'float99'" in done.stderr and "Traceback" not in done.stderr
