@@ -52,7 +52,7 @@ class Item:
     """One job of a batch: where its inputs come from and where its outputs go."""
 
     key: str  #: how the item is named in progress and in the summary
-    load: Callable[[], dict[str, np.ndarray]]  #: its inputs, read here (transfer "bytes")
+    load: Callable[[], dict[str, np.ndarray]]  #: its inputs, read here (transfer "bytes"), as a worker reads refs
     output: Path  #: its outputs' path less the suffix (storage.output_files)
     refs: Callable[[], dict[str, InputRef]]  #: where its inputs lie, for a worker to read (transfer "ref")
 
@@ -130,13 +130,6 @@ class Summary:
 def atomic_write_text(path: Path, text: str) -> None:
     with storage.writing(str(path)) as f:
         f.write(text.encode())
-
-
-def _load(path: Path, input_name: str) -> dict[str, np.ndarray]:
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
-    return {input_name: np.load(path, allow_pickle=False)}
 
 
 #: the most input bytes of one job that ``--batch-size auto`` makes: a worker holds a job's
@@ -238,13 +231,9 @@ def _plan(source: Path, output: Path, batch_size: int, input_name: str, outfmt: 
         files = sorted(p for p in source.rglob("*") if p.suffix in (".npy", ".npz") and p.is_file())
         relative = [p.relative_to(source) for p in files]
         items = [
-            Item(
-                str(r),
-                functools.partial(_load, source / r, input_name),
-                output / r.with_suffix(""),
-                functools.partial(_file_refs, source / r, input_name),
-            )
+            Item(str(r), functools.partial(_read, refs), output / r.with_suffix(""), refs)
             for r in relative
+            for refs in [functools.partial(_file_refs, source / r, input_name)]
         ]
         return Plan(items, output, outfmt=outfmt or "npz", group_size=batch_size)
     if source.suffix == ".jsonl":
@@ -266,7 +255,8 @@ def _manifest_items(manifest: Path, output: Path) -> list[Item]:
             raise ConfigError(f"{manifest}:{number + 1}: not a JSON map of input name to file: {exc}") from None
         key = str(entry.get("id", f"{number:08d}"))
         refs = {name: InputRef(str(path.absolute())) for name, path in files.items()}
-        items.append(Item(key, functools.partial(_load_files, files), output / key, functools.partial(dict, refs)))
+        where: Callable[[], dict[str, InputRef]] = functools.partial(dict, refs)
+        items.append(Item(key, functools.partial(_read, where), output / key, where))
     return items
 
 
@@ -276,10 +266,6 @@ def _file_refs(path: Path, input_name: str) -> dict[str, InputRef]:
         with np.load(path, allow_pickle=False) as archive:
             return {k: InputRef(str(path), key=k) for k in archive.files}
     return {input_name: InputRef(str(path))}
-
-
-def _load_files(files: Mapping[str, Path]) -> dict[str, np.ndarray]:
-    return {name: np.load(path, allow_pickle=False) for name, path in files.items()}
 
 
 def _rows(arrays: Mapping[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
@@ -494,10 +480,10 @@ def _run_group(
     for item in group:
         try:
             loaded.append((item, batch.inputs(item)))
-        except (OSError, ValueError) as exc:  # an input file that is missing or not an array
-            tally.failed([item], _file_failure(item, exc))
-        except WireError as exc:  # rows read where they lie (storage.read_input), that could not be
+        except WireError as exc:  # an input that cannot be read (storage.read_input: missing, not an array)
             tally.failed([item], Failure(item.key, exc.code, exc.name, exc.message))
+        except (OSError, ValueError) as exc:  # an .npz whose arrays cannot even be listed
+            tally.failed([item], _file_failure(item, exc))
     jobs: list[list[Loaded]] = []
     for entry in loaded:
         if jobs and len(group) > 1 and _leading_rows(entry[1]) and _signature(entry[1]) == _signature(jobs[0][0][1]):
@@ -544,7 +530,7 @@ def _split(outputs: Mapping[str, np.ndarray], job: list[Loaded]) -> list[dict[st
 
 
 def _file_failure(item: Item, exc: Exception) -> Failure:
-    """An input that cannot be read, or an output that cannot be written: 100003, naming the file."""
+    """An input that cannot be read: 100003, naming the problem."""
     name = codes.NAMES[codes.ACL_ERROR_INVALID_FILE]
     return Failure(item.key, codes.ACL_ERROR_INVALID_FILE, name, f"{type(exc).__name__}: {exc}")
 
@@ -570,10 +556,7 @@ def _attempts(
                 break
         except (JobTimeout, JobNotFound, BrokerConnectionError) as exc:  # JobNotFound: Redis lost it
             failure = Failure(items[0].key, None, type(exc).__name__, str(exc))
-        except (OSError, ValueError) as exc:  # an output location that cannot be written
-            failure = _file_failure(items[0], exc)
-            break
-        except AclqError as exc:  # refused before sending (e.g. a dtype that cannot travel)
+        except AclqError as exc:  # refused before sending (a dtype that cannot travel), outputs not written
             failure = Failure(
                 items[0].key, getattr(exc, "code", None), getattr(exc, "name", type(exc).__name__), str(exc)
             )
