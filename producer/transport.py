@@ -8,18 +8,24 @@ there loses the message for good. A worker that gathers messages for a batch run
 from a timer while its next ``BRPOP`` is outstanding, so the popped message waits there for the
 whole execution (the loss docs/reliability.md records).
 
-Here popping and recording are one step: a script pops the first message of the worker's
-queues (kombu's priority order) and records it in ``unacked`` and ``unacked_index`` in the same
-atomic call, so from the moment it leaves its queue, kombu's visibility timeout can restore it.
+Here popping and recording are one step: a script pops the first messages of the worker's
+queues (kombu's priority order) and records them in ``unacked`` and ``unacked_index`` in the same
+atomic call, so from the moment they leave their queue, kombu's visibility timeout can restore
+them. One claim takes as many messages as the consumer's prefetch limit has room for (a worker's:
+its largest batch), so a worker facing a backlog takes a batch's worth in one round trip instead
+of a round trip a message; they are delivered to Celery one after another, and held (their
+leases renewed, :func:`held`) from the claim, since the first may run its job before the others
+are delivered.
 Scripts cannot block, so the worker waits on a *doorbell*: the producer pushes a token onto
 ``keys.queue_bell(queue)`` in the same round trip as each message, and the worker's ``BRPOP``
 takes a token, not a message. Tokens are only hints: one lost with a killed worker costs
 nothing, since every wait also ends after ``brpop_timeout`` (1 s) with a claim, a claim that
 finds a message claims again at once (a backlog drains at full speed, tokens or not), and a
-token without a message makes a claim that finds nothing. A message published by something
+token without a message makes a claim that finds nothing. A claim of several messages takes
+their tokens too, so the tokens left match the messages left. A message published by something
 other than aclq (no token) is therefore still consumed, within a second. Per message this costs
-what kombu's own consumption did: two round trips for the worker (the wait, the claim) and one
-for the producer (message and token in one pipeline).
+at most what kombu's own consumption did: two round trips for the worker (the wait, the claim)
+and one for the producer (message and token in one pipeline); a backlog, two per claim.
 
 The same script moves a queue entry that is not a message kombu can deliver and restore (not
 JSON, not an object, no delivery tag or routing) to aclq's dead-letter list with the reason,
@@ -63,12 +69,14 @@ DEAD_LETTER_KEEP: Final = 10_000
 DEAD_LETTER_KEY_OPTION: Final = "aclq_dead_letter_key"
 DEAD_LETTER_HOOK_OPTION: Final = "aclq_on_dead_letter"
 
-# KEYS: unacked hash, unacked index, dead-letter list, then the queue keys in priority order.
-# ARGV: now (the client's clock, as kombu scores deliveries), dead letters kept.
-# Returns {index of the queue key, message, delivery tag} or {0, false, false}, then
-# {queue key, reason} per entry dead-lettered on the way. What it records is what kombu's
-# restore reads back: a JSON object with a delivery tag and the exchange and routing key to
-# route it by, in UTF-8 with no raw control characters.
+# KEYS: unacked hash, unacked index, dead-letter list, the doorbell of each queue, then the
+# queue keys in priority order (each level's keys in the queues' order). ARGV: now (the client's
+# clock, as kombu scores deliveries), dead letters kept, most messages to claim, how many
+# queues. Each message claimed takes a doorbell token of its queue with it, the first excepted
+# (the consumer took one to come here). Returns {{index of the queue key, message, delivery tag} per message claimed (in
+# order), {queue key, reason} per entry dead-lettered on the way}. What it records is what
+# kombu's restore reads back: a JSON object with a delivery tag and the exchange and routing key
+# to route it by, in UTF-8 with no raw control characters.
 _CLAIM: Final = r"""
 local function utf8_ok(s)
   if not string.find(s, '[\128-\255]') then return true end
@@ -129,59 +137,83 @@ local function problem(raw)
   return nil, props['delivery_tag'], info, format
 end
 
--- The first entry of the first non-empty queue key: one LMPOP (Redis 7.0+) instead of an RPOP
--- per key (3 queues x 10 priority levels: 30 on an idle worker's claim); before 7.0, or where
--- an ACL denies LMPOP, an RPOP per key in the same order.
-local position, lmpop_args = {}, {#KEYS - 3}
-for i = 4, #KEYS do
+-- Up to n entries of the first non-empty queue key, as {key index, entry}: one LMPOP (Redis
+-- 7.0+) instead of an RPOP per key (3 queues x 10 priority levels: 30 on an idle worker's
+-- claim); before 7.0, or where an ACL denies LMPOP, an RPOP per key in the same order.
+local queues = tonumber(ARGV[4])
+local first_key = 4 + queues
+local position, lmpop_args = {}, {#KEYS - first_key + 1}
+for i = first_key, #KEYS do
   position[KEYS[i]] = i
   lmpop_args[#lmpop_args + 1] = KEYS[i]
 end
 lmpop_args[#lmpop_args + 1] = 'RIGHT'
+lmpop_args[#lmpop_args + 1] = 'COUNT'
 local lmpop = true
-local function pop()
+local function pop(n)
   if lmpop then
+    lmpop_args[#lmpop_args + 1] = n
     local got = redis.pcall('LMPOP', unpack(lmpop_args))
-    if type(got) ~= 'table' then return nil end
-    if got.err == nil then return position[got[1]], got[2][1] end
+    lmpop_args[#lmpop_args] = nil
+    if type(got) ~= 'table' then return {} end
+    if got.err == nil then
+      local out = {}
+      for _, raw in ipairs(got[2]) do out[#out + 1] = {position[got[1]], raw} end
+      return out
+    end
     lmpop = false
   end
-  for i = 4, #KEYS do
+  for i = first_key, #KEYS do
     local raw = redis.call('RPOP', KEYS[i])
-    if raw then return i, raw end
+    if raw then return {{i, raw}} end
   end
-  return nil
+  return {}
 end
 
-local dead = {}
-while true do
-  local i, raw = pop()
-  if not i then break end
-  local reason, tag, info, format = problem(raw)
-  if not reason then
-    -- kombu's record [message, exchange, routing key], in the message's own format
-    local record
-    if format == 'json' then
-      record = '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']'
+local claimed, dead, want, tokens = {}, {}, tonumber(ARGV[3]), {}
+while #claimed < want do
+  local popped = pop(want - #claimed)
+  if #popped == 0 then break end
+  for _, entry in ipairs(popped) do
+    local i, raw = entry[1], entry[2]
+    local reason, tag, info, format = problem(raw)
+    if not reason then
+      -- kombu's record [message, exchange, routing key], in the message's own format
+      local record
+      if format == 'json' then
+        record = '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']'
+      else
+        record = cmsgpack.pack(info['exchange']) .. cmsgpack.pack(info['routing_key']) .. raw
+      end
+      redis.call('ZADD', KEYS[2], ARGV[1], tag)
+      redis.call('HSET', KEYS[1], tag, record)
+      claimed[#claimed + 1] = {i - first_key + 1, raw, tag}
+      local bell = KEYS[4 + (i - first_key) % queues]
+      tokens[bell] = (tokens[bell] or (#claimed == 1 and -1 or 0)) + 1
     else
-      record = cmsgpack.pack(info['exchange']) .. cmsgpack.pack(info['routing_key']) .. raw
+      redis.call('LPUSH', KEYS[3], cmsgpack.pack({queue = KEYS[i], reason = reason, entry = raw, at = ARGV[1]}))
+      redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[2]) - 1)
+      dead[#dead + 1] = {KEYS[i], reason}
     end
-    redis.call('ZADD', KEYS[2], ARGV[1], tag)
-    redis.call('HSET', KEYS[1], tag, record)
-    return {i - 3, raw, tag, unpack(dead)}
   end
-  redis.call('LPUSH', KEYS[3], cmsgpack.pack({queue = KEYS[i], reason = reason, entry = raw, at = ARGV[1]}))
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[2]) - 1)
-  table.insert(dead, KEYS[i])
-  table.insert(dead, reason)
 end
-return {0, false, false, unpack(dead)}
+for bell, n in pairs(tokens) do
+  if n > 0 then redis.call('LTRIM', bell, 0, -n - 1) end  -- tokens are alike: drop n of them
+end
+return {claimed, dead}
 """
 
+
+#: the most messages one claim takes when the consumer sets no prefetch limit
+CLAIM_MAX: Final = 128
 
 #: delivery tags whose records aclq removed itself, in the round trip that answered their jobs
 #: (:meth:`Books.ack`): kombu's own ack of them then writes nothing. Tags are unique (UUIDs).
 _SETTLED: set[str] = set()
+#: delivery tags this process claimed and has not acknowledged, rejected or put back: the
+#: messages whose leases it renews (worker/lease.py), from the claim on, delivered to Celery
+#: yet or still waiting behind the others a claim took
+_HELD: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -208,6 +240,12 @@ class Books:
         if tags:
             pipe.zrem(self.index, *tags)
             pipe.hdel(self.unacked, *tags)
+
+
+def held() -> list[str]:
+    """The delivery tags of the messages this process holds: claimed, and neither acknowledged,
+    rejected nor put back yet."""
+    return list(_HELD.copy())  # copied at once: the consuming thread adds and removes meanwhile
 
 
 def acknowledged(tag: str) -> bool:
@@ -307,6 +345,7 @@ class QoS(kombu_redis.QoS):
 
     def ack(self, delivery_tag: str) -> None:
         """kombu's ack, without its round trip where the answer's acknowledged it already."""
+        _HELD.discard(delivery_tag)
         if delivery_tag in _SETTLED:
             _SETTLED.discard(delivery_tag)
             virtual.QoS.ack(self, delivery_tag)
@@ -314,12 +353,14 @@ class QoS(kombu_redis.QoS):
             super().ack(delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        _HELD.discard(delivery_tag)
         _SETTLED.discard(delivery_tag)  # its records are gone: kombu's reject finds nothing to restore
         super().reject(delivery_tag, requeue)
 
     def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
         """kombu's, reading the record ``[message, exchange, routing key]`` as JSON (kombu's)
         or msgpack (aclq's claim script writes a msgpack message's record in msgpack)."""
+        _HELD.discard(tag)
 
         def restore_transaction(pipe: Any) -> None:
             record = pipe.hget(self.unacked_key, tag)
@@ -397,12 +438,16 @@ class Channel(kombu_redis.Channel):
             except self.connection_errors:
                 self.client.connection.disconnect()  # the next iteration reconnects
                 raise
-            queue, payload = self._claim(self._claim_queues)
-            self._last_claimed = queue if payload is not None else None
-            if payload is None:
+            messages, self._last_claimed = self._claim(self._claim_queues, self._credit())
+            if not messages:
                 raise Empty()
-            self._queue_cycle.rotate(queue)
-            self.connection._deliver(payload, queue)
+            self._queue_cycle.rotate(messages[-1][0])
+            for i, (queue, payload) in enumerate(messages):
+                try:
+                    self.connection._deliver(payload, queue)
+                except BaseException:
+                    self._put_back(messages[i + 1 :])
+                    raise
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu's own reset, as in its _brpop_read
@@ -431,36 +476,63 @@ class Channel(kombu_redis.Channel):
                 getattr(pipe, name)(*args)
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
-        """``basic_get``: the same atomic claim, from one queue."""
-        _, payload = self._claim([queue])
-        if payload is None:
-            raise Empty()
-        return payload
+        """``basic_get``: the same atomic claim, of one message of one queue."""
+        while True:
+            messages, more = self._claim([queue], 1)
+            if messages:
+                return messages[0][1]
+            if more is None:
+                raise Empty()
 
-    def _claim(self, queues: list[str]) -> tuple[str, dict[str, Any] | None]:
-        """Pop the first deliverable message of ``queues`` and record it as unacknowledged, in
-        one step; dead-letter what cannot be delivered on the way."""
+    def _credit(self) -> int:
+        """How many messages a claim may take: as many as the consumer's prefetch limit has room
+        for (Celery's worker: as many as its largest batch), so a backlog is taken a batch at a
+        time, not a message a round trip."""
+        room = self.qos.can_consume_max_estimate()
+        return CLAIM_MAX if room is None else max(1, min(room, CLAIM_MAX))
+
+    def _claim(self, queues: list[str], limit: int) -> tuple[list[tuple[str, dict[str, Any]]], str | None]:
+        """Pop up to ``limit`` deliverable messages of ``queues``, in kombu's order, and record
+        them as unacknowledged, in one step; dead-letter what cannot be delivered on the way.
+        Returns (queue, message) for each, and the queue to claim from again at once when the
+        claim took all it could (more may wait there), else None."""
         order = [(queue, self._q_for_pri(queue, pri)) for pri in self.priority_steps for queue in queues]
         prefix = self.global_keyprefix
         script_keys = [prefix + self.unacked_key, prefix + self.unacked_index_key, self._dead_letter_key]
+        script_keys += [prefix + keys.queue_bell(queue) for queue in queues]
         script_keys += [prefix + key for _, key in order]
-        found, raw, tag, *dead = self._claim_script(keys=script_keys, args=[time.time(), DEAD_LETTER_KEEP])
-        for key, reason in zip(dead[::2], dead[1::2]):
+        args = [time.time(), DEAD_LETTER_KEEP, limit, len(queues)]
+        claimed, dead = self._claim_script(keys=script_keys, args=args)
+        for key, reason in dead:
             self._dead_lettered(key.decode(errors="replace"), reason.decode(errors="replace"))
-        if not found:
-            return "", None
-        queue, key = order[found - 1]
-        try:
-            payload = decode_entry(raw)
-            self.Message(payload, channel=self)  # what kombu builds of it: its errors are the entry's
-            return queue, payload
-        except Exception as exc:  # what the script let through and Python's JSON or kombu refuse
-            with self._script_client.pipeline(transaction=True) as pipe:
-                pipe.zrem(script_keys[1], tag)
-                pipe.hdel(script_keys[0], tag)
-                self.dead_letter(prefix + key, f"not a message to kombu: {type(exc).__name__}: {exc}", raw, pipe)
-                pipe.execute()
-            return self._claim(queues)
+        _HELD.update(tag.decode() for _, _, tag in claimed)
+        messages = []
+        for found, raw, tag in claimed:
+            queue, key = order[found - 1]
+            try:
+                payload = decode_entry(raw)
+                self.Message(payload, channel=self)  # what kombu builds of it: its errors are the entry's
+                messages.append((queue, payload))
+            except Exception as exc:  # what the script let through and Python's JSON or kombu refuse
+                _HELD.discard(tag.decode())
+                with self._script_client.pipeline(transaction=True) as pipe:
+                    pipe.zrem(script_keys[1], tag)
+                    pipe.hdel(script_keys[0], tag)
+                    self.dead_letter(prefix + key, f"not a message to kombu: {type(exc).__name__}: {exc}", raw, pipe)
+                    pipe.execute()
+        more = order[claimed[-1][0] - 1][0] if len(claimed) == limit else None
+        return messages, more
+
+    def _put_back(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """Return claimed messages that were never delivered (delivering an earlier one of their
+        claim failed) to their queues; where Redis is gone, their leases lapse instead."""
+        for _, payload in reversed(messages):  # each goes to the front of its queue: in order
+            tag = payload["properties"]["delivery_tag"]
+            try:
+                self.qos.restore_by_tag(tag)
+            except Exception:  # noqa: BLE001 - the visibility timeout restores it then
+                _HELD.discard(tag)
+                log.warning("could not put back claimed message %s; its lease lapses instead", tag, exc_info=True)
 
     def dead_letter(self, queue_key: str, reason: str, entry: bytes, pipe: Any = None) -> None:
         """Move a queue entry that is no message to the dead-letter list, logged once and counted

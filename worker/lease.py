@@ -19,64 +19,49 @@ import time
 
 import redis
 
-from producer.transport import acknowledged
+from producer.transport import acknowledged, held
 
 log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    """A thread that renews, every ``interval_s``, the leases of the messages this worker holds."""
+    """A thread that renews, every ``interval_s``, the leases of the messages this process holds:
+    from the claim that took them (several at once, some waiting while others run) until they
+    are acknowledged or put back (``producer.transport.held``)."""
 
     def __init__(self, client: redis.Redis, index_key: str, interval_s: float) -> None:
         self._redis = client
         self.index_key = index_key
         self._interval_s = interval_s
-        self._held: dict[str, str] = {}  # task id -> kombu delivery tag
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="aclq-lease", daemon=True)
         self._thread.start()
 
-    def acquire(self, task_id: str, delivery_tag: str) -> None:
-        with self._lock:
-            self._held[task_id] = delivery_tag
-
-    def tags(self, task_ids: list[str]) -> list[str]:
-        """The delivery tags of these held tasks' messages."""
-        with self._lock:
-            return [self._held[task_id] for task_id in task_ids if task_id in self._held]
-
-    def release(self, task_id: str) -> None:
-        with self._lock:
-            self._held.pop(task_id, None)
-
     def renew(self) -> int:
         """Renew every held lease now; returns how many kombu still tracked."""
-        with self._lock:
-            held = list(self._held.values())
-        if not held:
+        tags = held()
+        if not tags:
             return 0
         # XX: renew only what kombu still tracks, never re-add an acknowledged delivery;
         # CH: count what was renewed.
-        renewed: int = self._redis.zadd(self.index_key, dict.fromkeys(held, time.time()), xx=True, ch=True)  # type: ignore[assignment]
-        if renewed < len(held):
-            self._report_missing(held)
+        renewed: int = self._redis.zadd(self.index_key, dict.fromkeys(tags, time.time()), xx=True, ch=True)  # type: ignore[assignment]
+        if renewed < len(tags):
+            self._report_missing(tags)
         return renewed
 
-    def _report_missing(self, held: list[str]) -> None:
+    def _report_missing(self, tags: list[str]) -> None:
         # A message acknowledged between the snapshot and the ZADD is gone rightly: only those
         # still held, and not acknowledged with their answers (worker/executor.py), count.
-        scores = self._redis.zmscore(self.index_key, held)
-        with self._lock:
-            still_held = set(self._held.values())
+        scores = self._redis.zmscore(self.index_key, tags)
+        still_held = set(held())
         missing = [
-            tag for tag, score in zip(held, scores) if score is None and tag in still_held and not acknowledged(tag)
+            tag for tag, score in zip(tags, scores) if score is None and tag in still_held and not acknowledged(tag)
         ]
         if missing:
             log.warning(
                 "%d of %d held messages are not in kombu's %r: their leases cannot be renewed, and they "
                 "may be delivered again (delivery tags %s)",
-                len(missing), len(held), self.index_key, ", ".join(missing[:5]),
+                len(missing), len(tags), self.index_key, ", ".join(missing[:5]),
             )  # fmt: skip
 
     def _loop(self) -> None:

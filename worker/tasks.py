@@ -23,7 +23,7 @@ def register_infer(app: Celery, device_worker: DeviceWorker) -> Task:
             jobs = [job for r in requests for job in TaskMessage.decode(r.args, r.kwargs).payloads()]
             device_worker.run(jobs, [request.id for request in requests])
         finally:
-            device_worker.release_leases([request.id for request in requests])
+            device_worker.finished([request.id for request in requests])
         runtime = time.monotonic() - started
         for request in requests:
             infer.send_event("task-succeeded", uuid=request.id, result=None, runtime=runtime)

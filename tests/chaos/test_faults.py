@@ -166,7 +166,7 @@ def test_a_worker_that_stops_by_itself_exits_non_zero(settings):
     env = {**os.environ, **settings.to_env()}
     bug = (
         "import producer.transport as t\n"
-        "def claim(self, queues): raise RuntimeError('an injected bug in the consumer')\n"
+        "def claim(self, queues, limit): raise RuntimeError('an injected bug in the consumer')\n"
         "t.Channel._claim = claim\n"
         "from producer.settings import Settings\n"
         "from worker.main import run_worker\n"
