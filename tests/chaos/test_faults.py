@@ -77,6 +77,25 @@ def test_a_long_job_is_not_run_twice_when_it_outlives_the_visibility_timeout(set
         assert result.attempt == 1  # no second worker picked it up while it ran
 
 
+def test_a_message_claimed_with_a_long_job_is_not_handed_out_while_it_waits(settings, model_repo):
+    """A worker whose repository batches takes several waiting messages in one claim; the first
+    runs a job that outlives the visibility timeout while the second waits, undelivered, behind
+    it. Its lease is renewed from the claim: the idle worker started meanwhile never gets it."""
+    settings = replace(settings, visibility_timeout_s=2)
+    x = np.full((64, 64), 0.01, np.float32)
+    with LocalCluster(settings, devices=[]) as cluster, Client(settings) as client:
+        long = client.submit("slow", {"x": x, "iterations": np.array(2_000_000)})
+        short = client.submit("slow", {"x": x, "iterations": np.array(1)})
+        cluster.start_worker(0)  # prefetch 64 (mlp batches): one claim takes both messages
+        wait_until_running(client, long)
+        cluster.start_worker(1)  # idle: it would take a lapsed message at once
+        cluster.wait_ready(client._redis, 2)
+        long_result, short_result = long.details(120), short.details(120)
+        assert long_result.timings["exec_ms"] > 3000 * settings.visibility_timeout_s  # it did outlive it
+        assert (short_result.device, short_result.attempt) == (0, 1)  # it waited for its worker
+        assert short_result.timings["queued_ms"] > long_result.timings["exec_ms"]
+
+
 def test_redis_restart_mid_batch_names_every_failure(settings, server, model_repo, tmp_path):
     rng = np.random.default_rng(1)
     source = tmp_path / "in"
