@@ -24,11 +24,9 @@ def create_app(settings: Settings) -> Celery:
         worker_pool="solo",
         worker_concurrency=1,
         # Hold no more messages than one batch needs (one, when no model batches), so a busy device
-        # leaves the shared queue to the others.
+        # leaves the shared queue to the others. Messages are acknowledged after their jobs'
+        # answers are pushed (worker/gather.py), so a worker lost mid-job loses no job.
         worker_prefetch_multiplier=ModelRepository(settings.model_repo).largest_batch(),
-        # Acknowledge after the result is pushed, so a worker lost mid-job loses no job.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
         # Its own device's queue, and the shared queue any free device serves.
         task_queues=[
             queue(keys.host_device_queue(settings.namespace, settings.host, settings.device)),

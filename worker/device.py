@@ -59,15 +59,11 @@ class DeviceWorker:
     def __init__(self, app: Celery, settings: Settings) -> None:
         self.app, self.settings = app, settings
         self.bound: BoundDevice | None = None
-        #: task id -> delivery tag of each message received and not finished: what the answers
-        #: acknowledge (the solo pool's one thread writes and reads it)
-        self._tags: dict[str, str] = {}
 
     def connect(self) -> None:
         """Bind on the worker's start, release at its end (Celery's signals)."""
         signals.worker_process_init.connect(self.bind, weak=False)
         signals.worker_ready.connect(self.announce, weak=False)
-        signals.task_received.connect(self.received, weak=False)
         signals.worker_shutdown.connect(self.release, weak=False)
 
     def bind(self, **_: object) -> None:
@@ -109,24 +105,14 @@ class DeviceWorker:
             raise RuntimeError("the worker's device is not bound yet")  # a Celery signal came out of order
         return self.bound
 
-    def run(self, jobs: list[tuple[str, bytes | None]], task_ids: list[str]) -> None:
-        """Run the jobs of these tasks' messages; the messages are acknowledged with the answers."""
-        bound = self._bound()
-        bound.executor.run(jobs, [self._tags[task_id] for task_id in task_ids if task_id in self._tags])
+    def run(self, jobs: list[tuple[str, bytes | None]], delivery_tags: list[str]) -> None:
+        """Run the jobs of these messages; the messages are acknowledged with the answers."""
+        self._bound().executor.run(jobs, delivery_tags)
 
     def announce(self, sender: Any = None, **_: object) -> None:
         """Tell whoever started this worker that it consumes now (`aclq up`, the test fixtures)."""
         bound = self._bound()
         bound.redis.lpush(keys.workers_ready(self.settings.namespace), bound.executor.name)
-
-    def received(self, request: Any = None, **_: object) -> None:
-        """Note a received message's delivery tag, for its answer to acknowledge it."""
-        self._tags[request.id] = request.message.delivery_tag
-
-    def finished(self, task_ids: list[str]) -> None:
-        """These tasks' jobs are answered (their messages' leases end with Celery's acks)."""
-        for task_id in task_ids:
-            self._tags.pop(task_id, None)
 
     def after_job(self) -> None:
         """Let `aclq status` see the job soon (the heartbeat batches these nudges)."""

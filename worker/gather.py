@@ -2,18 +2,25 @@
 run their jobs as one batch.
 
 The solo pool runs a task inside the consumer's event loop, so a worker sees no new message while
-it executes. celery-batches' task class buffers messages in that loop and hands them to the task
-as a list, acknowledging each (acks_late) only after the task returns, that is after every job's
-result is pushed. This module decides when the buffer runs: at once for a message whose model
-does not batch, when a model's jobs fill its ``max_batch_size``, or when the first of them has
-waited its ``max_queue_delay_ms`` (celery-batches' timer ticks every TICK_S to look).
+it executes. :class:`GatheringTask` is the infer task's strategy (what Celery's consumer calls
+with each delivered message): it decodes the message once, holds it, and hands the held ones to
+the task function together, acknowledging each only after the function returns, that is after
+every job's result is pushed. :class:`Gathering` decides when the held messages run: at once for
+a message whose model does not batch, when a model's jobs fill its ``max_batch_size``, or when
+the first of them has waited its ``max_queue_delay_ms`` (a timer ticks every TICK_S to look).
+
+No Celery ``Request`` is made of a message: a job's work is aclq's (claim, execute, answer,
+acknowledge in the answer's round trip), and Celery's per-message request, trace and pool
+machinery cost more than the rest of receiving a message (a profile, docs/performance.md).
 """
 
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from celery_batches import Batches
+from celery import Task
 from kombu.message import Message
 
 from acl_core import AclError
@@ -21,6 +28,8 @@ from producer.errors import WireError
 from producer.wire import TaskMessage
 from worker.failpoints import FailPoints
 from worker.models import ModelConfig
+
+log = logging.getLogger(__name__)
 
 #: how often buffered messages are looked at: the granularity of max_queue_delay_ms
 TICK_S = 0.0005
@@ -67,25 +76,36 @@ class Gathering:
         self._waiting.clear()
 
 
-class GatheringTask(Batches):  # type: ignore[misc]
-    """A Celery task whose messages wait in the worker as :class:`Gathering` decides, then run
-    together: the task function receives the list of their requests."""
+@dataclass(frozen=True)
+class Received:
+    """A delivered message held for a run: its decoded task, and kombu's message."""
 
-    flush_every = 1 << 62  # never by count: Gathering decides
-    flush_interval = TICK_S
+    task: TaskMessage
+    message: Message
+
+    @property
+    def id(self) -> str:
+        """The Celery task id it carries (what Flower's events name)."""
+        return str(self.message.headers.get("id", ""))
+
+
+class GatheringTask(Task):  # type: ignore[misc]
+    """A Celery task whose messages wait in the worker as :class:`Gathering` decides, then run
+    together: the task function receives the list of them (:class:`Received`)."""
+
     #: this app's task's, set when its worker binds (worker/device.py); until then every message
     #: runs at once
     gathering: Gathering | None = None
 
-    def Strategy(self, task: Any, app: Any, consumer: Any) -> Callable[..., None]:  # noqa: N802 - Celery's name
-        buffer = super().Strategy(task, app, consumer)
+    def Strategy(self, task: Any, app: Any, consumer: Any, **_: Any) -> Callable[..., None]:  # noqa: N802 - Celery's name
         self.consumer = consumer
+        self._held: list[Received] = getattr(self, "_held", [])
         # Called again when the consumer restarts after losing Redis, with its timers cleared:
-        # tick again for whatever the buffer still holds (their acks may fail then; the
-        # redelivered copies find their jobs answered).
-        self._tref = None
-        if not self._buffer.empty():
-            self._tref = consumer.timer.call_repeatedly(self.flush_interval, self._do_flush)
+        # tick again for whatever is still held (their acks may fail then; the redelivered
+        # copies find their jobs answered).
+        self._tick_ref: Any = None
+        if self._held:
+            self._tick_ref = consumer.timer.call_repeatedly(TICK_S, self._tick)
 
         def on_message(message: Message, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any) -> None:
             try:
@@ -96,30 +116,43 @@ class GatheringTask(Batches):  # type: ignore[misc]
             except Exception as exc:  # a body that is not what it says: nothing to run
                 consumer.on_decode_error(message, exc)
                 return
-            try:
-                buffer(message, body, ack, reject, callbacks, **kw)
-            except Exception as exc:  # decoded, but not a task celery-batches can make a request of
-                consumer.on_invalid_task(body, message, exc)
-                return
+            self._held.append(Received(task, message))
             self.send_event("task-received", uuid=message.headers.get("id"), name=self.name)
             if self.gathering is None or self.gathering.arrived(task.model, len(task.job_ids)):
-                self._run_buffer()
+                self._run_held()
+            elif self._tick_ref is None:
+                self._tick_ref = consumer.timer.call_repeatedly(TICK_S, self._tick)
 
         return on_message
 
-    def _do_flush(self) -> None:
-        """celery-batches' timer tick: run the buffer once a delay has passed."""
+    def _tick(self) -> None:
+        """The timer: run the held messages once a delay has passed."""
         if self.gathering is None or self.gathering.due():
-            self._run_buffer()
+            self._run_held()
 
-    def _run_buffer(self) -> None:
+    def _run_held(self) -> None:
+        """Run every held message's jobs (the task function), then acknowledge the messages. A
+        function that raises is a bug or Redis gone for longer than the executor waits: logged,
+        and the messages acknowledged as Celery would (where Redis is gone the acks fail, and
+        the visibility timeout delivers them again)."""
+        held, self._held = self._held, []
         if self.gathering is not None:
             self.gathering.ran()
-        super()._do_flush()
+        if self._tick_ref is not None:
+            self._tick_ref.cancel()
+            self._tick_ref = None
+        if not held:
+            return
+        try:
+            self.run(held)
+        except Exception:
+            log.exception("running the jobs of %d messages failed", len(held))
+        for received in held:
+            received.message.ack_log_error(log, self.consumer.connection_errors)  # type: ignore[no-untyped-call]
 
     def send_event(self, kind: str, **fields: Any) -> None:
-        """A task event for Flower (celery-batches sends none): the worker's dispatcher sends it
-        only when task events are on, buffered as Celery's own."""
+        """A task event for Flower: the worker's dispatcher sends it only when task events are
+        on, buffered as Celery's own."""
         dispatcher = getattr(getattr(self, "consumer", None), "event_dispatcher", None)
         if dispatcher is not None:
             dispatcher.send(kind, **fields)
