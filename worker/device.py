@@ -131,6 +131,7 @@ class DeviceWorker:
         bound.leases.close()
         bound.heartbeat.close()
         bound.cancels.close()
+        bound.executor.close()
         bound.device.close()
         log.info("worker released device %d", bound.device.id)
 

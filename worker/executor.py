@@ -6,7 +6,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -151,6 +152,8 @@ class Executor:
         self._run_ids: frozenset[str] = frozenset()
         self._cancelled: set[str] = set()
         self._executing: tuple[Model, frozenset[str]] | None = None
+        #: reads the inputs of the next job by reference while the current one executes
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aclq-read")
 
     def cancelled(self, job_id: str) -> None:
         """A caller cancelled ``job_id`` (the cancel listener's thread): if this worker runs it,
@@ -197,7 +200,7 @@ class Executor:
                 packer.add(work, None, 0, 0)
             else:
                 packer.add(work, ready.batch_key, ready.rows, ready.ref.config.max_batch_size)
-        for group in packer.groups():
+        for group in self._read_ahead(packer.groups()):
             self._execute(group)
         for work in works:
             # Counted before the answer goes out, so whoever reads the answer sees it counted too.
@@ -274,16 +277,47 @@ class Executor:
                     codes.ACL_ERROR_RT_TASK_TIMEOUT, f"deadline passed {time.time() - job.deadline:.3f} s ago"
                 )
             model, ref = self._models.get(job.model, job.model_version)
-            # by reference: read where it lies (memory-mapped when local: only the rows asked for)
-            feeds = {**job.inputs, **{name: storage.read_input(at) for name, at in job.input_refs.items()}}
-            if list(feeds) == [POSITIONAL] and len(model.inputs) == 1:  # a bare .npy for a one-input model
-                feeds = {model.inputs[0].name: feeds[POSITIONAL]}
             config = self._config(job)
+            if _runs_alone(job, ref.config.max_batch_size):  # read just before it runs (_read_ahead)
+                work.ready = _Ready(job, model, ref, {}, config, None, 0, unread=True)
+                return work
+            feeds = _feeds(job, model)
             key = batch_key(model, ref.config.max_batch_size, feeds, config, job.output_names)
             work.ready = _Ready(job, model, ref, feeds, config, key, batch_rows(feeds) or 0)
         except Exception as exc:
             self._fail(work, exc)
         return work
+
+    def _read_ahead(self, groups: list[list["_Work"]]) -> Iterator[list["_Work"]]:
+        """The groups, in order, each with its jobs' inputs read; the inputs of jobs that run
+        alone by reference (``_Ready.unread``) are read by the reader thread one such job ahead,
+        while the one before executes (the engine releases the GIL). At most two jobs' inputs
+        are in memory."""
+        unread = iter([w for group in groups for w in group if w.ready is not None and w.ready.unread])
+        reads: dict[int, Future[dict[str, np.ndarray]]] = {}
+
+        def read_next() -> None:
+            work = next(unread, None)
+            if work is not None and work.ready is not None:
+                reads[id(work)] = self._reader.submit(_feeds, work.ready.job, work.ready.model)
+
+        read_next()
+        for group in groups:
+            for work in group:
+                future = reads.pop(id(work), None)
+                if future is None or work.ready is None:
+                    continue
+                read_next()
+                try:
+                    feeds = future.result()
+                    work.ready = replace(work.ready, feeds=feeds, rows=batch_rows(feeds) or 0, unread=False)
+                except Exception as exc:
+                    self._fail(work, exc)
+            yield group
+
+    def close(self) -> None:
+        """Stop the reader thread (a read in progress is abandoned)."""
+        self._reader.shutdown(wait=False, cancel_futures=True)
 
     def _execute(self, group: list["_Work"]) -> None:
         """Run a group: one execution on the joined rows, split back per job; a group of one,
@@ -462,6 +496,27 @@ class _Ready:
     config: ExecConfig
     batch_key: Hashable | None  #: None: it runs alone
     rows: int
+    #: its inputs by reference are not read yet (it runs alone: read just before, _read_ahead)
+    unread: bool = False
+
+
+def _runs_alone(job: JobEnvelope, max_batch_size: int) -> bool:
+    """Whether a job with inputs by reference runs alone whatever its inputs hold, so they need
+    not be read to group it: its model does not batch, or the rows it names are more than a
+    batch holds."""
+    refs = job.input_refs.values()
+    if not refs:
+        return False
+    return max_batch_size <= 1 or all(at.rows is not None and at.rows[1] - at.rows[0] > max_batch_size for at in refs)
+
+
+def _feeds(job: JobEnvelope, model: Model) -> dict[str, np.ndarray]:
+    """A job's inputs: those it carries, and those by reference read where they lie
+    (memory-mapped when local: only the rows asked for)."""
+    feeds = {**job.inputs, **{name: storage.read_input(at) for name, at in job.input_refs.items()}}
+    if list(feeds) == [POSITIONAL] and len(model.inputs) == 1:  # a bare .npy for a one-input model
+        feeds = {model.inputs[0].name: feeds[POSITIONAL]}
+    return feeds
 
 
 @dataclass

@@ -1,13 +1,15 @@
 """The worker's job executor in this process, on a real device and a real Redis."""
 
 import logging
+import threading
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from acl_core import Device
-from producer import Client, JobFailed, Settings, keys
+from acl_core import Device, Model
+from producer import Client, InputRef, JobFailed, Settings, keys, storage
 from producer.connection import redis_client
 from tests.messages import queued, take_queued
 from tests.models import colsum
@@ -215,3 +217,45 @@ def test_a_server_that_lost_the_scripts_gets_them_again(setup):
     executor.run(queued(client, job.id))
     details = job.details(1)
     assert details.attempt == 1 and details.outputs["c"].sum() == 12
+
+
+def test_the_next_job_by_reference_is_read_while_one_executes(setup, tmp_path, monkeypatch):
+    """Jobs by reference that run alone (add does not batch): the reader thread reads the next
+    job's inputs while the one before executes, one job ahead, never all at once; a job whose
+    file is missing fails alone."""
+    client, executor, _ = setup
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for i in range(4):
+        np.save(tmp_path / f"{i}.npy", a * i)
+    reads: list[tuple[str, str]] = []
+    second_read = threading.Event()
+    real_read, real_execute = storage.read_input, Model.execute
+
+    def read_input(at):
+        reads.append((Path(at.url).stem, threading.current_thread().name))
+        if Path(at.url).stem == "1":
+            second_read.set()
+        return real_read(at)
+
+    during_first: list = []
+
+    def execute(self, *args, **kwargs):
+        if not during_first:
+            second_read.wait(5)
+            during_first.extend(reads)
+        return real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "read_input", read_input)
+    monkeypatch.setattr(Model, "execute", execute)
+    refs = [{"a": InputRef(str(tmp_path / f"{i}.npy")), "b": InputRef(str(tmp_path / "0.npy"))} for i in range(4)]
+    refs.insert(2, {"a": InputRef(str(tmp_path / "missing.npy")), "b": InputRef(str(tmp_path / "0.npy"))})
+    jobs = [client.submit("add", inputs) for inputs in refs]
+    messages = take_queued(client)
+    executor.run([(job.id, messages[job.id]) for job in jobs])
+    assert {stem for stem, _ in during_first} == {"0", "1"}  # the next one read, not the rest
+    assert all(thread.startswith("aclq-read") for _, thread in reads)
+    for i, job in zip([0, 1, 2, 3], [j for k, j in enumerate(jobs) if k != 2]):
+        np.testing.assert_array_equal(job.result(1)["c"], a * i)
+    with pytest.raises(JobFailed) as info:
+        jobs[2].result(1)
+    assert info.value.code == 100003 and "missing.npy" in info.value.message
