@@ -73,10 +73,11 @@ DEAD_LETTER_HOOK_OPTION: Final = "aclq_on_dead_letter"
 # queue keys in priority order (each level's keys in the queues' order). ARGV: now (the client's
 # clock, as kombu scores deliveries), dead letters kept, most messages to claim, how many
 # queues. Each message claimed takes a doorbell token of its queue with it, the first excepted
-# (the consumer took one to come here). Returns {{index of the queue key, message, delivery tag} per message claimed (in
-# order), {queue key, reason} per entry dead-lettered on the way}. What it records is what
-# kombu's restore reads back: a JSON object with a delivery tag and the exchange and routing key
-# to route it by, in UTF-8 with no raw control characters.
+# (the consumer took one to come here). Returns {claimed, dead}: {index of the queue key,
+# message, delivery tag} per message claimed, in order; {queue key, reason} per entry
+# dead-lettered on the way. What it records is what kombu's restore reads back: a JSON object
+# with a delivery tag and the exchange and routing key to route it by, in UTF-8 with no raw
+# control characters.
 _CLAIM: Final = r"""
 local function utf8_ok(s)
   if not string.find(s, '[\128-\255]') then return true end
@@ -529,9 +530,8 @@ class Channel(kombu_redis.Channel):
         for _, payload in reversed(messages):  # each goes to the front of its queue: in order
             tag = payload["properties"]["delivery_tag"]
             try:
-                self.qos.restore_by_tag(tag)
+                self.qos.restore_by_tag(tag)  # no longer held either way
             except Exception:  # noqa: BLE001 - the visibility timeout restores it then
-                _HELD.discard(tag)
                 log.warning("could not put back claimed message %s; its lease lapses instead", tag, exc_info=True)
 
     def dead_letter(self, queue_key: str, reason: str, entry: bytes, pipe: Any = None) -> None:
