@@ -244,24 +244,19 @@ def summary(parts: list[list[tuple[float, float, int]]], drained: bool = False) 
     }
 
 
-def queued(cluster: LocalCluster, model: str, jobs: int, chunk: int = 1) -> dict[str, float]:
-    """A backlog already queued: one-row jobs, ``chunk`` a message, enqueued while the workers are
+def queued(cluster: LocalCluster, model: str, jobs: int) -> dict[str, float]:
+    """A backlog already queued: one-row jobs, one a message, enqueued while the workers are
     stopped; then they start and drain it (jobs/s from the first answer to the last)."""
-    url, namespace = cluster.settings.redis_url or "", cluster.settings.namespace
+    url = cluster.settings.redis_url or ""
     devices = list(cluster.workers)
     for device in devices:
         cluster.stop_worker(device)
-    r = redis.Redis.from_url(url)
-    queue = keys.shared_queue(namespace)
-    with multiprocessing.get_context("spawn").Pool(PRODUCERS) as pool:
-        result = send(pool, url, model, jobs, None, chunk)
-        messages = -(-jobs // PRODUCERS // chunk) * PRODUCERS
-        while sum(r.llen(transport.queue_key(queue, p)) for p in PRIORITIES) < messages:
+    queue = keys.shared_queue(cluster.settings.namespace)
+    with redis.Redis.from_url(url) as r, multiprocessing.get_context("spawn").Pool(PRODUCERS) as pool:
+        result = send(pool, url, model, jobs, None)
+        while sum(r.llen(transport.queue_key(queue, p)) for p in PRIORITIES) < jobs // PRODUCERS * PRODUCERS:
             time.sleep(0.05)  # a benchmark's poll: the producers report nothing until answered
-        r.delete(keys.workers_ready(namespace))
-        for device in devices:
-            cluster.start_worker(device)
-        cluster.wait_ready(r, len(devices))
+        cluster.start_workers(devices)
         return summary(result.get(), drained=True)
 
 

@@ -69,12 +69,16 @@ class LocalCluster:
             self.settings = replace(self._given, redis_url=self.server.url)
         if self.devices is None:
             self.devices = list(range(device_count()))
+        self.start_workers(self.devices)
+        return self
+
+    def start_workers(self, devices: list[int]) -> None:
+        """Start the workers of ``devices`` and block until every one of them consumes."""
         client = redis_client(self.settings)
         client.delete(keys.workers_ready(self.settings.namespace))
-        for device in self.devices:
+        for device in devices:
             self.start_worker(device)
-        self.wait_ready(client, len(self.devices))
-        return self
+        self.wait_ready(client, len(devices))
 
     def start_worker(self, device: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start the worker of ``device`` (``env``: variables of its own, e.g. a fail point).
