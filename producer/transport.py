@@ -392,6 +392,17 @@ class Channel(kombu_redis.Channel):
         self._last_claimed: str | None = None
         self._sent = "BRPOP"  #: the command whose reply _brpop_read reads
 
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        """kombu's, refusing with a connection error where the channel's connection is closed.
+        A consumer that loses Redis collects its connection and then closes it: when the first
+        close of a channel stops part way (a reply it cannot read), the second reconnects to
+        put its delivered messages back, asking the transport, detached by then, for its URL;
+        kombu's AttributeError there stops the worker, a connection error is ignored (the
+        visibility timeout puts the messages back instead)."""
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("the connection of this channel is closed")
+        return super()._connparams(asynchronous)  # type: ignore[no-any-return]
+
     # -- producing: the message and its doorbell token in one round trip ----------------------
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:

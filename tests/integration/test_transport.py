@@ -1,19 +1,22 @@
 """aclq's kombu transport (producer/transport.py) and lease keeper (worker/lease.py) against a real
 Redis and kombu's own bookkeeping: the contract a kombu upgrade must keep, or CI fails here."""
 
+import contextlib
 import logging
+import socket
 import time
 import uuid
 
 import msgpack
 import pytest
 import redis
-from kombu import Connection, Consumer
+from kombu import Connection, Consumer, Exchange, Queue
 
 from producer import Settings, keys, transport
 from producer.client import _Core, _Prepared
 from producer.dispatch import celery_config, make_celery, queue
 from producer.transport import DEAD_LETTER_KEY_OPTION, Books, Transport, dead_letters
+from worker.embedded import RedisServer
 from worker.lease import LeaseKeeper
 
 #: kombu's defaults, and every name its options can change
@@ -390,3 +393,38 @@ def test_a_failed_delivery_puts_the_messages_claimed_with_it_back_in_order(broke
     assert r.hlen(kombu_key(options, "unacked_key")) == 1 and len(transport.held()) == 1
     again = consume(settings, channel, 2)
     assert job_ids(again) == ["job-1", "job-2"] and all(m.delivery_info["redelivered"] for m in again)
+
+
+def test_a_consumer_that_loses_redis_while_waiting_closes_its_connection_cleanly():
+    """What Celery's consumer does when Redis goes away while it waits on a doorbell, holding a
+    delivered message: collect the connection (whose close of the channel stops part way: the
+    outstanding wait's reply cannot be read), then close it, ignoring connection errors. The
+    second close must raise nothing else: kombu's asked the transport, detached by then, for
+    its URL (AttributeError, which stopped a worker after a Sentinel failover)."""
+    with RedisServer() as server:
+        settings = Settings(redis_url=server.url, namespace="lost")
+        app = make_celery(settings)
+        publish(app, settings)
+        connection = Connection(server.url, transport=Transport, transport_options=app.conf.broker_transport_options)
+        delivered: list = []
+        # and a broadcast queue, as Celery's remote control has: kombu deletes it at close
+        control = Queue("lost.control", Exchange("lost.control", type="fanout"), auto_delete=True)
+        shared = queue(keys.shared_queue(settings.namespace))
+        consumer = Consumer(connection.default_channel, [shared, control], accept=["json"])
+        consumer.register_callback(lambda body, message: delivered.append(message))
+        consumer.consume()
+        while not delivered:
+            connection.drain_events(timeout=5)
+        for _ in range(10):  # until nothing more comes: the next wait is sent, and outstanding
+            try:
+                connection.drain_events(timeout=0.05)
+            except socket.timeout:
+                break
+        else:
+            pytest.fail("the consumer never waited")
+        server.kill()
+        connection.collect()
+        with contextlib.suppress(*connection.connection_errors):
+            connection.close()
+        app.close()
+    assert len(delivered) == 1
