@@ -9,6 +9,7 @@ import time
 import urllib.request
 import uuid
 
+import fsspec
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -43,6 +44,9 @@ def s3_endpoint():
     with pytest.MonkeyPatch.context() as mp:
         for name, value in {**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": url}.items():
             mp.setenv(name, value)
+        # fsspec reads FSSPEC_* once, at its import: where an earlier test imported it, this
+        # process is pointed at the server through its configuration too
+        mp.setitem(fsspec.config.conf, "s3", {**fsspec.config.conf.get("s3", {}), "endpoint_url": url})
         yield url
     server.terminate()
     server.wait(10)
@@ -83,8 +87,6 @@ def test_a_local_job_by_reference_reads_its_rows_and_writes_its_outputs(client, 
 
 
 def test_an_s3_job_by_reference(client, mlp, s3_endpoint):
-    import fsspec
-
     fs = fsspec.filesystem("s3")
     bucket = f"b{uuid.uuid4().hex[:8]}"
     fs.mkdir(bucket)
