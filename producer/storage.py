@@ -1,7 +1,7 @@
 """Arrays where they lie: reading a job's inputs and writing its outputs by local path or by URL.
 
-Local paths are read memory-mapped (.npy), so a job of a few rows of a 20 GB array reads those
-rows only; URLs (``s3://…``, any scheme fsspec has a driver for) go through fsspec, an optional
+A local .npy a job names rows of is read memory-mapped, so a job of a few rows of a 20 GB array
+reads those rows only; URLs (``s3://…``, any scheme fsspec has a driver for) go through fsspec, an optional
 extra (``aclq[s3]``), imported only when a URL is met; an .npy by URL is read by byte range, its
 rows only. Outputs are written whole or not at all: a local file is written under a temporary
 name and renamed; an object store makes an object visible only once its upload completes. The
@@ -66,15 +66,18 @@ def _read(source: Path | IO[bytes], ref: InputRef, mmap: bool) -> np.ndarray:
     if suffix != ".npy":
         raise WireError(ACL_ERROR_INVALID_FILE, f"input {ref.url!r}: expected a .npy or .npz file")
     if isinstance(source, Path):
-        return _rows(np.load(source, mmap_mode="r" if mmap else None, allow_pickle=False), ref)
+        # mapped for some rows of it only: a whole file reads faster than it maps (a 12 KiB
+        # .npy: 112 us read, 204 us mapped)
+        mapped = mmap and ref.rows is not None
+        return _rows(np.load(source, mmap_mode="r" if mapped else None, allow_pickle=False), ref)
     return _npy_rows(source, ref)
 
 
 def _rows(array: np.ndarray, ref: InputRef) -> np.ndarray:
     """A copy of the rows asked for (all of them when none: a 0-d array stays 0-d), in memory:
     nothing of a mapped file is held past the read."""
-    if ref.rows is None:
-        return np.array(array, order="C")
+    if ref.rows is None:  # a mapped file is copied; one already read is not copied again
+        return np.array(array, order="C") if isinstance(array, np.memmap) else np.asarray(array, order="C")
     start, stop = ref.rows
     if array.ndim == 0 or stop > len(array):
         have = len(array) if array.ndim else 0
