@@ -117,7 +117,7 @@ class LocalCluster:
         processes, self.workers = list(self.workers.values()), {}
         _stop(processes, signal.SIGKILL if self.server is not None else signal.SIGTERM)
         if self.server is not None:
-            self.server.kill()  # it keeps nothing: its shutdown (65-115 ms) would only delay the exit
+            self.server.kill()  # it keeps nothing: its shutdown (65-125 ms) would only delay the exit
             self.server.close()
             self.server = None
 

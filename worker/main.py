@@ -1,9 +1,9 @@
 """`aclq worker --device N`: one Celery worker bound to one device."""
 
+import logging
 import sys
 
-from celery.utils.log import mlevel
-
+from producer.errors import ConfigError
 from producer.settings import Settings
 from worker.app import create_app
 
@@ -17,10 +17,13 @@ def run_worker(settings: Settings, loglevel: str = "INFO", quiet: bool = False) 
     through that command: its command line imports every other ``celery`` subcommand first
     (click-repl and prompt_toolkit among them), 0.13-0.16 s of each worker's start, and returns
     no status."""
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    if loglevel.upper() not in levels:
+        raise ConfigError(f"log level {loglevel!r}: expected one of {', '.join(levels)}")
     app = create_app(settings)
     worker = app.Worker(
         hostname=f"aclq-device{settings.device}@{settings.host}",
-        loglevel=mlevel(loglevel.upper()),
+        loglevel=logging.getLevelName(loglevel.upper()),
         quiet=quiet,  # no start-up banner
         without_gossip=True,
         without_mingle=True,

@@ -1,11 +1,14 @@
 """The worker app is built from its settings, in-process, with nothing read at import: two apps
 for two devices in one process do not share queues, tasks or bound state."""
 
-from producer import Settings
+import pytest
+
+from producer import ConfigError, Settings
 from producer.transport import DEAD_LETTER_HOOK_OPTION
 from producer.wire import INFER_TASK
 from worker.app import create_app
 from worker.gather import GatheringTask
+from worker.main import run_worker
 
 
 def test_two_workers_built_in_one_process_are_their_own(model_repo):
@@ -20,3 +23,9 @@ def test_two_workers_built_in_one_process_are_their_own(model_repo):
     hooks = [app.conf.broker_transport_options[DEAD_LETTER_HOOK_OPTION] for app in (first, second)]
     assert hooks[0].__self__ is not hooks[1].__self__  # each app's own DeviceWorker
     assert first.conf.worker_prefetch_multiplier == 64  # the repository's largest max_batch_size
+
+
+def test_a_worker_refuses_an_unknown_log_level_before_it_starts(model_repo):
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", namespace="t", model_repo=str(model_repo))
+    with pytest.raises(ConfigError, match="log level 'loud': expected one of DEBUG, INFO"):
+        run_worker(settings, "loud")
