@@ -22,8 +22,8 @@ ALIGNMENT = 64
 
 
 def address(array: np.ndarray) -> int:
-    """The address of an array's first byte (``array.ctypes.data`` costs ~10x more per call)."""
-    return int(array.__array_interface__["data"][0])
+    """The address of an array's first byte (NumPy 2: 1.5 us here, ``__array_interface__`` 2.0)."""
+    return int(array.ctypes.data)
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,9 @@ class DeviceMemory:
         except MemoryError:
             self._refund(device_id, size)
             raise error_for(codes.ACL_ERROR_RT_MEMORY_ALLOCATION, f"the host could not back {size} bytes") from None
-        skip = -address(raw) % ALIGNMENT
-        return self._register(device_id, raw[skip : skip + size])
+        start = address(raw)
+        skip = -start % ALIGNMENT
+        return self._register(device_id, raw[skip : skip + size], start + skip)
 
     def adopt(self, device_id: int, array: np.ndarray) -> int:
         """Hand out ``array``'s bytes as device memory without copying; ``free`` releases them.
@@ -83,12 +84,14 @@ class DeviceMemory:
         flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)  # no copy for engine outputs
         if flat.nbytes == 0:  # a pointer must address something even for an empty tensor
             flat = np.empty(1, dtype=np.uint8)
+        ptr = address(flat)
         with self._lock:
-            taken = address(flat) in self._by_ptr
+            taken = ptr in self._by_ptr
         if taken:  # the engine returned memory that is already handed out (aliased outputs)
             flat = flat.copy()
+            ptr = address(flat)
         self._charge(device_id, flat.nbytes)
-        return self._register(device_id, flat)
+        return self._register(device_id, flat, ptr)
 
     def _charge(self, device_id: int, size: int) -> None:
         """Count ``size`` bytes as in use on the device, or refuse if they are not free."""
@@ -106,9 +109,8 @@ class DeviceMemory:
         with self._lock:
             self._in_use[device_id] -= size
 
-    def _register(self, device_id: int, array: np.ndarray) -> int:
-        """Hand out ``array`` (already charged) as a device pointer."""
-        ptr = address(array)
+    def _register(self, device_id: int, array: np.ndarray, ptr: int) -> int:
+        """Hand out ``array`` (already charged), whose address is ``ptr``, as a device pointer."""
         with self._lock:
             self._by_ptr[ptr] = _Allocation(ptr, array.nbytes, device_id, array)
             bisect.insort(self._starts, ptr)
