@@ -3,10 +3,10 @@
 A local .npy a job names rows of is read memory-mapped, so a job of a few rows of a 20 GB
 array reads those rows only; URLs (``s3://…``, any scheme fsspec has a driver for) go through
 fsspec, an optional extra (``aclq[s3]``), imported only when a URL is met; an .npy by URL is
-read by byte range, its rows only. Outputs are written whole or not at all: a local file is written under a temporary
-name and renamed; an object store makes an object visible only once its upload completes. The
-worker reads and writes through here for jobs by reference (docs/wire-format.md), and
-``aclq batch`` writes its local outputs through here too.
+read by byte range, its rows only. Outputs are written whole or not at all: a local file is
+written under a temporary name and renamed; an object store makes an object visible only once
+its upload completes. The worker reads and writes through here for jobs by reference
+(docs/wire-format.md), and ``aclq batch`` writes its local outputs through here too.
 
 Every failure is a WireError with ACL's 100003 (ACL_ERROR_INVALID_FILE) naming the location, or
 100000 for rows that the array does not have.
