@@ -9,7 +9,6 @@ user's process is left alone unless it calls this itself.
 """
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -24,11 +23,11 @@ TRIM_THRESHOLD_BYTES = 256 << 20
 
 def keep_message_buffers() -> bool:
     """Apply the tuning; False (and nothing changed) where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+        # the symbols already loaded into this process, the C library's among them: no
+        # ctypes.util.find_library, which forks `ldconfig -p` (a process per worker start)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
         return False
     ok = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
