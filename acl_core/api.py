@@ -18,7 +18,7 @@ from acl_core.dataset import DataBuffer, Dataset
 from acl_core.errors import InvalidParamError, error_for
 from acl_core.exec_config import ExecConfigHandle
 from acl_core.memory import MemoryStats, address
-from acl_core.model import LoadedModel, execute, read_model_file
+from acl_core.model import LoadedModel, execute, model_file
 from acl_core.runtime import RUNTIME
 
 
@@ -54,9 +54,9 @@ class Device:
 
     def load(self, model: str | os.PathLike[str] | bytes) -> "Model":
         """Load a model from a file path or from serialized bytes."""
-        data = model if isinstance(model, bytes) else read_model_file(os.fspath(model))
+        source = model if isinstance(model, bytes) else model_file(os.fspath(model))
         RUNTIME.set_current_context(self._context)
-        loaded = Model(self, RUNTIME.load_model(data))
+        loaded = Model(self, RUNTIME.load_model(source))
         self._models.append(loaded)
         return loaded
 

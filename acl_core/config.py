@@ -27,16 +27,20 @@ class RuntimeConfig:
             devices are virtual and split the cores between them.
         device_memory_mb: device memory acl_core hands out per device; None = the device's own
             memory where known, else physical memory divided between the devices.
+        graph_cache_dir: where ONNX Runtime's optimized graphs of CPU models are kept between
+            loads (a later load skips the optimization); None: not kept.
     """
 
     backend: str = "onnxruntime"
     provider: str = "auto"
     device_count: int | None = None
     device_memory_mb: int | None = None
+    graph_cache_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "RuntimeConfig":
-        """``ACLQ_BACKEND``, ``ACLQ_PROVIDER``, ``ACLQ_DEVICE_COUNT``, ``ACLQ_DEVICE_MEMORY_MB``."""
+        """``ACLQ_BACKEND``, ``ACLQ_PROVIDER``, ``ACLQ_DEVICE_COUNT``, ``ACLQ_DEVICE_MEMORY_MB``,
+        ``ACLQ_GRAPH_CACHE_DIR`` (unset: the user's cache directory; empty: none)."""
         backend = env.get("ACLQ_BACKEND", cls.backend).lower()
         if backend not in BACKENDS:
             raise InvalidParamError(f"ACLQ_BACKEND={backend!r} is not one of {BACKENDS}")
@@ -45,7 +49,13 @@ class RuntimeConfig:
             raise InvalidParamError(f"ACLQ_PROVIDER={provider!r} is not one of {PROVIDERS}")
         count = _positive_int(env, "ACLQ_DEVICE_COUNT")
         memory = _positive_int(env, "ACLQ_DEVICE_MEMORY_MB")
-        return cls(backend, provider, count, memory)
+        graphs = env.get("ACLQ_GRAPH_CACHE_DIR", _default_graph_cache_dir(env)) or None
+        return cls(backend, provider, count, memory, graphs)
+
+
+def _default_graph_cache_dir(env: Mapping[str, str]) -> str:
+    """``$XDG_CACHE_HOME/aclq/graphs``, the XDG default being ``~/.cache``."""
+    return os.path.join(env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aclq", "graphs")
 
 
 def _positive_int(env: Mapping[str, str], key: str) -> int | None:

@@ -4,6 +4,7 @@ import itertools
 import math
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -36,17 +37,21 @@ class LoadedModel:
         return self.engine.outputs
 
 
-def read_model_file(path: str) -> bytes:
-    """The bytes of a model file: 100003 if there is no such file, 100014 if it can't be read."""
+def model_file(path: str) -> Path:
+    """A model file the engine may load from where it lies (no copy of its bytes in Python):
+    100003 if there is no such file, 100014 if it can't be read, 100013 if it is empty."""
     try:
         with open(path, "rb") as f:
-            return f.read()
+            empty = not f.read(1)
     except FileNotFoundError:
         raise error_for(codes.ACL_ERROR_INVALID_FILE, f"model file {path!r} does not exist") from None
     except OSError as exc:
         raise error_for(codes.ACL_ERROR_READ_MODEL_FAILURE, f"model file {path!r}: {exc.strerror}") from None
     except (TypeError, ValueError):
         raise InvalidParamError(f"model path {path!r} is not a path") from None
+    if empty:
+        raise error_for(codes.ACL_ERROR_PARSE_MODEL, f"model file {path!r} is empty")
+    return Path(path)
 
 
 class ModelRegistry:
@@ -58,14 +63,15 @@ class ModelRegistry:
         self._models: dict[int, LoadedModel] = {}
         self._ids = itertools.count(1)
 
-    def load(self, data: bytes, device_id: int) -> LoadedModel:
-        if not data:
+    def load(self, model: bytes | Path, device_id: int) -> LoadedModel:
+        """``model``: serialized bytes, or a file checked by :func:`model_file`."""
+        if not model:
             raise error_for(codes.ACL_ERROR_PARSE_MODEL, "model bytes are empty")
-        engine = self._backend.load(data, device_id)
+        engine = self._backend.load(model, device_id)
         with self._lock:
-            model = LoadedModel(next(self._ids), device_id, engine)
-            self._models[model.model_id] = model
-        return model
+            loaded = LoadedModel(next(self._ids), device_id, engine)
+            self._models[loaded.model_id] = loaded
+        return loaded
 
     def get(self, model_id: object) -> LoadedModel:
         model = self._models.get(model_id) if type(model_id) is int else None

@@ -6,6 +6,7 @@ ACL keeps this state per process and the current context per thread; so does :da
 import json
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from acl_core import codes
@@ -202,9 +203,10 @@ class Runtime:
         return self.memory.stats(self.current_context().device_id)
 
     # -- models ----------------------------------------------------------------------------
-    def load_model(self, data: bytes) -> LoadedModel:
-        """aclmdlLoadFromMem onto the current context's device."""
-        return self.models.load(data, self.current_context().device_id)
+    def load_model(self, model: bytes | Path) -> LoadedModel:
+        """aclmdlLoadFromMem (bytes) or aclmdlLoadFromFile (a :func:`model_file`) onto the current
+        context's device."""
+        return self.models.load(model, self.current_context().device_id)
 
 
 def _check_config_file(path: str) -> None:

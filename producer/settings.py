@@ -42,7 +42,14 @@ DEFAULT_MODEL_CACHE_MB = 4096
 #: ``ACLQ_*`` variables read elsewhere: acl_core's RuntimeConfig (a test derives these from its
 #: fields) and the worker's fail points (tests only)
 OTHER_VARIABLES = frozenset(
-    {"ACLQ_BACKEND", "ACLQ_PROVIDER", "ACLQ_DEVICE_COUNT", "ACLQ_DEVICE_MEMORY_MB", "ACLQ_FAILPOINT"}
+    {
+        "ACLQ_BACKEND",
+        "ACLQ_PROVIDER",
+        "ACLQ_DEVICE_COUNT",
+        "ACLQ_DEVICE_MEMORY_MB",
+        "ACLQ_GRAPH_CACHE_DIR",
+        "ACLQ_FAILPOINT",
+    }
 )
 
 

@@ -1,6 +1,8 @@
 """Fixtures shared by every tier: the example models, built once per session, and a clean
 acl_core runtime around every test."""
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,11 @@ import pytest
 from acl_core import acl
 from acl_core.runtime import RUNTIME
 from examples.build_models import build
+
+# ONNX Runtime's optimized graphs (acl_core/backends/graph_cache.py) go to a directory of the run,
+# not the user's cache; set here, before any test or worker it starts reads it.
+_graphs = tempfile.TemporaryDirectory(prefix="aclq-graphs-")
+os.environ["ACLQ_GRAPH_CACHE_DIR"] = _graphs.name
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from acl_core.dtypes import DataType
 from acl_core.errors import InvalidParamError, error_for
 from acl_core.exec_config import ExecConfigHandle
 from acl_core.model import execute as _execute
-from acl_core.model import read_model_file
+from acl_core.model import model_file
 from acl_core.runtime import RUNTIME, Stream
 
 __all__ = [
@@ -71,7 +71,7 @@ class ModelDesc:
 # -- load --------------------------------------------------------------------------------------
 @returns_value_and_code(0)
 def load_from_file(model_path: str) -> int:
-    return RUNTIME.load_model(read_model_file(model_path)).model_id
+    return RUNTIME.load_model(model_file(model_path)).model_id
 
 
 @returns_value_and_code(0)

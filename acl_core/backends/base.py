@@ -8,6 +8,7 @@ backend is small: see :class:`Backend` and :class:`BackendModel`.
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -84,6 +85,7 @@ class Backend(Protocol):
         """Total bytes of device memory acl_core may hand out on ``device_id``."""
         ...
 
-    def load(self, model: bytes, device_id: int) -> BackendModel:
-        """Load serialized model bytes; raise AclError (100013 for bytes that are not a model)."""
+    def load(self, model: bytes | Path, device_id: int) -> BackendModel:
+        """Load serialized model bytes, or the model file acl_core found readable and not empty;
+        raise AclError (100013 for what is not a model)."""
         ...

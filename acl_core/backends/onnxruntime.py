@@ -3,12 +3,14 @@
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from acl_core import codes
 from acl_core.backends.base import RunAborted, RunTimedOut, TensorSpec
+from acl_core.backends.graph_cache import GraphCache
 from acl_core.backends.watchdog import Watchdog
 from acl_core.config import RuntimeConfig
 from acl_core.discovery import visible_devices
@@ -135,6 +137,8 @@ class OnnxRuntimeBackend:
         cpu = self.provider == "CPUExecutionProvider"
         self._threads = max(1, cores // len(self._memory)) if cpu else 0
         self._watchdog = Watchdog()
+        # accelerator providers compile parts of a graph into nodes ORT cannot write out
+        self._graphs = GraphCache(config.graph_cache_dir) if cpu and config.graph_cache_dir else None
 
     def device_count(self) -> int:
         return len(self._memory)
@@ -142,7 +146,7 @@ class OnnxRuntimeBackend:
     def device_memory(self, device_id: int) -> int:
         return self._memory[device_id]
 
-    def load(self, model: bytes, device_id: int) -> OnnxRuntimeModel:
+    def load(self, model: bytes | Path, device_id: int) -> OnnxRuntimeModel:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = self._threads
@@ -152,7 +156,12 @@ class OnnxRuntimeBackend:
             # The CPU provider stays listed for the nodes an accelerator cannot run, as ORT needs.
             providers.insert(0, (self.provider, {"device_id": device_id}))
         try:
-            session = ort.InferenceSession(model, options, providers=providers)
+            if self._graphs is not None:
+                session = self._graphs.session(model, options, providers)
+            else:
+                session = ort.InferenceSession(
+                    model if isinstance(model, bytes) else str(model), options, providers=providers
+                )
         except Exception as exc:  # ORT raises a zoo of pybind classes for unparseable bytes
             raise error_for(codes.ACL_ERROR_PARSE_MODEL, f"not a model ONNX Runtime can load: {exc}") from None
         if session.get_providers()[0] != self.provider:

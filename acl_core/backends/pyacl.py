@@ -10,6 +10,7 @@ acl_core raises. It runs only where CANN is installed (an Ascend host); elsewher
 
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -174,12 +175,16 @@ class PyAclBackend:
         self._calls.check(ret, "aclrtGetMemInfo")
         return int(total)
 
-    def load(self, model: bytes, device_id: int) -> PyAclModel:
+    def load(self, model: bytes | Path, device_id: int) -> PyAclModel:
         acl, calls = self._calls.acl, self._calls
         context, stream = self._bound(device_id)
         calls.check(acl.rt.set_context(context), "aclrtSetCurrentContext")
-        # pyACL reads the model from host memory during the call; `model` outlives it here.
-        model_id = calls.value(acl.mdl.load_from_mem(acl.util.bytes_to_ptr(model), len(model)), "aclmdlLoadFromMem")
+        if isinstance(model, Path):
+            model_id = calls.value(acl.mdl.load_from_file(str(model)), "aclmdlLoadFromFile")
+        else:
+            # pyACL reads the model from host memory during the call; `model` outlives it here.
+            loaded = acl.mdl.load_from_mem(acl.util.bytes_to_ptr(model), len(model))
+            model_id = calls.value(loaded, "aclmdlLoadFromMem")
         try:
             return PyAclModel(calls, context, stream, model_id)
         except AclError:

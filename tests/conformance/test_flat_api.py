@@ -415,6 +415,9 @@ def test_load_errors(stream, tmp_path):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"this is not a model")
     assert acl.mdl.load_from_file(str(garbage)) == (0, codes.ACL_ERROR_PARSE_MODEL)
+    (tmp_path / "empty.onnx").touch()
+    assert acl.mdl.load_from_file(str(tmp_path / "empty.onnx")) == (0, codes.ACL_ERROR_PARSE_MODEL)
+    assert "is empty" in acl.get_recent_err_msg()
     data = b"\x08\x07garbage"
     assert acl.mdl.load_from_mem(acl.util.bytes_to_ptr(data), len(data)) == (0, codes.ACL_ERROR_PARSE_MODEL)
     assert acl.mdl.load_from_mem(0, 10) == (0, codes.ACL_ERROR_INVALID_PARAM)

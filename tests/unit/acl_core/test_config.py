@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from acl_core import InvalidParamError, acl, codes
@@ -5,9 +7,13 @@ from acl_core.config import RuntimeConfig
 
 
 def test_from_env_defaults_and_values():
-    assert RuntimeConfig.from_env({}) == RuntimeConfig("onnxruntime", "auto", None, None)
+    home_cache = os.path.expanduser("~/.cache/aclq/graphs")
+    assert RuntimeConfig.from_env({}) == RuntimeConfig("onnxruntime", "auto", None, None, home_cache)
     env = {"ACLQ_PROVIDER": "CPU", "ACLQ_DEVICE_COUNT": "2", "ACLQ_DEVICE_MEMORY_MB": "64", "ACLQ_BACKEND": "pyacl"}
-    assert RuntimeConfig.from_env(env) == RuntimeConfig("pyacl", "cpu", 2, 64)
+    assert RuntimeConfig.from_env({**env, "XDG_CACHE_HOME": "/c"}) == RuntimeConfig(
+        "pyacl", "cpu", 2, 64, "/c/aclq/graphs"
+    )
+    assert RuntimeConfig.from_env({"ACLQ_GRAPH_CACHE_DIR": ""}).graph_cache_dir is None  # empty: none kept
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ suite runs the real ``acl`` module.
 """
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,14 @@ def test_timeout_and_errors_become_acl_errors(recorded):
     fake.replace["get_recent_err_msg"] = lambda: "a message from acl"
     with pytest.raises(InvalidParamError, match="aclmdlExecuteV2: a message from acl"):
         model.run({"a": a, "b": a}, timeout_s=None)
+
+
+def test_a_model_file_is_loaded_from_where_it_lies(recorded, model_path):
+    fake, _ = recorded
+    model = PyAclBackend(RuntimeConfig(backend="pyacl"), acl=fake).load(Path(model_path("add")), 0)
+    assert "mdl.load_from_file" in fake.calls and "mdl.load_from_mem" not in fake.calls
+    a = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(model.run({"a": a, "b": a}, timeout_s=None)[0], a * 2)
 
 
 def test_failed_load_unloads(recorded):
