@@ -6,7 +6,10 @@ FROM python:3.11-slim
 ARG EXTRA=worker
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 
-RUN useradd --create-home --uid 10001 aclq
+# The graph cache's directory exists in the image, owned by aclq, so that a volume mounted on it
+# (docker-compose.yml) starts with that owner.
+RUN useradd --create-home --uid 10001 aclq \
+    && mkdir -p /home/aclq/.cache/aclq/graphs && chown -R aclq:aclq /home/aclq/.cache
 WORKDIR /app
 
 # Dependencies in their own layer: rebuilt only when pyproject.toml changes.
