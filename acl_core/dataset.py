@@ -1,31 +1,24 @@
 """aclDataBuffer and aclmdlDataset: what a model execution reads from and writes to."""
 
-import numpy as np
-
 from acl_core.errors import InvalidParamError
 
 
 class DataBuffer:
-    """An address and a size (aclDataBuffer); (0, 0) asks the runtime to allocate an output.
+    """An address and a size (aclDataBuffer); (0, 0) asks the runtime to allocate an output."""
 
-    ``array`` is the opt-in zero-copy path of the Pythonic API: a host array the buffer reads
-    from directly, held here so its memory outlives the execution.
-    """
+    __slots__ = ("ptr", "size")
 
-    __slots__ = ("ptr", "size", "array")
-
-    def __init__(self, ptr: int, size: int, array: np.ndarray | None = None) -> None:
+    def __init__(self, ptr: int, size: int) -> None:
         if ptr < 0 or size < 0 or (size and not ptr):
             raise InvalidParamError(f"data buffer ({ptr:#x}, {size}) is not an address and size")
         self.ptr = ptr
         self.size = size
-        self.array = array
 
     def update(self, ptr: int, size: int) -> None:
         """aclUpdateDataBuffer."""
         if ptr < 0 or size < 0 or (size and not ptr):
             raise InvalidParamError(f"data buffer ({ptr:#x}, {size}) is not an address and size")
-        self.ptr, self.size, self.array = ptr, size, None
+        self.ptr, self.size = ptr, size
 
 
 class Dataset:

@@ -21,9 +21,20 @@ from acl_core.errors import InvalidParamError, error_for
 ALIGNMENT = 64
 
 
+_byte_at = ctypes.c_byte.from_buffer
+
+
 def address(array: np.ndarray) -> int:
-    """The address of an array's first byte (NumPy 2: 1.5 us here, ``__array_interface__`` 2.0)."""
-    return int(array.ctypes.data)
+    """The address of an array's first byte.
+
+    Through ctypes over the array's buffer (0.3 us here) where it is writable, contiguous and
+    not empty, as the runtime's own allocations and the engine's outputs are; else NumPy's
+    ``array.ctypes.data`` (1.2-2 us: it builds a helper object each call).
+    """
+    try:
+        return ctypes.addressof(_byte_at(array))  # type: ignore[arg-type]  # numpy arrays export the buffer protocol
+    except (TypeError, ValueError):  # read-only, not C-contiguous, or empty
+        return int(array.ctypes.data)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 import itertools
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,15 +90,21 @@ class ModelRegistry:
             self._models.clear()
 
 
+def feeds_of(model: LoadedModel, inputs: Dataset, memory: DeviceMemory) -> dict[str, np.ndarray]:
+    """What the engine reads for an input dataset: views of its device memory, in the shapes
+    the dataset's buffers and dynamic settings give (100012 where they do not fit)."""
+    return {spec.name: _input_array(spec, i, inputs, memory) for i, spec in enumerate(_matched(model, inputs))}
+
+
 def execute(
     model: LoadedModel,
-    inputs: Dataset,
+    feeds: Mapping[str, np.ndarray],
     outputs: Dataset,
     config: ExecConfigHandle | None,
     memory: DeviceMemory,
 ) -> None:
-    """Run ``model`` on ``inputs`` into ``outputs``; ``config`` None means no options apply."""
-    feeds = {spec.name: _input_array(spec, i, inputs, memory) for i, spec in enumerate(_matched(model, inputs))}
+    """Run ``model`` on ``feeds`` (its inputs by name, already checked: :func:`feeds_of`, or
+    the Pythonic API's own checks) into ``outputs``; ``config`` None means no options apply."""
     _check_outputs(model, outputs)
     deadline = config.deadline() if config is not None else None
     with model.lock:
@@ -161,8 +168,7 @@ def _input_array(spec: TensorSpec, index: int, inputs: Dataset, memory: DeviceMe
             codes.ACL_ERROR_MODEL_INPUT_NOT_MATCH,
             f"input {index} ({spec}) takes {need} bytes for shape {list(shape)}; its buffer holds {buf.size}",
         )
-    raw = buf.array.reshape(-1).view(np.uint8) if buf.array is not None else memory.array_at(buf.ptr, buf.size)
-    return raw[:need].view(spec.numpy_dtype).reshape(shape)
+    return memory.array_at(buf.ptr, buf.size)[:need].view(spec.numpy_dtype).reshape(shape)
 
 
 def _check_outputs(model: LoadedModel, outputs: Dataset) -> None:

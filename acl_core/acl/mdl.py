@@ -14,7 +14,7 @@ from acl_core.dtypes import DataType
 from acl_core.errors import InvalidParamError, error_for
 from acl_core.exec_config import ExecConfigHandle
 from acl_core.model import execute as _execute
-from acl_core.model import model_file
+from acl_core.model import feeds_of, model_file
 from acl_core.runtime import RUNTIME, Stream
 
 __all__ = [
@@ -291,7 +291,8 @@ def destroy_exec_config_handle(handle: int) -> None:
 def execute(model_id: int, input: int, output: int) -> None:
     """aclmdlExecute."""
     model = RUNTIME.models.get(model_id)
-    _execute(model, _handles.get(input, Dataset), _handles.get(output, Dataset), None, RUNTIME.memory)
+    inputs, outputs = _handles.get(input, Dataset), _handles.get(output, Dataset)
+    _execute(model, feeds_of(model, inputs, RUNTIME.memory), outputs, None, RUNTIME.memory)
 
 
 @returns_code
@@ -302,4 +303,4 @@ def execute_v2(model_id: int, input: int, output: int, stream: int, handle: int)
     if stream:
         RUNTIME.check_stream(_handles.get(stream, Stream))
     inputs, outputs = _handles.get(input, Dataset), _handles.get(output, Dataset)
-    _execute(model, inputs, outputs, config if stream else None, RUNTIME.memory)
+    _execute(model, feeds_of(model, inputs, RUNTIME.memory), outputs, config if stream else None, RUNTIME.memory)

@@ -146,8 +146,11 @@ def test_abort_from_another_thread_ends_an_execution_and_the_model_stays_usable(
 def test_bad_exec_config_is_invalid_param(dev, model_path):
     model = dev.load(model_path("add"))
     a = np.ones((2, 3), np.float32)
-    with pytest.raises(InvalidParamError, match="-1..2147483647"):
-        model.execute({"a": a, "b": a}, ExecConfig(stream_sync_timeout_ms=-5))
+    for _ in range(2):  # refused each time: a config that fails is not kept as a handle
+        with pytest.raises(InvalidParamError, match="-1..2147483647"):
+            model.execute({"a": a, "b": a}, ExecConfig(stream_sync_timeout_ms=-5))
+    with pytest.raises(InvalidParamError, match=r"got \[5\]"):  # unhashable as well as invalid
+        model.execute({"a": a, "b": a}, ExecConfig(stream_sync_timeout_ms=[5]))  # type: ignore[arg-type]
 
 
 def test_memory_back_to_baseline_after_runs(dev, model_path):
