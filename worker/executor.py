@@ -137,6 +137,7 @@ class Executor:
         self.device = device
         self._models = models
         self.metrics = metrics or Metrics()
+        self.metrics.watch(lambda: device.memory().in_use, lambda: len(models))
         self._failpoints = failpoints or FailPoints(client, settings.namespace, armed="")
         self._redis = client
         self._books = books  #: kombu's, where the answers acknowledge their messages
@@ -352,7 +353,9 @@ class Executor:
         try:
             started = time.perf_counter()
             outputs = ready.model.execute(feeds, ready.config, output_names=ready.job.output_names)
-            return outputs, (time.perf_counter() - started) * 1000
+            exec_s = time.perf_counter() - started
+            self.metrics.executed(ready.ref.name, exec_s, batch_rows(feeds) or 0)
+            return outputs, exec_s * 1000
         finally:
             with self._cancel_lock:
                 self._executing = None
@@ -390,16 +393,9 @@ class Executor:
         work.timings["total_ms"] = (time.time() - work.started) * 1000 + work.timings.get("queued_ms", 0.0)
         ok = result.error is None
         self.counters.count(ok)
-        queued, executed = work.timings.get("queued_ms"), work.timings.get("exec_ms")
-        self.metrics.observe(
-            work.model_name,
-            "ok" if ok else str(result.error.code if result.error else ""),
-            queued / 1000 if queued is not None else None,
-            executed / 1000 if executed is not None else None,
-            work.ready.rows if ok and work.ready is not None else None,
-        )
-        self.metrics.device_memory.set(self.device.memory().in_use)
-        self.metrics.models_loaded.set(len(self._models))
+        queued = work.timings.get("queued_ms")
+        status = "ok" if ok else str(result.error.code if result.error else "")
+        self.metrics.answered(work.model_name, status, queued / 1000 if queued is not None else None)
 
     def _config(self, job: JobEnvelope) -> ExecConfig:
         """The job's options, its stream timeout capped by the task time limit (the hard limit)."""

@@ -1,7 +1,11 @@
 """A worker's Prometheus metrics (prometheus_client), served on ``ACLQ_METRICS_PORT`` when set.
 
-The metrics always exist (updating them is cheap); with no port nothing serves them.
+The metrics always exist (updating them is cheap); with no port nothing serves them. Jobs are
+counted per job, executions per execution (a batch is one), and the gauges are read when
+scraped, not set on every job.
 """
+
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -34,11 +38,18 @@ class Metrics:
         if port:
             start_http_server(port, registry=self.registry)
 
-    def observe(self, model: str, status: str, queued_s: float | None, exec_s: float | None, rows: int | None) -> None:
+    def watch(self, device_memory: Callable[[], float], models_loaded: Callable[[], float]) -> None:
+        """The gauges' sources, called at each scrape."""
+        self.device_memory.set_function(device_memory)
+        self.models_loaded.set_function(models_loaded)
+
+    def answered(self, model: str, status: str, queued_s: float | None) -> None:
+        """One job answered: ``status`` ok or its ACL code."""
         self.jobs.labels(model=model or "-", status=status).inc()
         if queued_s is not None:
             self.queue_wait.observe(queued_s)
-        if exec_s is not None:
-            self.execution.labels(model=model).observe(exec_s)
-        if rows is not None:
-            self.batch_size.observe(rows)
+
+    def executed(self, model: str, exec_s: float, rows: int) -> None:
+        """One execution, of one job or of a batch of them."""
+        self.execution.labels(model=model).observe(exec_s)
+        self.batch_size.observe(rows)

@@ -147,6 +147,11 @@ def test_a_batch_stops_at_max_batch_size(setup):
     jobs = [client.submit("mlp", mlp_rows(16, i)) for i in range(10)]  # 160 rows, 64 a batch
     executor.run(queued(client, *[j.id for j in jobs]))
     assert [j.details(1).batch_jobs for j in jobs] == [4] * 8 + [2] * 2
+    # the metrics count jobs per job and executions per execution
+    sample = executor.metrics.registry.get_sample_value
+    assert sample("aclq_jobs_total", {"model": "mlp", "status": "ok"}) == 10
+    assert sample("aclq_execution_seconds_count", {"model": "mlp"}) == 3
+    assert (sample("aclq_batch_rows_count"), sample("aclq_batch_rows_sum")) == (3, 160)
 
 
 def test_a_batch_whose_outputs_do_not_split_runs_its_jobs_alone(setup, redis_server, tmp_path, namespace):
