@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -50,3 +52,29 @@ def test_missing_provider_is_an_error_not_a_fallback(monkeypatch):
     monkeypatch.setenv("ACLQ_PROVIDER", "cann")
     assert acl.init() == codes.ACL_ERROR_RT_NO_DEVICE
     assert "CANNExecutionProvider was asked for" in acl.get_recent_err_msg()
+
+
+# ONNX Runtime keeps quiet by itself where these say it runs in CI: the child runs without them
+_CI_VARIABLES = {"CI", "BUILDKITE", "CIRCLECI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "TF_BUILD", "TRAVIS"}
+_LOAD = (
+    "import sys, acl_core; acl_core.Device(0).load(sys.argv[1]); print(acl_core.os.environ['ORT_DISABLE_TELEMETRY'])"
+)
+
+
+@pytest.mark.parametrize(("given", "kept"), [(None, "1"), ("0", "0")])
+def test_onnx_runtime_reports_nothing_unless_the_operator_says_so(model_path, tmp_path, given, kept):
+    """ONNX Runtime's telemetry (a device id and an event store under ~/.cache/Microsoft, then
+    uploads) is off unless ORT_DISABLE_TELEMETRY is given."""
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY" and k not in _CI_VARIABLES}
+    env.update(
+        HOME=str(tmp_path),
+        ACLQ_PROVIDER="cpu",
+        ACLQ_GRAPH_CACHE_DIR="",
+        **({"ORT_DISABLE_TELEMETRY": given} if given else {}),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD, model_path("add")], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == kept
+    if given is None:
+        assert not (tmp_path / ".cache" / "Microsoft").exists()
