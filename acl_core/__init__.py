@@ -4,13 +4,13 @@ Two faces over one implementation: the flat, pyACL-shaped ``acl`` module (codes,
 for a misuse) and the Pythonic :class:`Device` / :class:`Model` (raises :class:`AclError`).
 """
 
-import os
+import os as _os
 
 # ONNX Runtime's official builds collect usage telemetry on Linux too (1.29 and later): a device
 # id and an event store under ~/.cache/Microsoft, uploaded to Microsoft's collector. Devices that
 # run a fleet's inference do not report to a third party unless their operator says so
 # (ORT_DISABLE_TELEMETRY=0). Set before any of acl_core imports ONNX Runtime.
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from acl_core import acl, codes
 from acl_core.api import Device, ExecConfig, Model

@@ -56,9 +56,7 @@ def test_missing_provider_is_an_error_not_a_fallback(monkeypatch):
 
 # ONNX Runtime keeps quiet by itself where these say it runs in CI: the child runs without them
 _CI_VARIABLES = {"CI", "BUILDKITE", "CIRCLECI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "TF_BUILD", "TRAVIS"}
-_LOAD = (
-    "import sys, acl_core; acl_core.Device(0).load(sys.argv[1]); print(acl_core.os.environ['ORT_DISABLE_TELEMETRY'])"
-)
+_LOAD = "import os, sys, acl_core; acl_core.Device(0).load(sys.argv[1]); print(os.environ['ORT_DISABLE_TELEMETRY'])"
 
 
 @pytest.mark.parametrize(("given", "kept"), [(None, "1"), ("0", "0")])
