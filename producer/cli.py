@@ -3,6 +3,7 @@
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from importlib.metadata import EntryPoint, entry_points
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import numpy as np
@@ -212,7 +214,7 @@ def batch(
         raise click.ClickException(str(exc)) from None
     batch_run.atomic_write_text(output / batch_run.SUMMARY_FILE, summary.to_json())
     click.echo(summary.to_json())
-    sys.exit(130 if summary.interrupted else 1 if summary.failed else 0)
+    _exit_now(130 if summary.interrupted else 1 if summary.failed else 0)
 
 
 @main.command()
@@ -254,6 +256,15 @@ def perf(
     except AclqError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.render())
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process once its output is flushed, skipping the interpreter's teardown of every
+    module (65-115 ms here, after `aclq batch`'s work is written and its cluster stopped)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def _batch_size(value: str | int) -> int | None:
