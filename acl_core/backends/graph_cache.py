@@ -13,18 +13,24 @@ so the key names the CPU (its model and instruction-set flags) and the ORT versi
 model; only CPU-provider sessions are kept (accelerator providers compile parts of the graph
 into nodes ORT cannot write out). A model loaded from a file is named by the file (path, size,
 mtime, inode: what Python's own bytecode cache trusts), one given as bytes by their digest.
+Each load that uses a graph touches it; adding one removes those unused for UNUSED_DAYS, so
+graphs of replaced model versions and removed files do not pile up.
 """
 
+import contextlib
 import functools
 import hashlib
 import logging
 import os
 import platform
+import time
 from pathlib import Path
 
 import onnxruntime as ort
 
 log = logging.getLogger(__name__)
+#: a kept graph no load has used for this long is removed when another is added
+UNUSED_DAYS = 30
 
 
 @functools.cache
@@ -65,7 +71,9 @@ class GraphCache:
         if cached.exists():
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             try:
-                return ort.InferenceSession(str(cached), options, providers=providers)
+                session = ort.InferenceSession(str(cached), options, providers=providers)
+                os.utime(cached)  # used: kept past the next prune
+                return session
             except Exception as exc:  # a truncated or foreign file: optimize again, and replace it
                 log.warning("cached graph %s does not load (%s); optimizing the model again", cached, exc)
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -87,6 +95,17 @@ class GraphCache:
             return ort.InferenceSession(source, options, providers=providers)
         try:
             os.replace(written, cached)
+            self._prune()
         except OSError as exc:  # the directory went away under us: the session is good regardless
             log.warning("graph cache %s: %s", self.root, exc)
         return session
+
+    def _prune(self) -> None:
+        """Remove graphs no load has used for UNUSED_DAYS (a model version replaced, a file
+        moved, another ONNX Runtime), so the cache holds what is in use; run when one is added."""
+        oldest = time.time() - UNUSED_DAYS * 86400
+        for path in self.root.glob("*.onnx"):
+            with contextlib.suppress(FileNotFoundError):  # another worker pruned it first
+                if path.stat().st_mtime < oldest:
+                    path.unlink()
+                    log.info("graph cache: removed %s, unused for %d days", path.name, UNUSED_DAYS)

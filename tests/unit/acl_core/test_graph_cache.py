@@ -2,6 +2,7 @@
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +34,9 @@ def test_the_second_load_reads_the_graph_the_first_wrote_and_answers_bit_for_bit
     cache = tmp_path / "graphs"
     first = backend(cache).load(conv, 0)
     (cached,) = cache.iterdir()  # one graph under its key, no temporary file left
-    written = cached.stat().st_mtime_ns
+    written = cached.stat().st_ino
     second = backend(cache).load(conv, 0)
-    assert cached.stat().st_mtime_ns == written  # a miss writes; this load only read
+    assert cached.stat().st_ino == written  # a miss writes a new file; this load only read
     uncached = backend(None).load(conv.read_bytes(), 0)
     for a, b, c in zip(answer(first), answer(second), answer(uncached), strict=True):
         np.testing.assert_array_equal(a, c)
@@ -71,3 +72,18 @@ def test_a_cache_that_cannot_be_created_leaves_models_loading_uncached(conv, tmp
         model = backend(blocker / "graphs").load(conv, 0)
     assert "cannot be created" in caplog.text
     assert answer(model)
+
+
+def test_graphs_unused_for_30_days_go_when_another_is_added(conv, tmp_path):
+    cache = tmp_path / "graphs"
+    backend(cache).load(conv, 0)
+    (used,) = cache.iterdir()
+    stale = cache / "0123456789abcdef0123456789abcdef.onnx"  # a graph of a model long gone
+    stale.write_bytes(used.read_bytes())
+    month_ago = time.time() - 31 * 86400
+    for path in (used, stale):
+        os.utime(path, (month_ago, month_ago))
+    backend(cache).load(conv, 0)  # a hit: the graph it used is touched
+    os.utime(conv, ns=(1, 1))
+    backend(cache).load(conv, 0)  # a miss adds a graph, and prunes
+    assert used.exists() and not stale.exists() and len(list(cache.iterdir())) == 2
