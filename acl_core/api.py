@@ -43,17 +43,18 @@ _NO_OPTIONS = ExecConfig()
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_handle(config: ExecConfig) -> ExecConfigHandle:
-    return config.handle()
+def _cached_handle(stream_sync_timeout_ms: int, event_sync_timeout_ms: int) -> ExecConfigHandle:
+    return ExecConfig(stream_sync_timeout_ms, event_sync_timeout_ms).handle()
 
 
 def _handle_of(config: ExecConfig) -> ExecConfigHandle:
     """The handle of ``config``, one per distinct config: building one validates each option
     (~4 us a call), and an execution only reads it."""
-    try:
-        return _cached_handle(config)
-    except TypeError:  # an unhashable value, so an invalid one: handle() names it
-        return config.handle()
+    values = (config.stream_sync_timeout_ms, config.event_sync_timeout_ms)
+    # Only exact ints are looked up: to a cache True is 1 and 200.0 is 200, to ACL's checks not.
+    if all(type(v) is int for v in values):
+        return _cached_handle(*values)
+    return config.handle()  # refuses, naming the value
 
 
 class Device:

@@ -149,8 +149,10 @@ def test_bad_exec_config_is_invalid_param(dev, model_path):
     for _ in range(2):  # refused each time: a config that fails is not kept as a handle
         with pytest.raises(InvalidParamError, match="-1..2147483647"):
             model.execute({"a": a, "b": a}, ExecConfig(stream_sync_timeout_ms=-5))
-    with pytest.raises(InvalidParamError, match=r"got \[5\]"):  # unhashable as well as invalid
-        model.execute({"a": a, "b": a}, ExecConfig(stream_sync_timeout_ms=[5]))  # type: ignore[arg-type]
+    model.execute({"a": a, "b": a}, ExecConfig(stream_sync_timeout_ms=5000))
+    for bad in ([5000], 5000.0, True):  # equal to a valid config's value, or unhashable: refused all the same
+        with pytest.raises(InvalidParamError, match="takes an int32 number of ms"):
+            model.execute({"a": a, "b": a}, ExecConfig(stream_sync_timeout_ms=bad))  # type: ignore[arg-type]
 
 
 def test_memory_back_to_baseline_after_runs(dev, model_path):
