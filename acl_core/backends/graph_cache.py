@@ -12,7 +12,8 @@ ORT warns that a graph optimized at the full level fits only the machine it was 
 so the key names the CPU (its model and instruction-set flags) and the ORT version besides the
 model; only CPU-provider sessions are kept (accelerator providers compile parts of the graph
 into nodes ORT cannot write out). A model loaded from a file is named by the file (path, size,
-mtime, inode: what Python's own bytecode cache trusts), one given as bytes by their digest.
+mtime and inode: Python's bytecode cache trusts size and mtime alone), one given as bytes by
+their digest.
 Each load that uses a graph touches it; adding one removes those unused for UNUSED_DAYS, so
 graphs of replaced model versions and removed files do not pile up.
 """
@@ -39,7 +40,7 @@ def _machine() -> str:
     cpu = platform.machine()  # (not platform.processor(), which runs `uname -p` in a subprocess)
     try:
         with open("/proc/cpuinfo") as info:
-            # the first processor's model and flags: a graph fitted to AVX-512 must not meet an AVX2 host
+            # the processors' model and flags: a graph fitted to AVX-512 must not meet an AVX2 host
             cpu += "".join(line for line in info if line.startswith(("model name", "flags", "Features")))
     except OSError:
         pass
