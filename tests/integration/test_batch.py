@@ -146,7 +146,10 @@ def test_resume_after_kill_matches_a_clean_run(cluster, tmp_path):
     with _batch_cli(cluster, source, tmp_path / "resumed", "--resume") as resumed:
         out, _ = resumed.communicate(timeout=120)
     summary = json.loads(out)
-    assert resumed.returncode == 0 and summary["skipped"] == len(written) and summary["done"] == 300 - len(written)
+    # By reference the workers write the outputs: the jobs in flight when the command was killed
+    # (the window's 2 at most) may still land after `written` was listed, and are skipped too.
+    assert resumed.returncode == 0 and len(written) <= summary["skipped"] <= len(written) + 2
+    assert summary["skipped"] + summary["done"] == 300 and summary["failed"] == 0
     assert not list((tmp_path / "resumed").glob(".*.tmp"))  # the killed run's temporaries are gone
     for i in range(300):
         with np.load(tmp_path / "clean" / f"{i:03d}.npz") as a, np.load(tmp_path / "resumed" / f"{i:03d}.npz") as b:
