@@ -81,7 +81,7 @@ class OnnxRuntimeModel:
     """One InferenceSession pinned to one device. Not reentrant: acl_core serialises its runs."""
 
     def __init__(self, session: ort.InferenceSession, watchdog: Watchdog) -> None:
-        self._session = session
+        self._session = session  # owns what _session_run calls
         self._watchdog = watchdog
         self.inputs = tuple(_spec(n) for n in session.get_inputs())
         self.outputs = tuple(_spec(n) for n in session.get_outputs())
