@@ -2,20 +2,20 @@
 
 Ascend users compile a model once (ATC, to .om) and load the result on every start; ONNX Runtime
 instead optimizes the graph at each session's creation, and on the CPU the full level (its NCHWc
-layout rewrite above all) is most of a large model's load: ResNet-50 takes 0.22-0.37 s to
-optimize, 0.07 s to load once optimized, on the machine of docs/performance.md, in every worker
-at every start. The first load writes the optimized graph (ORT's ``optimized_model_filepath``,
-to a temporary name, then renamed into place: workers loading the same model at once each write
-a whole file); later loads read it with optimization off. Same kernels, same outputs, bit for bit.
+layout rewrite above all) is most of a large model's load: a ResNet-50 session takes 0.22-0.37 s
+to create at that level, 0.07 s from its graph once optimized (ONNX Runtime alone, on the
+machine of docs/performance.md), in every worker at every start. The first load writes the
+optimized graph (ORT's ``optimized_model_filepath``, to a temporary name, then renamed into
+place: workers loading the same model at once each write a whole file); later loads read it with
+optimization off. Same kernels, same outputs, bit for bit.
 
 ORT warns that a graph optimized at the full level fits only the machine it was optimized on,
 so the key names the CPU (its model and instruction-set flags) and the ORT version besides the
 model; only CPU-provider sessions are kept (accelerator providers compile parts of the graph
 into nodes ORT cannot write out). A model loaded from a file is named by the file (path, size,
 mtime and inode: Python's bytecode cache trusts size and mtime alone), one given as bytes by
-their digest.
-Each load that uses a graph touches it; adding one removes those unused for UNUSED_DAYS, so
-graphs of replaced model versions and removed files do not pile up.
+their digest. Each load that uses a graph touches it; adding one removes those unused for
+UNUSED_DAYS, so graphs of replaced model versions and removed files do not pile up.
 """
 
 import contextlib
