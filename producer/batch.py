@@ -39,7 +39,7 @@ from producer.errors import (
     JobTimeout,
     WireError,
 )
-from producer.wire import OUTPUT_FORMATS, POSITIONAL, InputRef, OutputRef, WorkerBeat
+from producer.wire import OUTPUT_FORMATS, POSITIONAL, InputRef, OutputRef, WorkerBeat, rows_signature
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,13 @@ class Plan:
         return replace(self, transfer=transfer, group_size=1 if transfer == "ref" else self.group_size)
 
     def submit_options(self, item: Item) -> SubmitOptions:
-        """The worker writes the outputs of a job by reference itself."""
-        return {"output_to": self.target(item)} if self.transfer == "ref" else {}
+        """The worker writes the outputs of a job by reference itself; the rows of a job that
+        splits an array or stacks files are independent (the plan already treats them so), so
+        the worker may run them in runs of the size its model runs fastest at."""
+        options: SubmitOptions = {"split_rows": self.splits or self.group_size > 1}
+        if self.transfer == "ref":
+            options["output_to"] = self.target(item)
+        return options
 
 
 @dataclass
@@ -486,7 +491,12 @@ def _run_group(
             tally.failed([item], _file_failure(item, exc))
     jobs: list[list[Loaded]] = []
     for entry in loaded:
-        if jobs and len(group) > 1 and _leading_rows(entry[1]) and _signature(entry[1]) == _signature(jobs[0][0][1]):
+        if (
+            jobs
+            and len(group) > 1
+            and _leading_rows(entry[1])
+            and rows_signature(entry[1]) == rows_signature(jobs[0][0][1])
+        ):
             jobs[0].append(entry)
         else:
             jobs.append([entry])
@@ -500,10 +510,6 @@ def _leading_rows(inputs: Mapping[str, np.ndarray]) -> int:
     """The rows of an item's inputs, when they all share a leading axis; else 0 (never stacked)."""
     lengths = {len(a) if a.ndim else -1 for a in inputs.values()}
     return lengths.pop() if len(lengths) == 1 and -1 not in lengths else 0
-
-
-def _signature(inputs: Mapping[str, np.ndarray]) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
-    return tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in inputs.items()))
 
 
 def _stacked(job: list[Loaded]) -> dict[str, np.ndarray]:

@@ -67,6 +67,9 @@ class SubmitOptions(TypedDict, total=False):
     #: where the worker writes the outputs itself (a local path or URL, less the suffix; an
     #: OutputRef for another format): the result then carries ``written``, not ``outputs``
     output_to: "str | OutputRef | None"
+    #: the inputs' rows are independent: the worker may execute a large job in runs of the size
+    #: it finds the model fastest at, and join the outputs (docs/wire-format.md)
+    split_rows: bool
 
 
 #: longest single blocking wait for a result; between two, the client checks that the job still
@@ -204,7 +207,9 @@ class _Core:
             raise ConfigError(f"unknown exec options {sorted(unknown)}; supported: {list(EXEC_OPTIONS)}")
         output_names, timeout_s = options.get("output_names"), options.get("timeout_s")
         job_id = options.get("job_id") or uuid.uuid4().hex
-        output_to = options.get("output_to")
+        output_to, split_rows = options.get("output_to"), options.get("split_rows", False)
+        if type(split_rows) is not bool:
+            raise ConfigError(f"split_rows {split_rows!r} must be True or False")
         now = time.time()
         return JobEnvelope(
             job_id=job_id,
@@ -221,6 +226,7 @@ class _Core:
             deadline=now + timeout_s if timeout_s is not None else None,
             reply_key=keys.job_reply(self.settings.namespace, job_id),
             enqueued_at=now,
+            split_rows=split_rows,
         )
 
     def prepare(self, model: str, inputs: Mapping[str, Any], options: SubmitOptions) -> "_Prepared":

@@ -122,6 +122,12 @@ def decode_tensor(obj: Any, where: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
+def rows_signature(arrays: Mapping[str, np.ndarray]) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    """Each array's name, dtype and trailing dims: what arrays must share to be stacked along
+    their rows (and what a run's time a row depends on, besides the model)."""
+    return tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in arrays.items()))
+
+
 def _pack(message: dict[str, Any], limit: int) -> bytes:
     packed: bytes = msgpack.packb(message, use_bin_type=True)
     if len(packed) > limit:
@@ -227,7 +233,10 @@ def _output_ref(obj: dict[str, Any] | None) -> OutputRef | None:
 class JobEnvelope:
     """One inference job. ``deadline`` and ``enqueued_at`` are Unix times in seconds. Inputs
     travel in ``inputs``, or by reference in ``input_refs`` (read by the worker); outputs come
-    back in the answer, or are written by the worker at ``output_to``."""
+    back in the answer, or are written by the worker at ``output_to``. ``split_rows``: the
+    caller's word that the inputs' rows are independent (each output row depends on its input
+    row only), so the worker may execute them in runs of the size it finds fastest and join the
+    outputs."""
 
     job_id: str
     model: str
@@ -243,6 +252,7 @@ class JobEnvelope:
     enqueued_at: float = field(default_factory=time.time)
     input_refs: Mapping[str, InputRef] = field(default_factory=dict)
     output_to: OutputRef | None = None
+    split_rows: bool = False
 
     def encode(self, limit: int) -> bytes:
         return _pack(
@@ -262,6 +272,7 @@ class JobEnvelope:
                 "enqueued_at": self.enqueued_at,
                 "input_refs": {name: ref.encode() for name, ref in self.input_refs.items()},
                 "output_to": self.output_to.encode() if self.output_to is not None else None,
+                "split_rows": self.split_rows,
             },
             limit,
         )
@@ -291,6 +302,7 @@ class JobEnvelope:
             enqueued_at=f.get("enqueued_at", (int, float)),
             input_refs=f.refs("input_refs"),
             output_to=_output_ref(f.get("output_to", dict, optional=True)),
+            split_rows=f.get("split_rows", bool, optional=True) or False,
         )
 
 

@@ -2,6 +2,7 @@
 allows), answer each exactly once."""
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -20,11 +21,12 @@ from producer import keys, storage
 from producer.errors import WireError
 from producer.settings import Settings
 from producer.transport import Books, settling
-from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, JobStatus, ResultEnvelope
+from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, JobStatus, ResultEnvelope, rows_signature
 from worker.batching import Packer, batch_key, batch_rows, join, split
 from worker.failpoints import FailPoints
 from worker.metrics import Metrics
 from worker.models import ModelCache, ModelRef
+from worker.runs import SMALLEST_RUN, RunSizes
 
 log = logging.getLogger(__name__)
 #: longest Redis outage a worker waits out before giving a job up to redelivery
@@ -155,6 +157,8 @@ class Executor:
         self._executing: tuple[Model, frozenset[str]] | None = None
         #: reads the inputs of the next job by reference while the current one executes
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aclq-read")
+        #: rows a run for jobs whose rows split, measured per model and input signature
+        self._run_sizes = RunSizes()
 
     def cancelled(self, job_id: str) -> None:
         """A caller cancelled ``job_id`` (the cancel listener's thread): if this worker runs it,
@@ -327,7 +331,8 @@ class Executor:
         if len(ready) > 1:
             first = ready[0][1]
             try:
-                outputs, exec_ms = self._timed(first, join([r.feeds for _, r in ready]), [w.job_id for w, _ in ready])
+                feeds = join([r.feeds for _, r in ready])
+                outputs, exec_ms = self._timed(first, feeds, [w.job_id for w, _ in ready], False)
                 for (work, r), rows in zip(ready, split(outputs, [r.rows for _, r in ready]), strict=True):
                     self._succeed(work, r, rows, exec_ms, len(ready))
                 return
@@ -335,16 +340,16 @@ class Executor:
                 log.info("a batch of %d %s jobs failed (%s); running them one by one", len(ready), first.job.model, exc)
         for work, r in ready:
             try:
-                outputs, exec_ms = self._timed(r, r.feeds, [work.job_id])
+                outputs, exec_ms = self._timed(r, r.feeds, [work.job_id], r.job.split_rows)
                 self._succeed(work, r, outputs, exec_ms, 1)
             except Exception as exc:
                 self._fail(work, exc)
 
     def _timed(
-        self, ready: "_Ready", feeds: dict[str, np.ndarray], job_ids: list[str]
+        self, ready: "_Ready", feeds: dict[str, np.ndarray], job_ids: list[str], split_rows: bool
     ) -> tuple[dict[str, np.ndarray], float]:
-        """Execute for ``job_ids``, unless every one of them is cancelled already; while it runs,
-        :meth:`cancelled` may terminate it."""
+        """Execute for ``job_ids`` (in runs where ``split_rows``: :meth:`_in_runs`), unless
+        every one of them is cancelled already; while it runs, :meth:`cancelled` may terminate it."""
         ids = frozenset(job_ids)
         with self._cancel_lock:
             if ids <= self._cancelled:
@@ -352,13 +357,57 @@ class Executor:
             self._executing = (ready.model, ids)
         try:
             started = time.perf_counter()
-            outputs = ready.model.execute(feeds, ready.config, output_names=ready.job.output_names)
-            exec_s = time.perf_counter() - started
-            self.metrics.executed(ready.ref.name, exec_s, batch_rows(feeds) or 0)
-            return outputs, exec_s * 1000
+            outputs = self._in_runs(ready, feeds, ids, split_rows)
+            return outputs, (time.perf_counter() - started) * 1000
         finally:
             with self._cancel_lock:
                 self._executing = None
+
+    def _in_runs(
+        self, ready: "_Ready", feeds: dict[str, np.ndarray], ids: frozenset[str], split_rows: bool
+    ) -> dict[str, np.ndarray]:
+        """Execute ``feeds``: at once, or, for a job alone whose rows split (``split_rows``, and
+        every input has them), in runs of the size this worker measures fastest
+        (worker/runs.py), joined back; if a run's outputs lack its rows, the job runs at once.
+        The job's stream timeout covers all its runs, and a cancel between two runs stops it
+        before the next."""
+        rows = batch_rows(feeds)
+        if not split_rows or rows is None or rows <= SMALLEST_RUN:
+            return self._execute_once(ready, feeds, ready.config)
+        key = (ready.ref.name, ready.ref.version, ready.job.output_names, rows_signature(feeds))
+        timeout_ms = ready.config.stream_sync_timeout_ms
+        ends = time.monotonic() + timeout_ms / 1000 if type(timeout_ms) is int and timeout_ms > 0 else None
+        parts: list[dict[str, np.ndarray]] = []
+        start = 0
+        while start < rows:
+            size = self._run_sizes.next(key, rows, rows - start)
+            config = ready.config
+            with self._cancel_lock:
+                if ids <= self._cancelled:
+                    raise AclError(codes.ACL_ERROR_RT_FAILURE, f"cancelled after {start} of {rows} rows")
+            if ends is not None:
+                left_ms = math.floor((ends - time.monotonic()) * 1000)
+                if left_ms <= 0:
+                    raise AclError(
+                        codes.ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
+                        f"the job outlived its {timeout_ms} ms timeout after {start} of its {rows} rows",
+                    )
+                config = replace(config, stream_sync_timeout_ms=left_ms)
+            started = time.perf_counter()
+            outputs = self._execute_once(ready, {name: a[start : start + size] for name, a in feeds.items()}, config)
+            self._run_sizes.record(key, rows, size, (time.perf_counter() - started) * 1000)
+            if any(a.ndim == 0 or a.shape[0] != size for a in outputs.values()):
+                log.info("%s's outputs do not have the rows of a run: job run at once", ready.ref.name)
+                return self._execute_once(ready, feeds, ready.config)
+            parts.append(outputs)
+            start += size
+        return join(parts)
+
+    def _execute_once(self, ready: "_Ready", feeds: dict[str, np.ndarray], config: ExecConfig) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        outputs = ready.model.execute(feeds, config, output_names=ready.job.output_names)
+        self.metrics.executed(ready.ref.name, time.perf_counter() - started, batch_rows(feeds) or 0)
+        return outputs
 
     def _succeed(
         self, work: "_Work", ready: "_Ready", outputs: dict[str, np.ndarray], exec_ms: float, batch_jobs: int

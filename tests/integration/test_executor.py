@@ -264,3 +264,71 @@ def test_the_next_job_by_reference_is_read_while_one_executes(setup, tmp_path, m
     with pytest.raises(JobFailed) as info:
         jobs[2].result(1)
     assert info.value.code == 100003 and "missing.npy" in info.value.message
+
+
+def test_a_job_whose_rows_split_runs_in_runs_joined_back(setup, model_path):
+    """split_rows: the worker executes the job's rows in runs (worker/runs.py: the first at
+    FIRST_RUN rows), each an execution in the metrics, and joins the outputs; without it a job
+    of the same rows is one execution."""
+    client, executor, device = setup
+    feeds = mlp_rows(300, 1)
+    split, whole = client.submit("mlp", feeds, split_rows=True), client.submit("mlp", feeds)
+    executor.run(queued(client, split.id, whole.id))
+    expected = device.load(model_path("mlp")).execute(feeds)["y"]
+    np.testing.assert_allclose(split.result(1)["y"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(whole.result(1)["y"], expected, rtol=1e-5, atol=1e-6)
+    sample = executor.metrics.registry.get_sample_value
+    runs = sample("aclq_execution_seconds_count", {"model": "mlp"}) - 1  # less the whole job's
+    assert runs >= 300 // 128 and sample("aclq_batch_rows_sum") == 600
+    assert sample("aclq_batch_rows_bucket", {"le": "64.0"}) >= 1  # the first run: FIRST_RUN rows
+    assert device.memory().live == 0
+
+
+def test_a_split_job_whose_outputs_lack_the_rows_runs_at_once(setup, redis_server, tmp_path, namespace):
+    client, _, device = setup
+    (tmp_path / "colsum" / "1").mkdir(parents=True)
+    onnx.save(colsum(), str(tmp_path / "colsum" / "1" / "model.onnx"))
+    settings = Settings(redis_url=redis_server.url, namespace=namespace, model_repo=str(tmp_path))
+    server = redis_client(settings)
+    executor = Executor(settings, device, ModelCache(device, ModelRepository(tmp_path), 1 << 30), server, "colsum")
+    x = np.arange(400, dtype=np.float32).reshape(100, 4)
+    job = client.submit("colsum", {"x": x}, split_rows=True)
+    executor.run(queued(client, job.id))
+    np.testing.assert_array_equal(job.result(1)["y"], x.sum(axis=0, keepdims=True))
+    server.close()
+
+
+def test_a_split_job_keeps_its_timeout_across_runs_and_stops_at_a_cancel(setup, monkeypatch):
+    """The job's stream timeout covers all its runs (each run's time counts against it), and a
+    cancel between two runs stops the job before the next one."""
+    client, executor, _ = setup
+    real_execute = Model.execute
+    calls: list[int] = []
+
+    def slow(self, feeds, *args, **kwargs):
+        calls.append(len(feeds["x"]))
+        threading.Event().wait(0.03)  # 30 ms a run, outside the engine's own timeout
+        return real_execute(self, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(Model, "execute", slow)
+    job = client.submit("mlp", mlp_rows(1000, 2), split_rows=True, options={"stream_sync_timeout_ms": 50})
+    executor.run(queued(client, job.id))
+    with pytest.raises(JobFailed) as info:
+        job.result(1)
+    assert info.value.code == 507046 and "outlived its 50 ms timeout after" in info.value.message
+    assert 1 <= len(calls) <= 2 and sum(calls) < 1000
+
+    calls.clear()
+    job = client.submit("mlp", mlp_rows(1000, 3), split_rows=True)
+
+    def cancelled_after_one(self, feeds, *args, **kwargs):
+        calls.append(len(feeds["x"]))
+        outputs = real_execute(self, feeds, *args, **kwargs)
+        executor.cancelled(job.id)  # as the cancel listener's thread does
+        return outputs
+
+    monkeypatch.setattr(Model, "execute", cancelled_after_one)
+    executor.run(queued(client, job.id))
+    with pytest.raises(JobFailed) as info:
+        job.result(1)
+    assert len(calls) == 1 and f"cancelled after {calls[0]} of 1000 rows" in info.value.message

@@ -29,3 +29,9 @@ def test_a_model_name_the_worker_would_refuse_is_refused_before_sending(name):
     assert info.value.code == 100000 and "is not a valid name" in info.value.message
     if ":" in name:
         assert "a version goes in version=N" in info.value.message
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_split_rows_must_be_true_or_false(value):
+    with Client(NO_BROKER) as client, pytest.raises(ConfigError, match="split_rows .* must be True or False"):
+        client.submit("m", {}, split_rows=value)

@@ -100,10 +100,12 @@ def test_references_travel_whole():
     job = JobEnvelope(
         "j", "m", {"y": np.zeros(2, np.float32)}, reply_key="r",
         input_refs={"x": InputRef("s3://b/x.npy", rows=(3, 9)), "z": InputRef("/d/z.npz", key="a")},
-        output_to=OutputRef("/out/j", "bin"),
+        output_to=OutputRef("/out/j", "bin"), split_rows=True,
     )  # fmt: skip
     back = JobEnvelope.decode(job.encode(LIMIT), LIMIT)
-    assert (back.input_refs, back.output_to) == (job.input_refs, job.output_to)
+    assert (back.input_refs, back.output_to, back.split_rows) == (job.input_refs, job.output_to, True)
+    # a job of a producer that predates split_rows (the field absent) does not split
+    assert JobEnvelope.decode(_job(), LIMIT).split_rows is False
     answer = ResultEnvelope("j", "ok", written=("/out/j_0.bin",))
     assert ResultEnvelope.decode(answer.encode(LIMIT), LIMIT).written == ("/out/j_0.bin",)
 
@@ -133,6 +135,7 @@ def test_references_travel_whole():
         (_job(input_refs={"x": {"url": 7, "rows": None, "key": None}}), 100000, "'url' must be str"),
         (_job(output_to={"url": "/out/x", "format": "png"}), 100000, "format 'png': expected one of npz"),
         (_job(output_to={"url": "/out/x"}), 100000, "must be a map of url and format"),
+        (_job(split_rows=1), 100000, "'split_rows' must be bool"),
         (b"\0" * (LIMIT + 1), 300000, "exceeds"),
     ],
 )
