@@ -54,10 +54,10 @@ class Watchdog:
         with self._cond:
             while True:
                 now = time.monotonic()
-                for entry_id, (at, on_expiry) in list(self._armed.items()):
-                    if at <= now:
-                        del self._armed[entry_id]
-                        on_expiry()
+                # no name of this frame may keep a callback while the thread sleeps: a run's
+                # callback holds its model, which must go when the run ends
+                for entry_id in [entry_id for entry_id, (at, _) in self._armed.items() if at <= now]:
+                    self._armed.pop(entry_id)[1]()
                 self._wake_at = min((at for at, _ in self._armed.values()), default=math.inf)
                 self._cond.wait(None if self._wake_at == math.inf else self._wake_at - now)
 

@@ -35,13 +35,13 @@ class Run:
 
 
 def test_nothing_is_kept_of_a_run_that_ended():
-    """An ended run is forgotten at once: nothing holds its callback, and so its model."""
+    """An ended run is forgotten at once: nothing holds its callback, and so its model, not
+    even the watchdog's thread, which went over the run's deadline while it was armed."""
     watchdog = Watchdog()
-    with watchdog.deadline(0.2, lambda: None):  # the watchdog's thread is up, sleeping on this one
-        pass
+    woke = threading.Event()
     run = Run()
-    with watchdog.deadline(300, run.terminate):
-        pass
+    with watchdog.deadline(0.05, woke.set), watchdog.deadline(300, run.terminate):
+        assert woke.wait(10)  # the thread woke and went over both deadlines, the run's last
     gone = weakref.ref(run)
     del run
     assert gone() is None
