@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 REDIS_OUTAGE_S = 60
 #: seconds of history behind the "recent" throughput and error counts
 RECENT_S = 60
+#: errors of a run that end its job (its time, an abort), rather than refuse the run's size
+_JOB_ENDING = (
+    codes.ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
+    codes.ACL_ERROR_RT_EVENT_SYNC_TIMEOUT,
+    codes.ACL_ERROR_RT_FAILURE,
+)
 #: the states in which a claim leaves a job alone
 FINAL_STATES = tuple(s.value for s in JobStatus if s.final)
 
@@ -368,9 +374,10 @@ class Executor:
     ) -> dict[str, np.ndarray]:
         """Execute ``feeds``: at once, or, for a job alone whose rows split (``split_rows``, and
         every input has them), in runs of the size this worker measures fastest
-        (worker/runs.py), joined back; if a run's outputs lack its rows, the job runs at once.
-        The job's stream timeout covers all its runs, and a cancel between two runs stops it
-        before the next."""
+        (worker/runs.py), joined back. Splitting never changes an answer: where the model refuses
+        a run's size, or a run's outputs lack its rows, the job runs at once (and the size, or the
+        splitting, is not tried again for it). The job's stream timeout covers all its runs, and
+        a cancel between two runs stops it before the next."""
         rows = batch_rows(feeds)
         if not split_rows or rows is None or rows <= SMALLEST_RUN:
             return self._execute_once(ready, feeds, ready.config)
@@ -394,11 +401,22 @@ class Executor:
                     )
                 config = replace(config, stream_sync_timeout_ms=left_ms)
             started = time.perf_counter()
-            outputs = self._execute_once(ready, {name: a[start : start + size] for name, a in feeds.items()}, config)
+            try:
+                outputs = self._execute_once(
+                    ready, {name: a[start : start + size] for name, a in feeds.items()}, config
+                )
+            except AclError as exc:
+                if exc.code in _JOB_ENDING or size == rows:
+                    raise
+                # e.g. an .om whose dynamic batch sizes do not include this one
+                log.info("%s refused a run of %d rows (%s); runs of it are not tried again", ready.ref.name, size, exc)
+                self._run_sizes.refuse(key, size)
+                return self._execute_once(ready, feeds, config)
             self._run_sizes.record(key, rows, size, (time.perf_counter() - started) * 1000)
             if any(a.ndim == 0 or a.shape[0] != size for a in outputs.values()):
-                log.info("%s's outputs do not have the rows of a run: job run at once", ready.ref.name)
-                return self._execute_once(ready, feeds, ready.config)
+                log.info("%s's outputs do not have the rows of a run: its jobs run at once", ready.ref.name)
+                self._run_sizes.refuse(key, None)
+                return self._execute_once(ready, feeds, config)
             parts.append(outputs)
             start += size
         return join(parts)

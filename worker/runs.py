@@ -37,6 +37,8 @@ class _Sizes:
     """One key's measurements: per size, decayed milliseconds and rows executed."""
 
     totals: dict[int, list[float]] = field(default_factory=dict)
+    refused: set[int] = field(default_factory=set)  #: sizes the model refused to run
+    whole: bool = False  #: the model's outputs do not keep a run's rows: jobs run at once
     best: int = FIRST_RUN
     runs: int = 0
     revisited: int = 0  #: neighbours revisited: alternates half and double
@@ -48,6 +50,9 @@ class _Sizes:
         ms, rows = self.totals[size]
         return ms / rows
 
+    def sizes(self, job_rows: int) -> list[int]:
+        return [s for s in _sizes(job_rows) if s not in self.refused or s == job_rows]
+
 
 class RunSizes:
     """Per key (a model and its inputs' dtypes and trailing dims): the size the next run takes."""
@@ -58,8 +63,10 @@ class RunSizes:
     def next(self, key: Hashable, job_rows: int, left: int) -> int:
         """Rows of the next run of a job of ``job_rows`` rows with ``left`` still to run."""
         state = self._state(key)
+        if state.whole:
+            return left
         state.runs += 1
-        sizes = _sizes(job_rows)
+        sizes = state.sizes(job_rows)
         here = _nearest(sizes, state.best)
         near = _neighbours(sizes, here)
         unmeasured = [s for s in (here, *near) if state.measured(s) < MEASURE_MS]
@@ -80,12 +87,21 @@ class RunSizes:
         fade = 0.5 ** (ms / HALF_LIFE_MS)
         totals[0] = totals[0] * fade + ms
         totals[1] = totals[1] * fade + rows
-        sizes = _sizes(job_rows)
+        sizes = state.sizes(job_rows)
         here = _nearest(sizes, state.best)
         compared = [s for s in (here, *_neighbours(sizes, here)) if state.measured(s) >= MEASURE_MS]
         if compared:
             fastest = min(state.per_row(s) for s in compared)
             state.best = max(s for s in compared if state.per_row(s) <= fastest * (1 + TOLERANCE))
+
+    def refuse(self, key: Hashable, size: int | None) -> None:
+        """The model refused a run of ``size`` rows (None: its outputs do not keep a run's rows,
+        so no size will do): runs of it are not tried again."""
+        state = self._state(key)
+        if size is None:
+            state.whole = True
+        else:
+            state.refused.add(size)
 
     def best(self, key: Hashable) -> int | None:
         """The size runs of ``key`` settle on now (None: nothing measured)."""

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from acl_core import Device, Model
+from acl_core import AclError, Device, Model
 from producer import Client, InputRef, JobFailed, Settings, keys, storage
 from producer.connection import redis_client
 from tests.messages import queued, take_queued
@@ -296,6 +296,31 @@ def test_a_split_job_whose_outputs_lack_the_rows_runs_at_once(setup, redis_serve
     executor.run(queued(client, job.id))
     np.testing.assert_array_equal(job.result(1)["y"], x.sum(axis=0, keepdims=True))
     server.close()
+
+
+def test_a_run_size_the_model_refuses_is_not_tried_again_and_the_job_runs_at_once(setup, monkeypatch):
+    """As an .om compiled for some batch sizes only refuses the others: the job's answer is the
+    same as at once, and no later job tries that size."""
+    client, executor, _ = setup
+    real_execute = Model.execute
+    calls: list[int] = []
+
+    def no_64(self, feeds, *args, **kwargs):
+        calls.append(len(feeds["x"]))
+        if len(feeds["x"]) == 64:
+            raise AclError(100000, "batch size 64 is not one of the model's")
+        return real_execute(self, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(Model, "execute", no_64)
+    feeds = [mlp_rows(300, 4), mlp_rows(300, 5)]
+    jobs = []
+    for f in feeds:
+        jobs.append(client.submit("mlp", f, split_rows=True))
+        executor.run(queued(client, jobs[-1].id))
+    expected = [real_execute(executor._models.get("mlp", None)[0], f)["y"] for f in feeds]
+    for job, y in zip(jobs, expected, strict=True):
+        np.testing.assert_allclose(job.result(1)["y"], y, rtol=1e-5, atol=1e-6)
+    assert calls[:2] == [64, 300] and 64 not in calls[2:] and sum(calls[2:]) == 300
 
 
 def test_a_split_job_keeps_its_timeout_across_runs_and_stops_at_a_cancel(setup, monkeypatch):

@@ -75,3 +75,12 @@ def test_each_model_and_signature_is_measured_apart_and_runs_never_pass_what_is_
     settle(sizes, cost_with_best_at(512), jobs=40)
     assert sizes.best("other") is None and sizes.next("other", JOB, JOB) == FIRST_RUN
     assert sizes.next("m", JOB, 100) <= 100
+
+
+def test_a_refused_size_is_not_tried_again_and_a_model_that_does_not_split_runs_jobs_at_once():
+    sizes = RunSizes()
+    sizes.refuse("m", FIRST_RUN)  # e.g. an .om whose dynamic batch sizes lack it
+    taken = settle(sizes, cost_with_best_at(FIRST_RUN), jobs=20)
+    assert FIRST_RUN not in taken and sizes.best("m") in (FIRST_RUN // 2, FIRST_RUN * 2)
+    sizes.refuse("m", None)  # its outputs do not keep a run's rows
+    assert sizes.next("m", JOB, JOB) == JOB and sizes.next("m", JOB, 100) == 100
