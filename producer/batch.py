@@ -39,6 +39,7 @@ from producer.errors import (
     JobTimeout,
     WireError,
 )
+from producer.status import fetch_status
 from producer.wire import OUTPUT_FORMATS, POSITIONAL, InputRef, OutputRef, WorkerBeat, rows_signature
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,9 @@ def auto_batch_size(
     """Rows a job (files a job, for a directory or manifest), and why: from probe jobs of the
     first item of ``probe`` (a plan of PROBE_ROWS rows a job), the model's execution time per row
     and a job's cost beyond it (the queue, the worker's handling), so that the cost stays about
-    AUTO_OVERHEAD of the execution; at most AUTO_JOB_BYTES of input a job. A resumed run keeps the
-    size its first run chose."""
+    AUTO_OVERHEAD of the execution; at most AUTO_JOB_BYTES of input a job, and few enough rows
+    that the devices' wait on each other's last jobs (half a job each, on average) stays about
+    AUTO_OVERHEAD of the run too. A resumed run keeps the size its first run chose."""
     saved = probe.output / BATCH_SIZE_FILE
     if resume and saved.exists():
         return int(saved.read_text()), f"kept from the run being resumed ({saved})"
@@ -182,14 +184,18 @@ def auto_batch_size(
     beyond = statistics.median(d.timings["total_ms"] - d.timings["exec_ms"] for d in small_ms) + fixed
     wanted = math.ceil(beyond / (AUTO_OVERHEAD * per_row))
     cap = max(int(AUTO_JOB_BYTES // max(row_bytes, 1)), 1)
-    size = max(1, min(wanted, cap))
+    devices = 1 if submit.get("device") is not None else max(1, len(fetch_status(client.settings).workers))
+    tail = max(1, int(len(probe.items) * rows * AUTO_OVERHEAD / (0.5 * devices)))
+    size = max(1, min(wanted, cap, tail))
     if not probe.splits:  # files a job: rows a job over a file's rows
         size = max(1, size // rows)
     probe.output.mkdir(parents=True, exist_ok=True)
     saved.write_text(str(size))
     why = f"{per_row:.3f} ms a row, {beyond:.1f} ms a job beyond its rows: {wanted} rows keep it under "
     why += f"{AUTO_OVERHEAD:.0%}"
-    if wanted > cap:
+    if tail < min(wanted, cap):
+        why += f"; {tail} rows keep the last jobs' wait on {devices} devices under {AUTO_OVERHEAD:.0%}"
+    elif wanted > cap:
         why += f"; {cap} rows make {AUTO_JOB_BYTES >> 20} MiB, the most a job takes"
     return size, why
 
