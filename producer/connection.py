@@ -14,22 +14,40 @@ import redis.retry
 import redis.sentinel
 from redis._parsers.encoders import Encoder
 from redis.backoff import ExponentialBackoff
-from redis.connection import PythonRespSerializer
+from redis.connection import HiredisRespSerializer, PythonRespSerializer
 
 from producer.errors import ConfigError
 from producer.settings import SentinelTarget, Settings
 
+#: a command argument longer than this is a large value (redis-py's own cut-off)
+LARGE_ARGUMENT_BYTES: Final = 6000
+
+
+class CommandPacker:
+    """Commands onto the wire, each by the packer that is faster for it: hiredis' for a command
+    of small arguments (a claim's EVALSHA of 11: 2.9 us against 7.1 us; a worker's answer
+    pipeline for 63 jobs packs ~400 arguments), redis-py's pure-Python one for a command that
+    carries a large value, which it passes on as its own buffer where hiredis copies it (a 1 MiB
+    SET: 0.31 ms against 1.35 ms)."""
+
+    def __init__(self) -> None:
+        self._small = HiredisRespSerializer()
+        self._large = PythonRespSerializer(LARGE_ARGUMENT_BYTES, Encoder("utf-8", "strict", False).encode)
+
+    def pack(self, *args: Any) -> list[bytes]:
+        for arg in args:
+            if isinstance(arg, bytes | bytearray | memoryview) and len(arg) > LARGE_ARGUMENT_BYTES:
+                return self._large.pack(*args)  # type: ignore[no-any-return]
+        return self._small.pack(*args)  # type: ignore[no-any-return]
+
+
 #: redis-py connection options of every aclq client:
 #: - hiredis parses replies (a 1 MiB reply in 0.26 ms, against 1.9 ms for the pure-Python
-#:   parser), while redis-py's own packer sends commands: it passes a large value as its own
-#:   buffer where hiredis' packer copies it (0.31 ms against 1.35 ms for a 1 MiB SET, here);
+#:   parser); commands are packed by :class:`CommandPacker`;
 #: - no socket timeout (redis-py 8 defaults to 5 s), because waiting for a result is a
 #:   blocking command bounded by its own timeout; keepalive notices a peer that vanished.
 ASYNC_REDIS_OPTIONS: Final[dict[str, Any]] = {"socket_timeout": None, "socket_keepalive": True}
-REDIS_OPTIONS: Final[dict[str, Any]] = {
-    **ASYNC_REDIS_OPTIONS,
-    "command_packer": PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode),
-}
+REDIS_OPTIONS: Final[dict[str, Any]] = {**ASYNC_REDIS_OPTIONS, "command_packer": CommandPacker()}
 #: seconds to reach a sentinel or wait for its answer: a sentinel answers at once or not at
 #: all, and a start-up must not hang on an address nobody listens on
 SENTINEL_TIMEOUT_S: Final = 2.0
