@@ -32,6 +32,13 @@ def test_a_model_name_the_worker_would_refuse_is_refused_before_sending(name):
 
 
 @pytest.mark.parametrize("value", [1, "yes", None])
-def test_split_rows_must_be_true_or_false(value):
+def test_split_rows_must_be_true_or_false_on_both_clients(value):
     with Client(NO_BROKER) as client, pytest.raises(ConfigError, match="split_rows .* must be True or False"):
         client.submit("m", {}, split_rows=value)
+
+    async def submit() -> None:
+        async with AsyncClient(NO_BROKER) as client:
+            await client.submit("m", {}, split_rows=value)
+
+    with pytest.raises(ConfigError, match="split_rows .* must be True or False"):
+        asyncio.run(submit())
