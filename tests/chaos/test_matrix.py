@@ -48,7 +48,10 @@ PATHS = {
     "batch_falls_back": "colsum",
     "claim_check": "mlp",  # one job a message, its payload under its own key (ACLQ_INLINE_MAX_KB=0)
     "by_reference": "mlp",  # one job a message; the worker reads its input file and writes its outputs
+    "split_rows": "mlp",  # one job of 200-odd rows a message, which the worker executes in runs
 }
+#: rows of each job on the split_rows path: more than a run takes at first (worker/runs.py)
+SPLIT_ROWS = 200
 #: fault -> the victim's fail point (None: the fault needs none)
 FAULTS = {
     "sigkill_idle": None,
@@ -73,10 +76,10 @@ def matrix_repo(model_repo, tmp_path_factory):
     return repo
 
 
-def inputs(model: str, seed: int) -> dict[str, np.ndarray]:
+def inputs(model: str, seed: int, rows: int = 1) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     width = 4 if model == "colsum" else 64
-    return {"x": rng.standard_normal((1 + seed % 2, width)).astype(np.float32)}
+    return {"x": rng.standard_normal((rows + seed % 2, width)).astype(np.float32)}
 
 
 def expected(repo, model: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -94,7 +97,7 @@ def send(client: Client, path: str, model: str, feeds: list[dict[str, np.ndarray
         return jobs
     if path == "several_jobs_a_message":
         return [job for i in range(0, len(feeds), CHUNK) for job in client.submit_many(model, feeds[i : i + CHUNK])]
-    return [client.submit(model, f) for f in feeds]
+    return [client.submit(model, f, split_rows=path == "split_rows") for f in feeds]
 
 
 def wait_through_outages(job: Any, timeout_s: float) -> Any:
@@ -125,7 +128,7 @@ def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, mo
     if path == "claim_check":
         settings = replace(settings, inline_max_kb=0)
     model, point = PATHS[path], FAULTS[fault]
-    feeds = [inputs(model, i) for i in range(JOBS)]
+    feeds = [inputs(model, i, SPLIT_ROWS if path == "split_rows" else 1) for i in range(JOBS)]
     r = redis.Redis.from_url(server.url)
     with LocalCluster(settings, devices=[]) as cluster, Client(settings) as client:
         cluster.start_worker(0, env={"ACLQ_FAILPOINT": point} if point else None)
