@@ -408,10 +408,11 @@ class Executor:
             except AclError as exc:
                 if exc.code in _JOB_ENDING or size == rows:
                     raise
-                # e.g. an .om whose dynamic batch sizes do not include this one
+                whole = self._execute_once(ready, feeds, config)  # the job's own fault raises here
+                # the size's, then: e.g. an .om whose dynamic batch sizes do not include it
                 log.info("%s refused a run of %d rows (%s); runs of it are not tried again", ready.ref.name, size, exc)
                 self._run_sizes.refuse(key, size)
-                return self._execute_once(ready, feeds, config)
+                return whole
             self._run_sizes.record(key, rows, size, (time.perf_counter() - started) * 1000)
             if any(a.ndim == 0 or a.shape[0] != size for a in outputs.values()):
                 log.info("%s's outputs do not have the rows of a run: its jobs run at once", ready.ref.name)

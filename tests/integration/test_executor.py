@@ -321,6 +321,18 @@ def test_a_run_size_the_model_refuses_is_not_tried_again_and_the_job_runs_at_onc
     for job, y in zip(jobs, expected, strict=True):
         np.testing.assert_allclose(job.result(1)["y"], y, rtol=1e-5, atol=1e-6)
     assert calls[:2] == [64, 300] and 64 not in calls[2:] and sum(calls[2:]) == 300
+    # a job's own fault (here a bad exec option) fails it, and takes no size from the model's runs
+    calls.clear()
+    bad = client.submit("mlp", feeds[0], split_rows=True, options={"event_sync_timeout_ms": -5})
+    executor.run(queued(client, bad.id))
+    with pytest.raises(JobFailed) as info:
+        bad.result(1)
+    assert info.value.code == 100000 and calls[-1] == 300
+    tried, calls[:] = calls[0], []
+    good = client.submit("mlp", feeds[0], split_rows=True)
+    executor.run(queued(client, good.id))
+    np.testing.assert_allclose(good.result(1)["y"], expected[0], rtol=1e-5, atol=1e-6)
+    assert calls[0] == tried and len(calls) > 1  # the size the bad job's run tried is still used
 
 
 def test_a_split_job_keeps_its_timeout_across_runs_and_stops_at_a_cancel(setup, monkeypatch):
