@@ -3,7 +3,8 @@ jobs' own runs.
 
 A model's time a row depends on the rows one execution takes: too few and each run's own cost
 shows, too many and its activations outgrow the caches (the example conv on this project's
-2-core machine, two devices: ~0.035 ms a row in runs of 32-128 rows, ~0.058 in runs of 1,365).
+2-core machine, two single-thread sessions side by side: ~65,000 images/s in runs of 64-256
+rows, ~55,000 in runs of 1,365).
 Which size is fastest depends on the model, the machine and what runs beside it, so a worker
 measures it on the work itself, nothing spent on probing: the sizes a job may run in double
 from SMALLEST_RUN up to the job's own rows (at once); runs start at FIRST_RUN and climb to
