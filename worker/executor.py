@@ -414,6 +414,8 @@ class Executor:
                 self._run_sizes.refuse(key, size)
                 return whole
             self._run_sizes.record(key, rows, size, (time.perf_counter() - started) * 1000)
+            if size == rows:  # the run was the job itself (e.g. a model that does not split)
+                return outputs
             if any(a.ndim == 0 or a.shape[0] != size for a in outputs.values()):
                 log.info("%s's outputs do not have the rows of a run: its jobs run at once", ready.ref.name)
                 self._run_sizes.refuse(key, None)

@@ -1,8 +1,8 @@
 """A worker's Prometheus metrics (prometheus_client), served on ``ACLQ_METRICS_PORT`` when set.
 
 The metrics always exist (updating them is cheap); with no port nothing serves them. Jobs are
-counted per job, executions per execution (a batch is one), and the gauges are read when
-scraped, not set on every job.
+counted per job, executions per execution (a batch is one, and so is each run of a job split
+into runs), and the gauges are read when scraped, not set on every job.
 """
 
 from collections.abc import Callable
@@ -50,6 +50,6 @@ class Metrics:
             self.queue_wait.observe(queued_s)
 
     def executed(self, model: str, exec_s: float, rows: int) -> None:
-        """One execution, of one job or of a batch of them."""
+        """One execution: of one job, of a run of its rows, or of a batch of jobs."""
         self.execution.labels(model=model).observe(exec_s)
         self.batch_size.observe(rows)

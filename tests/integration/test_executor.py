@@ -292,9 +292,12 @@ def test_a_split_job_whose_outputs_lack_the_rows_runs_at_once(setup, redis_serve
     server = redis_client(settings)
     executor = Executor(settings, device, ModelCache(device, ModelRepository(tmp_path), 1 << 30), server, "colsum")
     x = np.arange(400, dtype=np.float32).reshape(100, 4)
-    job = client.submit("colsum", {"x": x}, split_rows=True)
-    executor.run(queued(client, job.id))
-    np.testing.assert_array_equal(job.result(1)["y"], x.sum(axis=0, keepdims=True))
+    for _ in range(2):
+        job = client.submit("colsum", {"x": x}, split_rows=True)
+        executor.run(queued(client, job.id))
+        np.testing.assert_array_equal(job.result(1)["y"], x.sum(axis=0, keepdims=True))
+    # the first job: one run, then at once; the second: at once, once (the model does not split)
+    assert executor.metrics.registry.get_sample_value("aclq_execution_seconds_count", {"model": "colsum"}) == 3
     server.close()
 
 
