@@ -140,6 +140,9 @@ class _Pending:
     """A ``submit`` waiting for its job to be sent with those of concurrent ``submit``s."""
 
     prepared: _Prepared
+    #: a threading.Event or an asyncio.Event, the client's kind: set when its send ended, or
+    #: when this caller is the next to send (each caller is woken alone: no herd to wake)
+    wake: Any
     sent: bool = False  #: its send ended, with ``error`` or without
     error: BaseException | None = None
 
@@ -169,11 +172,20 @@ class _Coalescing:
         batch, self.waiting = self.waiting, []
         return batch
 
-    def end(self, batch: list[_Pending], error: BaseException | None) -> None:
-        """Under the client's lock: the send of ``batch`` ended; the next waiter may send."""
+    def end(self, batch: list[_Pending], error: BaseException | None) -> list[_Pending]:
+        """Under the client's lock: the send of ``batch`` ended. The callers to wake: those of
+        ``batch``, and the first that arrived meanwhile, which sends the rest next."""
         for pending in batch:
             pending.error, pending.sent = error, True
         self.sending = False
+        return batch + self.waiting[:1]
+
+    def leave(self, pending: _Pending) -> list[_Pending]:
+        """Under the client's lock: a waiting caller gave up (cancelled, interrupted); its job is
+        not sent. The caller to wake in its place if it may have been the one woken to send next."""
+        if pending in self.waiting:
+            self.waiting.remove(pending)
+        return self.waiting[:1] if not self.sending else []
 
 
 class _Core:
@@ -468,7 +480,7 @@ class Client:
         self.settings = self._core.settings
         self._redis = redis_client(self.settings)
         self._coalescing = _Coalescing()
-        self._coalescing_lock = threading.Condition()
+        self._coalescing_lock = threading.Lock()
 
     def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> Job:
         """Enqueue one job (its options: :class:`SubmitOptions`). With no ``device`` any free
@@ -477,11 +489,21 @@ class Client:
         if options.get("job_id") is not None or self.settings.coalesce_max_jobs <= 1:
             (job,) = self._enqueue(model, [inputs], options)
             return job
-        pending = _Pending(self._core.prepare(model, inputs, options))
+        pending = _Pending(self._core.prepare(model, inputs, options), threading.Event())
         with self._coalescing_lock:
             self._coalescing.waiting.append(pending)
-            while not (batch := self._coalescing.take(pending)) and not pending.sent:
-                self._coalescing_lock.wait()
+            batch = self._coalescing.take(pending)
+        try:
+            while not batch and not pending.sent:
+                pending.wake.wait()
+                with self._coalescing_lock:  # cleared and looked at together: a wake-up is never lost
+                    pending.wake.clear()
+                    batch = self._coalescing.take(pending)
+        except BaseException:
+            with self._coalescing_lock:
+                for waiter in self._coalescing.leave(pending):
+                    waiter.wake.set()
+            raise
         if batch:
             self._send(batch)
         return Job(self, pending.job_id(), enqueued=True)
@@ -495,8 +517,8 @@ class Client:
             error = exc
         finally:
             with self._coalescing_lock:
-                self._coalescing.end(batch, error)
-                self._coalescing_lock.notify_all()
+                for waiter in self._coalescing.end(batch, error):
+                    waiter.wake.set()
 
     def submit_many(
         self, model: str, inputs: Iterable[Mapping[str, Any]], **options: Unpack[SubmitOptions]
@@ -597,7 +619,6 @@ class AsyncClient:
         self.settings = self._core.settings
         self._redis = async_redis_client(self.settings)
         self._coalescing = _Coalescing()
-        self._coalescing_lock = asyncio.Condition()
 
     async def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> AsyncJob:
         """Enqueue one job (same options as :meth:`Client.submit`; concurrent ``submit``s of
@@ -605,11 +626,18 @@ class AsyncClient:
         if options.get("job_id") is not None or self.settings.coalesce_max_jobs <= 1:
             (job,) = await self._enqueue(model, [inputs], options)
             return job
-        pending = _Pending(self._core.prepare(model, inputs, options))
-        async with self._coalescing_lock:
-            self._coalescing.waiting.append(pending)
-            while not (batch := self._coalescing.take(pending)) and not pending.sent:
-                await self._coalescing_lock.wait()
+        pending = _Pending(self._core.prepare(model, inputs, options), asyncio.Event())
+        self._coalescing.waiting.append(pending)  # one event loop: nothing runs between these
+        batch = self._coalescing.take(pending)
+        try:
+            while not batch and not pending.sent:
+                await pending.wake.wait()
+                pending.wake.clear()
+                batch = self._coalescing.take(pending)
+        except asyncio.CancelledError:
+            for waiter in self._coalescing.leave(pending):
+                waiter.wake.set()
+            raise
         if batch:
             # Shielded: a caller cancelled mid-send must not cancel the send of the others' jobs.
             await asyncio.shield(self._send(batch))
@@ -623,9 +651,8 @@ class AsyncClient:
         except BaseException as exc:
             error = exc
         finally:
-            async with self._coalescing_lock:
-                self._coalescing.end(batch, error)
-                self._coalescing_lock.notify_all()
+            for waiter in self._coalescing.end(batch, error):
+                waiter.wake.set()
 
     async def submit_many(
         self, model: str, inputs: Iterable[Mapping[str, Any]], **options: Unpack[SubmitOptions]

@@ -70,6 +70,39 @@ def test_concurrent_async_submits_go_together(settings):
     assert sorted(i for m in messages for i in m) == sorted(job.id for job in jobs)
 
 
+def test_a_waiting_caller_cancelled_is_not_sent_and_the_next_sends_in_its_place(settings):
+    """Each waiter is woken alone, so the one woken to send next must not take the others' turn
+    with it when its caller goes away."""
+
+    async def main() -> tuple:
+        async with AsyncClient(settings) as client:
+            real_do, gate = client._do, asyncio.Event()
+
+            async def held_first_send(step):
+                if not gate.is_set():
+                    await gate.wait()
+                return await real_do(step)
+
+            client._do = held_first_send
+            first = asyncio.create_task(client.submit("add", {"a": A, "b": A}))
+            while not client._coalescing.sending:
+                await asyncio.sleep(0)
+            gone = asyncio.create_task(client.submit("add", {"a": A, "b": A}))
+            rest = [asyncio.create_task(client.submit("add", {"a": A, "b": A})) for _ in range(2)]
+            while len(client._coalescing.waiting) < 3:
+                await asyncio.sleep(0)
+            gone.cancel()
+            gate.set()
+            jobs = await asyncio.wait_for(asyncio.gather(first, *rest), 30)
+            return jobs, gone
+
+    jobs, gone = asyncio.run(main())
+    assert gone.cancelled()
+    messages = queued_messages(settings.redis_url, settings.namespace)
+    assert sorted(map(len, messages)) == [1, 2]
+    assert sorted(i for m in messages for i in m) == sorted(job.id for job in jobs)
+
+
 def test_jobs_of_other_models_queues_or_priorities_get_messages_of_their_own(settings):
     async def main() -> None:
         async with AsyncClient(settings) as client:
