@@ -2,23 +2,27 @@
 
 ``Client`` and ``AsyncClient`` share every decision (httpx's sans-I/O pattern): what to enqueue,
 when to roll an enqueue back, how long to wait and when a job counts as lost are written once,
-as generators in :class:`_Core` that yield the Redis round trips they need (:class:`_Redis`) and
-receive their replies. Each client only drives them: one loop over a blocking Redis client, one
-over an asyncio one. Celery's message for a job is written by the core too (:meth:`_Core.message`),
+as generators in :class:`_Core` that yield the Redis round trips they need (:class:`_Redis`), or a
+wait for a job's notice in the client's inbox (:class:`_Notice`), and receive their replies. Each
+client only drives them: one loop over a blocking Redis client and a reader thread, one over an
+asyncio one and a reader task. Celery's message for a job is written by the core too (:meth:`_Core.message`),
 so enqueueing is Redis commands only.
 """
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
 import threading
 import time
 import uuid
-from collections import deque
+import weakref
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, NamedTuple, TypedDict, TypeVar, Unpack
 
 import numpy as np
 import redis
@@ -76,6 +80,11 @@ class SubmitOptions(TypedDict, total=False):
 #: exists, so a job whose records were lost (Redis restarted without persistence) ends in
 #: JobNotFound within about this long instead of a wait that never ends
 WAIT_SLICE_S = 1.0
+#: ids of answered jobs kept for waits that start after their job's notice came (bounded: a
+#: client that submits without waiting would otherwise keep every id)
+NOTICES_KEPT = 4096
+#: notices one read of the inbox takes at most
+INBOX_READ_MAX = 512
 
 
 Outputs = dict[str, np.ndarray]
@@ -107,6 +116,81 @@ _Command = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
 @dataclass(frozen=True)
+class _Notice:
+    """A wait for a job's answer through the client's inbox (:class:`_Inbox`), for at most
+    ``wait_s``; the reply is the answer's bytes, or None (none came: look at the job)."""
+
+    job_id: str
+    wait_s: float
+
+
+@dataclass
+class _Slot:
+    """One wait through the inbox: woken (``wake``, the client's kind of event) with ``data``."""
+
+    wake: Any
+    data: bytes | None = None
+
+
+class _Inbox:
+    """A client's inbox: the jobs it submitted since its reader started carry the inbox's key,
+    and their workers push each one's id there once its answer is in place. One reader takes
+    the ids, reads those answers in one round trip and wakes their waits: no blocked connection
+    and no round trip per waiting caller. Used under the client's lock."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.waits: dict[str, list[_Slot]] = {}
+        #: ids noticed while nobody waited for them (a wait that starts later looks at once)
+        self.noticed: OrderedDict[str, None] = OrderedDict()
+
+    def wait(self, job_id: str, slot: _Slot) -> bool:
+        """Register a wait; False when the job's notice came already (look at its reply now)."""
+        if job_id in self.noticed:
+            del self.noticed[job_id]
+            return False
+        self.waits.setdefault(job_id, []).append(slot)
+        return True
+
+    def end(self, job_id: str, slot: _Slot) -> None:
+        """A wait is over (answered, or its slice ended)."""
+        slots = self.waits.get(job_id, [])
+        if slot in slots:
+            slots.remove(slot)
+        if not slots:
+            self.waits.pop(job_id, None)
+
+    def notice(self, notices: list[tuple[str, bytes]]) -> list[str]:
+        """Notices read from the inbox, (job id, answer or b""): the answers given are handed to
+        their waits; the ids waited for whose answers are still to read; the rest are kept."""
+        unread = []
+        for job_id, data in notices:
+            if job_id not in self.waits:
+                self.noticed[job_id] = None
+            elif data:
+                self.answer(job_id, data)
+            else:
+                unread.append(job_id)
+        while len(self.noticed) > NOTICES_KEPT:
+            self.noticed.popitem(last=False)
+        return unread
+
+    def answer(self, job_id: str, data: bytes | None) -> None:
+        """A job's answer as read: every wait for it gets it and is woken."""
+        for slot in self.waits.pop(job_id, []):
+            slot.data = data
+            slot.wake.set()
+
+
+class _Sent(NamedTuple):
+    """A job enqueued: its id, whether this call created it, whether it names the inbox."""
+
+    job_id: str
+    new: bool
+    notified: bool
+
+
+@dataclass(frozen=True)
 class _Redis:
     """I/O a core step needs: Redis commands sent in one round trip (a MULTI when
     ``transaction``); the reply is the list of their replies."""
@@ -120,7 +204,7 @@ class _Redis:
         return len(self.commands) == 1 and not self.transaction
 
 
-_Steps = Generator[_Redis, Any, T]
+_Steps = Generator["_Redis | _Notice", Any, T]
 
 
 def _cmd(name: str, *args: Any, **kwargs: Any) -> _Command:
@@ -134,6 +218,9 @@ class _Prepared:
     job: JobEnvelope
     payload: bytes
 
+    def sent(self) -> "_Sent":
+        return _Sent(self.job.job_id, True, self.job.notify_key is not None)
+
 
 @dataclass
 class _Pending:
@@ -146,11 +233,11 @@ class _Pending:
     sent: bool = False  #: its send ended, with ``error`` or without
     error: BaseException | None = None
 
-    def job_id(self) -> str:
-        """The job's id once sent; the send's error if it failed."""
+    def result(self) -> _Sent:
+        """The job as sent; the send's error if it failed."""
         if self.error is not None:
             raise self.error
-        return self.prepared.job.job_id
+        return self.prepared.sent()
 
 
 class _Coalescing:
@@ -200,6 +287,21 @@ class _Core:
         self.settings = settings
         self.url = settings.require_url()
         self._origin = f"gen{os.getpid()}@{socket.gethostname()}"  # Celery's origin header for a client
+        #: the inbox of this client's jobs: None until its reader runs (a client that never
+        #: waits has no inbox filling up); a new one in a forked child (:meth:`inbox_for`)
+        self.inbox: _Inbox | None = None
+        self._inbox_pid = 0
+        #: waits in progress: a job submitted while others are waited for names the inbox; one
+        #: submitted with none (one caller, one job at a time) is waited for by its own
+        #: ``BLMOVE``, which wakes that caller directly, a hop sooner than a reader can
+        self.waits = 0
+
+    def inbox_for(self, pid: int) -> tuple[_Inbox, bool]:
+        """The inbox of this process, and whether it is new (its reader is to start)."""
+        if self.inbox is not None and self._inbox_pid == pid:
+            return self.inbox, False
+        self.inbox, self._inbox_pid = _Inbox(keys.client_inbox(self.settings.namespace, uuid.uuid4().hex)), pid
+        return self.inbox, True
 
     def envelope(self, model: str, inputs: Mapping[str, Any], options: SubmitOptions) -> JobEnvelope:
         device, host = options.get("device"), options.get("host")
@@ -239,6 +341,7 @@ class _Core:
             reply_key=keys.job_reply(self.settings.namespace, job_id),
             enqueued_at=now,
             split_rows=split_rows,
+            notify_key=self.inbox.key if self.inbox is not None and self.waits else None,
         )
 
     def prepare(self, model: str, inputs: Mapping[str, Any], options: SubmitOptions) -> "_Prepared":
@@ -246,11 +349,9 @@ class _Core:
         job = self.envelope(model, inputs, options)
         return _Prepared(job, job.encode(self.settings.max_message_bytes))
 
-    def enqueue(
-        self, model: str, many: list[Mapping[str, Any]], options: SubmitOptions
-    ) -> _Steps[list[tuple[str, bool]]]:
-        """Enqueue jobs with one Celery message; each job's id and whether this call created it
-        (False: a caller's ``job_id`` that existed already). Jobs with fresh ids go in one
+    def enqueue(self, model: str, many: list[Mapping[str, Any]], options: SubmitOptions) -> _Steps[list[_Sent]]:
+        """Enqueue jobs with one Celery message; each job as :class:`_Sent` (not new: a caller's
+        ``job_id`` that existed already). Jobs with fresh ids go in one
         transaction (:meth:`enqueue_fresh`). A caller's id is reserved first, and the message
         sent only when it was free."""
         jobs = [self.prepare(model, inputs, options) for inputs in many]
@@ -258,7 +359,7 @@ class _Core:
             return []
         if options.get("job_id") is None:  # fresh ids: none can be taken
             yield from self.enqueue_fresh([jobs])
-            return [(p.job.job_id, True) for p in jobs]
+            return [p.sent() for p in jobs]
         (prepared,) = jobs
         records = self._records(jobs)
         replies = yield _Redis(tuple(records))
@@ -266,13 +367,13 @@ class _Core:
             strays = [args[0] for (_, args, _), done in zip(records, replies, strict=True) if done]
             if strays:
                 yield _Redis((_cmd("delete", *strays),))
-            return [(prepared.job.job_id, False)]
+            return [_Sent(prepared.job.job_id, False, False)]
         try:
             yield _Redis(self.message(jobs), transaction=False)
         except BrokerError:  # not sent: free the id, so that a retry can enqueue it
             yield _Redis((_cmd("delete", *(args[0] for _, args, _ in records)),))
             raise
-        return [(prepared.job.job_id, True)]
+        return [prepared.sent()]
 
     def enqueue_fresh(self, messages: list[list["_Prepared"]]) -> _Steps[None]:
         """Jobs with fresh ids, one Celery message per list, in one transaction: their states,
@@ -330,10 +431,11 @@ class _Core:
             *(_cmd(command, *args) for command, args in ring(name)),
         )
 
-    def result(self, job_id: str, timeout_s: float | None, known: bool) -> _Steps[ResultEnvelope]:
+    def result(self, job_id: str, timeout_s: float | None, known: bool, notified: bool) -> _Steps[ResultEnvelope]:
         """Wait for a job's result envelope in slices of at most WAIT_SLICE_S, looking between
         them that the job still exists; ``known``: it surely exists (just enqueued by this
-        client), so the first wait blocks at once. JobFailed for an error answer."""
+        client), so the first wait blocks at once; ``notified``: its answer's notice comes to
+        this client's inbox, whose reader wakes the wait. JobFailed for an error answer."""
         ns, limit = self.settings.namespace, self.settings.max_message_bytes
         reply_key = keys.job_reply(ns, job_id)
         deadline = time.monotonic() + timeout_s if timeout_s else None
@@ -346,8 +448,12 @@ class _Core:
                 if left <= 0:
                     raise JobTimeout(f"job {job_id} gave no result within {timeout_s} s")
                 wait_s = min(WAIT_SLICE_S, left)
-            # BLMOVE of a list onto itself: the result is returned and stays for other readers.
-            (data,) = yield _Redis((_cmd("blmove", reply_key, reply_key, wait_s, "LEFT", "LEFT"),), transaction=False)
+            if notified:
+                data = yield _Notice(job_id, wait_s)
+            else:
+                # BLMOVE of a list onto itself: the result is returned and stays for other readers.
+                command = _cmd("blmove", reply_key, reply_key, wait_s, "LEFT", "LEFT")
+                (data,) = yield _Redis((command,), transaction=False)
             if data is None:
                 data = yield from self._look(job_id)
         result = ResultEnvelope.decode(data, limit)
@@ -371,6 +477,32 @@ class _Core:
         if ended is None:
             raise JobNotFound(f"no job {job_id} to cancel: never submitted, or expired")
         return ended == JobStatus.CANCELLED.value.encode()  # type: ignore[no-any-return]
+
+    def read_inbox(self, inbox: _Inbox, guard: AbstractContextManager[Any]) -> _Steps[None]:
+        """One read of the inbox (blocking up to WAIT_SLICE_S): its notices' answers handed to
+        their waits, those that came without theirs read in one round trip. ``guard``: the
+        client's lock over the inbox."""
+        # Notices are pushed as pairs (id, answer), so an even count takes whole ones.
+        command = _cmd("blmpop", WAIT_SLICE_S, 1, inbox.key, direction="LEFT", count=2 * INBOX_READ_MAX)
+        (popped,) = yield _Redis((command,), transaction=False)
+        if not popped:
+            return
+        items = popped[1]
+        with guard:
+            waited = inbox.notice([(job_id.decode(), data) for job_id, data in zip(items[0::2], items[1::2])])
+        if not waited:
+            return
+        ns = self.settings.namespace
+        answers = yield _Redis(tuple(_cmd("lindex", keys.job_reply(ns, job_id), 0) for job_id in waited), False)
+        with guard:
+            for job_id, data in zip(waited, answers, strict=True):
+                inbox.answer(job_id, data)
+
+    def cancelled(self, job_id: str) -> None:
+        """A cancel of this client's ended: its waits for the job look at it now (the canceller
+        notices no inbox). Under the client's lock."""
+        if self.inbox is not None:
+            self.inbox.answer(job_id, None)
 
     def _look(self, job_id: str) -> _Steps[bytes | None]:
         """The job's reply when it is there, None while it is on its way, JobNotFound when
@@ -405,11 +537,12 @@ class _Core:
 class Job:
     """A submitted job: ``id``, ``status()``, ``result(timeout_s)``, ``details(timeout_s)``."""
 
-    def __init__(self, client: "Client", job_id: str, *, enqueued: bool = False) -> None:
+    def __init__(self, client: "Client", job_id: str, *, enqueued: bool = False, notified: bool = False) -> None:
         self._client = client
         self.id = job_id
         # Just enqueued by this client: it exists, so the first wait can block at once.
         self._enqueued = enqueued
+        self._notified = notified  # its answer's notice comes to the client's inbox
 
     def status(self) -> JobStatus:
         return self._client._drive(self._client._core.status(self.id))
@@ -419,7 +552,10 @@ class Job:
         terminates the execution (when no job sharing it is still wanted) and its answer is
         dropped. True when it ends cancelled (its waiters get JobCancelled), False when its
         answer came first."""
-        return self._client._drive(self._client._core.cancel(self.id))
+        cancelled = self._client._drive(self._client._core.cancel(self.id))
+        with self._client._inbox_lock:
+            self._client._core.cancelled(self.id)
+        return cancelled
 
     def result(self, timeout_s: float | None = None) -> Outputs:
         """Wait for the outputs; raise JobFailed (ACL code), JobCancelled, JobTimeout or JobNotFound."""
@@ -428,7 +564,11 @@ class Job:
     def details(self, timeout_s: float | None = None) -> ResultEnvelope:
         """Like :meth:`result`, with the timings, device and worker that ran the job."""
         enqueued, self._enqueued = self._enqueued, False
-        return self._client._drive(self._client._core.result(self.id, timeout_s, enqueued))
+        self._client._waiting(+1)
+        try:
+            return self._client._drive(self._client._core.result(self.id, timeout_s, enqueued, self._notified))
+        finally:
+            self._client._waiting(-1)
 
     def __repr__(self) -> str:
         return f"<Job {self.id}>"
@@ -437,17 +577,20 @@ class Job:
 class AsyncJob:
     """:class:`Job` for :class:`AsyncClient`: the same verbs, awaited."""
 
-    def __init__(self, client: "AsyncClient", job_id: str, *, enqueued: bool = False) -> None:
+    def __init__(self, client: "AsyncClient", job_id: str, *, enqueued: bool = False, notified: bool = False) -> None:
         self._client = client
         self.id = job_id
         self._enqueued = enqueued
+        self._notified = notified
 
     async def status(self) -> JobStatus:
         return await self._client._drive(self._client._core.status(self.id))
 
     async def cancel(self) -> bool:
         """As :meth:`Job.cancel`."""
-        return await self._client._drive(self._client._core.cancel(self.id))
+        cancelled = await self._client._drive(self._client._core.cancel(self.id))
+        self._client._core.cancelled(self.id)
+        return cancelled
 
     async def result(self, timeout_s: float | None = None, *, cancel_if_abandoned: bool = True) -> Outputs:
         """As :meth:`Job.result`. A wait that is itself cancelled (the caller went away, e.g. a
@@ -456,13 +599,16 @@ class AsyncJob:
 
     async def details(self, timeout_s: float | None = None, *, cancel_if_abandoned: bool = True) -> ResultEnvelope:
         enqueued, self._enqueued = self._enqueued, False
+        self._client._waiting(+1)
         try:
-            return await self._client._drive(self._client._core.result(self.id, timeout_s, enqueued))
+            return await self._client._drive(self._client._core.result(self.id, timeout_s, enqueued, self._notified))
         except asyncio.CancelledError:
             if cancel_if_abandoned:
                 # Shielded: the cancel itself must run to its end although this task is cancelled.
                 await asyncio.shield(self.cancel())
             raise
+        finally:
+            self._client._waiting(-1)
 
     def __repr__(self) -> str:
         return f"<AsyncJob {self.id}>"
@@ -481,6 +627,9 @@ class Client:
         self._redis = redis_client(self.settings)
         self._coalescing = _Coalescing()
         self._coalescing_lock = threading.Lock()
+        self._inbox_lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+        self._closing = threading.Event()
 
     def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> Job:
         """Enqueue one job (its options: :class:`SubmitOptions`). With no ``device`` any free
@@ -506,7 +655,7 @@ class Client:
             raise
         if batch:
             self._send(batch)
-        return Job(self, pending.job_id(), enqueued=True)
+        return Job(self, (sent := pending.result()).job_id, enqueued=True, notified=sent.notified)
 
     def _send(self, batch: list[_Pending]) -> None:
         """Send the jobs of waiting ``submit``s, then let the next waiters send theirs."""
@@ -531,9 +680,8 @@ class Client:
         return self._enqueue(model, _without_job_id(inputs, options), options)
 
     def _enqueue(self, model: str, many: list[Mapping[str, Any]], options: SubmitOptions) -> list[Job]:
-        return [
-            Job(self, job_id, enqueued=new) for job_id, new in self._drive(self._core.enqueue(model, many, options))
-        ]
+        sent = self._drive(self._core.enqueue(model, many, options))
+        return [Job(self, job.job_id, enqueued=job.new, notified=job.notified) for job in sent]
 
     def infer(
         self,
@@ -574,7 +722,44 @@ class Client:
         return Job(self, job_id)
 
     def close(self) -> None:
+        self._closing.set()
         self._redis.close()
+
+    def _waiting(self, change: int) -> None:
+        """A wait begins (+1) or ends (-1). From the first on, a reader of this client's inbox
+        runs (a thread); jobs submitted while a wait is in progress name the inbox."""
+        with self._inbox_lock:
+            self._core.waits += change
+            if change < 0:
+                return
+            inbox, new = self._core.inbox_for(os.getpid())
+            if new or self._reader is None or not self._reader.is_alive():
+                args = (weakref.ref(self), inbox)
+                self._reader = threading.Thread(target=self._reading, args=args, name="aclq-inbox", daemon=True)
+                self._reader.start()
+
+    @staticmethod
+    def _reading(client_ref: "weakref.ref[Client]", inbox: _Inbox) -> None:
+        """The reader's loop. It holds its client only through a read, so a client dropped
+        unclosed is collected, and its reader ends, as a client without one would be."""
+        while (client := client_ref()) is not None and not client._closing.is_set() and client._core.inbox is inbox:
+            try:
+                client._drive(client._core.read_inbox(inbox, client._inbox_lock))
+            except BrokerError:  # Redis away: the waits look at their jobs themselves meanwhile
+                client._closing.wait(WAIT_SLICE_S)
+            del client
+
+    def _notice(self, notice: _Notice) -> bytes | None:
+        slot = _Slot(threading.Event())
+        inbox = self._core.inbox
+        assert inbox is not None  # a job names the inbox only once it exists
+        with self._inbox_lock:
+            if not inbox.wait(notice.job_id, slot):
+                return None
+        slot.wake.wait(notice.wait_s)
+        with self._inbox_lock:
+            inbox.end(notice.job_id, slot)
+        return slot.data
 
     def __enter__(self) -> "Client":
         return self
@@ -593,7 +778,7 @@ class Client:
                 return stop.value  # type: ignore[no-any-return]
             reply, error = None, None
             try:
-                reply = self._do(step)
+                reply = self._do(step) if isinstance(step, _Redis) else self._notice(step)
             except BrokerError as exc:
                 error = exc
 
@@ -619,6 +804,7 @@ class AsyncClient:
         self.settings = self._core.settings
         self._redis = async_redis_client(self.settings)
         self._coalescing = _Coalescing()
+        self._reader: asyncio.Task[None] | None = None
 
     async def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> AsyncJob:
         """Enqueue one job (same options as :meth:`Client.submit`; concurrent ``submit``s of
@@ -641,7 +827,7 @@ class AsyncClient:
         if batch:
             # Shielded: a caller cancelled mid-send must not cancel the send of the others' jobs.
             await asyncio.shield(self._send(batch))
-        return AsyncJob(self, pending.job_id(), enqueued=True)
+        return AsyncJob(self, (sent := pending.result()).job_id, enqueued=True, notified=sent.notified)
 
     async def _send(self, batch: list[_Pending]) -> None:
         """As :meth:`Client._send`."""
@@ -661,8 +847,8 @@ class AsyncClient:
         return await self._enqueue(model, _without_job_id(inputs, options), options)
 
     async def _enqueue(self, model: str, many: list[Mapping[str, Any]], options: SubmitOptions) -> list[AsyncJob]:
-        enqueued = await self._drive(self._core.enqueue(model, many, options))
-        return [AsyncJob(self, job_id, enqueued=new) for job_id, new in enqueued]
+        sent = await self._drive(self._core.enqueue(model, many, options))
+        return [AsyncJob(self, job.job_id, enqueued=job.new, notified=job.notified) for job in sent]
 
     async def infer(
         self,
@@ -702,7 +888,46 @@ class AsyncClient:
         return AsyncJob(self, job_id)
 
     async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
         await self._redis.aclose()
+
+    def _waiting(self, change: int) -> None:
+        """As :meth:`Client._waiting`: a reader task on the running loop."""
+        self._core.waits += change
+        if change < 0:
+            return
+        inbox, new = self._core.inbox_for(os.getpid())
+        reader, loop = self._reader, asyncio.get_running_loop()
+        if new or reader is None or reader.done() or reader.get_loop() is not loop:
+            self._reader = loop.create_task(self._reading(weakref.ref(self), inbox), name="aclq-inbox")
+
+    @staticmethod
+    async def _reading(client_ref: "weakref.ref[AsyncClient]", inbox: _Inbox) -> None:
+        """As :meth:`Client._reading`."""
+        while (client := client_ref()) is not None and client._core.inbox is inbox:
+            try:
+                await client._drive(client._core.read_inbox(inbox, contextlib.nullcontext()))
+            except BrokerError:
+                await asyncio.sleep(WAIT_SLICE_S)
+            del client
+
+    async def _notice(self, notice: _Notice) -> bytes | None:
+        slot = _Slot(asyncio.Event())
+        inbox = self._core.inbox
+        assert inbox is not None
+        if not inbox.wait(notice.job_id, slot):
+            return None
+        try:
+            async with asyncio.timeout(notice.wait_s):
+                await slot.wake.wait()
+        except TimeoutError:
+            pass
+        finally:
+            inbox.end(notice.job_id, slot)
+        return slot.data
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -721,7 +946,7 @@ class AsyncClient:
                 return stop.value  # type: ignore[no-any-return]
             reply, error = None, None
             try:
-                reply = await self._do(step)
+                reply = await (self._do(step) if isinstance(step, _Redis) else self._notice(step))
             except BrokerError as exc:
                 error = exc
 

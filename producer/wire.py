@@ -25,6 +25,8 @@ from producer.errors import WireError
 WIRE_VERSION: Final = 3
 #: the one task aclq defines (its Celery name)
 INFER_TASK: Final = "aclq.infer"
+#: an answer up to this size travels in its client's inbox notice too (docs/wire-format.md)
+NOTICE_ANSWER_MAX: Final = 64 * 1024
 #: job priorities: 0 is served first, 9 last (kombu's Redis priority order)
 PRIORITIES: Final = range(10)
 #: exec options a job may carry, each applied through aclmdlSetExecConfigOpt
@@ -253,6 +255,7 @@ class JobEnvelope:
     input_refs: Mapping[str, InputRef] = field(default_factory=dict)
     output_to: OutputRef | None = None
     split_rows: bool = False
+    notify_key: str | None = None
 
     def encode(self, limit: int) -> bytes:
         return _pack(
@@ -273,6 +276,7 @@ class JobEnvelope:
                 "input_refs": {name: ref.encode() for name, ref in self.input_refs.items()},
                 "output_to": self.output_to.encode() if self.output_to is not None else None,
                 "split_rows": self.split_rows,
+                "notify_key": self.notify_key,
             },
             limit,
         )
@@ -303,6 +307,7 @@ class JobEnvelope:
             input_refs=f.refs("input_refs"),
             output_to=_output_ref(f.get("output_to", dict, optional=True)),
             split_rows=f.get("split_rows", bool, optional=True) or False,
+            notify_key=f.get("notify_key", str, optional=True),
         )
 
 

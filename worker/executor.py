@@ -21,7 +21,15 @@ from producer import keys, storage
 from producer.errors import WireError
 from producer.settings import Settings
 from producer.transport import Books, settling
-from producer.wire import POSITIONAL, ErrorInfo, JobEnvelope, JobStatus, ResultEnvelope, rows_signature
+from producer.wire import (
+    NOTICE_ANSWER_MAX,
+    POSITIONAL,
+    ErrorInfo,
+    JobEnvelope,
+    JobStatus,
+    ResultEnvelope,
+    rows_signature,
+)
 from worker.batching import Packer, batch_key, batch_rows, join, split
 from worker.failpoints import FailPoints
 from worker.metrics import Metrics
@@ -78,12 +86,16 @@ return out
 # answer in place (1: not reported as a second one), or its result staged twice (one is kept).
 # Each result was pushed to a staging list beforehand and is RENAMEd into place here, O(1): a
 # megabyte passed through a script would be copied into Lua and back.
-# KEYS: staging, reply, state, input, runs of each job. ARGV: TTL, run id, each job's final state.
+# An answer moved into place is noticed in its client's inbox: the job id, then the answer where
+# it is small (NOTICE_ANSWER_MAX; the reader then needs no read of its own), else an empty string.
+# KEYS: staging, reply, state, input, runs, inbox (the reply again where none) of each job.
+# ARGV: TTL, run id, then each job's final state, id and notice ('' none, 'id', 'answer').
 _FINISH = """
 local out = {}
-for j = 1, #KEYS / 5 do
-  local k = 5 * (j - 1)
+for j = 1, #KEYS / 6 do
+  local k = 6 * (j - 1)
   local staging, reply, state, input, runs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  local a = 3 * (j - 1) + 2
   if redis.call('EXISTS', reply) == 1 then
     redis.call('DEL', staging)
     out[j] = redis.call('HGET', runs, 'answered') == ARGV[2] and 1 or 0
@@ -91,9 +103,14 @@ for j = 1, #KEYS / 5 do
     redis.call('LTRIM', staging, -1, -1)
     redis.call('RENAME', staging, reply)
     redis.call('EXPIRE', reply, ARGV[1])
-    redis.call('SET', state, ARGV[2 + j], 'EX', ARGV[1])
+    redis.call('SET', state, ARGV[a + 1], 'EX', ARGV[1])
     redis.call('DEL', input)
     redis.call('HSET', runs, 'answered', ARGV[2])
+    if ARGV[a + 3] ~= '' then
+      local answer = ARGV[a + 3] == 'answer' and redis.call('LINDEX', reply, 0) or ''
+      redis.call('RPUSH', KEYS[k + 6], ARGV[a + 2], answer)
+      redis.call('EXPIRE', KEYS[k + 6], ARGV[1])
+    end
     out[j] = 1
   end
 end
@@ -255,12 +272,12 @@ class Executor:
         ttl = self._settings.result_ttl_s
 
         def finish(pipe: Any) -> None:
-            finish_keys = []
+            finish_keys, args = [], []
             for answer in answers:
                 pipe.rpush(answer.staging, answer.data).expire(answer.staging, ttl)
-                finish_keys += answer.keys
-            states = [answer.state.value for answer in answers]
-            pipe.evalsha(self._finish.sha, len(finish_keys), *finish_keys, ttl, run, *states)
+                finish_keys += [*answer.keys, answer.notify_key or answer.keys[1]]
+                args += [answer.state.value, answer.job_id, answer.notice]
+            pipe.evalsha(self._finish.sha, len(finish_keys), *finish_keys, ttl, run, *args)
             if self._books is not None:
                 self._books.ack(pipe, acks)
 
@@ -283,6 +300,9 @@ class Executor:
             work.timings["queued_ms"] = max(0.0, (work.started - job.enqueued_at) * 1000)
             if job.job_id != job_id or job.reply_key != keys.job_reply(self._settings.namespace, job_id):
                 raise WireError(codes.ACL_ERROR_INVALID_PARAM, f"job {job_id}'s payload names another job or reply key")
+            if job.notify_key is not None and not keys.is_client_inbox(self._settings.namespace, job.notify_key):
+                raise WireError(codes.ACL_ERROR_INVALID_PARAM, f"job {job_id}'s notify_key is no client inbox")
+            work.notify_key = job.notify_key
             if job.deadline is not None and time.time() > job.deadline:
                 raise AclError(
                     codes.ACL_ERROR_RT_TASK_TIMEOUT, f"deadline passed {time.time() - job.deadline:.3f} s ago"
@@ -499,6 +519,7 @@ class Executor:
             [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id),
              keys.job_runs(ns, job_id)],
             JobStatus.DONE if result.error is None else JobStatus.FAILED,
+            work.notify_key,
         )  # fmt: skip
 
     def _pipeline(self, commands: Callable[[Any], None]) -> list[Any]:
@@ -545,6 +566,14 @@ class _Answer:
     data: bytes
     keys: list[str]  #: staging, reply, state, input, runs: the finish script's keys for it
     state: JobStatus  #: DONE or FAILED
+    notify_key: str | None  #: the client's inbox, noticed once the answer is in place
+
+    @property
+    def notice(self) -> str:
+        """What the inbox is told: nothing, the id, or the id and the answer (_FINISH)."""
+        if self.notify_key is None:
+            return ""
+        return "answer" if len(self.data) <= NOTICE_ANSWER_MAX else "id"
 
     @property
     def staging(self) -> str:
@@ -594,5 +623,6 @@ class _Work:
     started: float  #: Unix time the worker took it
     timings: dict[str, float] = field(default_factory=dict)
     model_name: str = ""  #: as the job named it, once decoded
+    notify_key: str | None = None  #: the submitting client's inbox, once decoded and checked
     ready: _Ready | None = None  #: None: it failed before it could execute (result says why)
     result: ResultEnvelope | None = None

@@ -1,6 +1,7 @@
 """The worker's job executor in this process, on a real device and a real Redis."""
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -48,8 +49,11 @@ def test_nothing_leaks_across_good_and_bad_jobs(setup):
 
 
 def test_a_redelivered_job_is_answered_once(setup):
-    """Run the same job twice (as after a lost worker): the first answer stays the only one."""
+    """Run the same job twice (as after a lost worker): the first answer stays the only one, and
+    the only one noticed in the client's inbox (no reader here takes it)."""
     client, executor, _ = setup
+    inbox, _ = client._core.inbox_for(os.getpid())
+    client._core.waits = 1  # as while another wait is in progress: the job names the inbox
     job = client.submit("add", GOOD)
     ns = client.settings.namespace
     message = queued(client, job.id)
@@ -58,6 +62,8 @@ def test_a_redelivered_job_is_answered_once(setup):
     assert client._redis.llen(keys.job_reply(ns, job.id)) == 1
     assert executor.counters.done == 1
     assert not client._redis.keys(keys.job_staging(ns, job.id, "*"))  # the second run's result was dropped
+    answer = client._redis.lindex(keys.job_reply(ns, job.id), 0)
+    assert client._redis.lrange(inbox.key, 0, -1) == [job.id.encode(), answer]
 
 
 def test_expired_payload_is_answered(setup):

@@ -65,7 +65,7 @@ def test_fresh_jobs_are_enqueued_in_one_transaction_small_ones_inline(jobs):
     assert multi.commands[4][1][0] == keys.queue_bell(keys.shared_queue("t"))
     with pytest.raises(StopIteration) as done:
         steps.send([True] * 6)
-    assert done.value.value == [(small_id, True), (big_id, True)]
+    assert done.value.value == [(small_id, True, False), (big_id, True, False)]  # no inbox: never waited
 
 
 def test_a_caller_job_id_is_reserved_first_and_freed_when_its_message_cannot_be_sent(jobs):
@@ -82,7 +82,7 @@ def test_a_caller_job_id_is_reserved_first_and_freed_when_its_message_cannot_be_
     assert stray.commands == (("delete", (keys.job_input("t", "mine"),), {}),)
     with pytest.raises(StopIteration) as done:
         steps.send([1])
-    assert done.value.value == [("mine", False)]
+    assert done.value.value == [("mine", False, False)]
 
     steps = jobs.enqueue("add", [A], {"job_id": "mine"})
     next(steps)
@@ -95,7 +95,7 @@ def test_a_caller_job_id_is_reserved_first_and_freed_when_its_message_cannot_be_
 
 
 def test_a_wait_ends_in_job_not_found_when_the_job_vanished(jobs):
-    steps = jobs.result("j1", None, known=True)
+    steps = jobs.result("j1", None, known=True, notified=False)
     wait = next(steps)
     assert wait.commands[0][0] == "blmove" and wait.commands[0][1][2] == 1.0  # one slice, then a look
     look = steps.send([None])

@@ -100,12 +100,14 @@ def test_references_travel_whole():
     job = JobEnvelope(
         "j", "m", {"y": np.zeros(2, np.float32)}, reply_key="r",
         input_refs={"x": InputRef("s3://b/x.npy", rows=(3, 9)), "z": InputRef("/d/z.npz", key="a")},
-        output_to=OutputRef("/out/j", "bin"), split_rows=True,
+        output_to=OutputRef("/out/j", "bin"), split_rows=True, notify_key="ns:inbox:c1",
     )  # fmt: skip
     back = JobEnvelope.decode(job.encode(LIMIT), LIMIT)
     assert (back.input_refs, back.output_to, back.split_rows) == (job.input_refs, job.output_to, True)
-    # a job of a producer that predates split_rows (the field absent) does not split
-    assert JobEnvelope.decode(_job(), LIMIT).split_rows is False
+    assert back.notify_key == "ns:inbox:c1"
+    # a job of a producer that predates split_rows and notify_key (the fields absent) does not
+    # split, and its answer is noticed nowhere
+    assert (JobEnvelope.decode(_job(), LIMIT).split_rows, JobEnvelope.decode(_job(), LIMIT).notify_key) == (False, None)
     answer = ResultEnvelope("j", "ok", written=("/out/j_0.bin",))
     assert ResultEnvelope.decode(answer.encode(LIMIT), LIMIT).written == ("/out/j_0.bin",)
 
@@ -136,6 +138,7 @@ def test_references_travel_whole():
         (_job(output_to={"url": "/out/x", "format": "png"}), 100000, "format 'png': expected one of npz"),
         (_job(output_to={"url": "/out/x"}), 100000, "must be a map of url and format"),
         (_job(split_rows=1), 100000, "'split_rows' must be bool"),
+        (_job(notify_key=b"ns:inbox:c1"), 100000, "'notify_key' must be str"),
         (b"\0" * (LIMIT + 1), 300000, "exceeds"),
     ],
 )

@@ -1,0 +1,150 @@
+"""Jobs a client submits while others of its jobs are waited for are answered through its inbox:
+the workers push each answered job's id there (with the answer, where small), and one reader
+wakes the waits, so no wait holds a blocking connection or makes a round trip of its own. A
+caller waiting alone reads its own reply (docs/wire-format.md, "Answers")."""
+
+import contextlib
+import gc
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from producer import Client, JobCancelled, JobFailed
+from producer.codes import ACL_ERROR_INVALID_PARAM
+from producer.wire import NOTICE_ANSWER_MAX
+
+A = np.arange(6, dtype=np.float32).reshape(2, 3)
+UNSERVED = {"device": 7}  # no worker serves device 7: such a job waits until cancelled
+
+
+def blocking_reads(r: redis.Redis) -> int:
+    """BLMOVEs the server has run: a wait that reads its job's reply itself makes one or more."""
+    return int(r.info("commandstats").get("cmdstat_blmove", {}).get("calls", 0))
+
+
+def core(client: Any) -> Any:
+    return client._client._core if hasattr(client, "_client") else client._core
+
+
+def in_progress(client: Any, job: Any) -> bool:
+    """Whether ``job``'s wait is in progress: registered in the inbox where the job names it."""
+    if (job._job if hasattr(job, "_job") else job)._notified:
+        return job.id in core(client).inbox.waits
+    return bool(core(client).waits)
+
+
+@contextlib.contextmanager
+def waited_for(client: Any, job: Any) -> Iterator[Any]:
+    """``job`` waited for in another thread, its wait in progress; the wait's future."""
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(job.result, 60)
+        while not in_progress(client, job):
+            assert not waiting.done(), waiting.exception()
+            time.sleep(0.001)
+        yield waiting
+
+
+@contextlib.contextmanager
+def another_wait(client: Any, raw_redis: redis.Redis) -> Iterator[None]:
+    """A wait of the client in progress throughout, blocked in Redis (its own ``BLMOVE``, in one
+    slice of WAIT_SLICE_S: set it long) for a job nobody runs, cancelled after."""
+    job = client.submit("add", {"a": A, "b": A}, **UNSERVED)
+    with waited_for(client, job) as waiting:
+        try:
+            while not any(c["cmd"] == "blmove" for c in raw_redis.client_list()):
+                time.sleep(0.001)
+            yield
+        finally:
+            job.cancel()
+            with pytest.raises(JobCancelled):
+                waiting.result(30)
+
+
+@pytest.mark.parametrize("size", [16, NOTICE_ANSWER_MAX + 1], ids=["answer in the notice", "id only"])
+def test_jobs_submitted_while_others_are_waited_for_are_answered_through_the_inbox(
+    either_client, raw_redis, size, monkeypatch
+):
+    monkeypatch.setattr("producer.client.WAIT_SLICE_S", 60.0)
+    data = [np.full((1, size), i, np.uint8) for i in range(12)]
+    with another_wait(either_client, raw_redis):
+        before = blocking_reads(raw_redis)
+        jobs = [either_client.submit("identity_uint8", {"x": x}) for x in data]
+        for x, job in zip(data, jobs, strict=True):
+            np.testing.assert_array_equal(job.result(60)["y"], x)
+        assert blocking_reads(raw_redis) == before
+
+
+def test_a_caller_waiting_alone_reads_its_own_reply(either_client, raw_redis):
+    for i in range(3):
+        before = blocking_reads(raw_redis)
+        out = either_client.infer("add", {"a": A * i, "b": A}, result_timeout_s=60)
+        np.testing.assert_array_equal(out["c"], A * i + A)
+        assert blocking_reads(raw_redis) > before
+    assert raw_redis.llen(core(either_client).inbox.key) == 0  # no notice pushed for them
+
+
+def test_a_job_naming_another_key_for_its_notice_is_refused_and_nothing_is_pushed(client, raw_redis):
+    with another_wait(client, raw_redis):
+        elsewhere = f"{client.settings.namespace}:job:x:state"
+        client._core.inbox.key = elsewhere  # as a hand-made job would name it
+        job = client.submit("add", {"a": A, "b": A})
+        with pytest.raises(JobFailed) as failed:
+            job.result(60)  # no notice: the wait finds the answer when it looks itself
+    assert failed.value.code == ACL_ERROR_INVALID_PARAM and "notify_key" in failed.value.message
+    assert not raw_redis.exists(elsewhere)
+    client._core.inbox_for(-1)  # the next wait makes a fresh inbox, as after a fork
+    np.testing.assert_array_equal(client.infer("add", {"a": A, "b": A}, result_timeout_s=60)["c"], A + A)
+
+
+def test_a_cancel_wakes_the_clients_own_wait_at_once(either_client, raw_redis, monkeypatch):
+    """Without the wake, the wait would learn of the cancel only when it next looks itself."""
+    monkeypatch.setattr("producer.client.WAIT_SLICE_S", 60.0)
+    with another_wait(either_client, raw_redis):
+        job = either_client.submit("add", {"a": A, "b": A}, **UNSERVED)
+        with waited_for(either_client, job) as waiting:
+            started = time.monotonic()
+            assert job.cancel()
+            with pytest.raises(JobCancelled):
+                waiting.result(30)
+    assert time.monotonic() - started < 10  # woken, not at the end of its 30 s wait
+
+
+def test_a_reader_that_stopped_is_started_again_by_the_next_wait(client):
+    client.infer("add", {"a": A, "b": A}, result_timeout_s=60)
+    reader = client._reader
+    assert reader is not None and reader.is_alive()
+    client._core.inbox_for(-1)  # the reader's inbox is no longer the client's: it stops
+    reader.join(30)
+    assert not reader.is_alive()
+    np.testing.assert_array_equal(client.infer("add", {"a": A, "b": A}, result_timeout_s=60)["c"], A + A)
+    assert client._reader is not reader and client._reader.is_alive()
+
+
+def test_a_client_dropped_unclosed_lets_its_reader_end(cluster):
+    client = Client(cluster.settings)
+    client.infer("add", {"a": A, "b": A}, result_timeout_s=60)
+    reader = client._reader
+    assert reader is not None and reader.is_alive()
+    del client
+    gc.collect()
+    reader.join(30)
+    assert not reader.is_alive()
+
+
+def test_waits_from_many_threads_each_get_their_own_answer(client, raw_redis):
+    barrier = threading.Barrier(16)
+
+    def one(i: int) -> np.ndarray:
+        barrier.wait(30)
+        return client.infer("add", {"a": A * i, "b": A}, result_timeout_s=60)["c"]
+
+    with another_wait(client, raw_redis), ThreadPoolExecutor(16) as pool:
+        outputs = list(pool.map(one, range(16)))
+    for i, out in enumerate(outputs):
+        np.testing.assert_array_equal(out, A * i + A)
