@@ -12,6 +12,7 @@ so enqueueing is Redis commands only.
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -55,6 +56,8 @@ from producer.wire import (
     TaskMessage,
     model_name_problem,
 )
+
+log = logging.getLogger(__name__)
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -140,6 +143,9 @@ class _Inbox:
 
     def __init__(self, key: str) -> None:
         self.key = key
+        #: the server refuses the reader's BLMPOP (Redis before 7.0, or an ACL): every wait
+        #: reads its own reply, and no job names this inbox
+        self.refused = False
         self.waits: dict[str, list[_Slot]] = {}
         #: ids noticed while nobody waited for them (a wait that starts later looks at once)
         self.noticed: OrderedDict[str, None] = OrderedDict()
@@ -341,7 +347,7 @@ class _Core:
             reply_key=keys.job_reply(self.settings.namespace, job_id),
             enqueued_at=now,
             split_rows=split_rows,
-            notify_key=self.inbox.key if self.inbox is not None and self.waits else None,
+            notify_key=self.inbox.key if self.inbox is not None and not self.inbox.refused and self.waits else None,
         )
 
     def prepare(self, model: str, inputs: Mapping[str, Any], options: SubmitOptions) -> "_Prepared":
@@ -448,7 +454,7 @@ class _Core:
                 if left <= 0:
                     raise JobTimeout(f"job {job_id} gave no result within {timeout_s} s")
                 wait_s = min(WAIT_SLICE_S, left)
-            if notified:
+            if notified and self.inbox is not None and not self.inbox.refused:
                 data = yield _Notice(job_id, wait_s)
             else:
                 # BLMOVE of a list onto itself: the result is returned and stays for other readers.
@@ -484,7 +490,18 @@ class _Core:
         client's lock over the inbox."""
         # Notices are pushed as pairs (id, answer), so an even count takes whole ones.
         command = _cmd("blmpop", WAIT_SLICE_S, 1, inbox.key, direction="LEFT", count=2 * INBOX_READ_MAX)
-        (popped,) = yield _Redis((command,), transaction=False)
+        try:
+            (popped,) = yield _Redis((command,), transaction=False)
+        except BrokerError as exc:
+            if type(exc) is not BrokerError:  # unreachable, full, refused our login: for now
+                raise
+            # The server refuses the command itself: the waits read their own replies, from now on.
+            log.warning("Redis refused BLMPOP (%s): each wait reads its own job's reply", exc)
+            with guard:
+                inbox.refused = True
+                for job_id in list(inbox.waits):
+                    inbox.answer(job_id, None)  # woken to look, then to wait by BLMOVE
+            return
         if not popped:
             return
         items = popped[1]
@@ -733,6 +750,8 @@ class Client:
             if change < 0:
                 return
             inbox, new = self._core.inbox_for(os.getpid())
+            if inbox.refused:
+                return
             if new or self._reader is None or not self._reader.is_alive():
                 args = (weakref.ref(self), inbox)
                 self._reader = threading.Thread(target=self._reading, args=args, name="aclq-inbox", daemon=True)
@@ -742,7 +761,9 @@ class Client:
     def _reading(client_ref: "weakref.ref[Client]", inbox: _Inbox) -> None:
         """The reader's loop. It holds its client only through a read, so a client dropped
         unclosed is collected, and its reader ends, as a client without one would be."""
-        while (client := client_ref()) is not None and not client._closing.is_set() and client._core.inbox is inbox:
+        while (client := client_ref()) is not None and client._core.inbox is inbox and not inbox.refused:
+            if client._closing.is_set():
+                return
             try:
                 client._drive(client._core.read_inbox(inbox, client._inbox_lock))
             except BrokerError:  # Redis away: the waits look at their jobs themselves meanwhile
@@ -901,13 +922,15 @@ class AsyncClient:
             return
         inbox, new = self._core.inbox_for(os.getpid())
         reader, loop = self._reader, asyncio.get_running_loop()
+        if inbox.refused:
+            return
         if new or reader is None or reader.done() or reader.get_loop() is not loop:
             self._reader = loop.create_task(self._reading(weakref.ref(self), inbox), name="aclq-inbox")
 
     @staticmethod
     async def _reading(client_ref: "weakref.ref[AsyncClient]", inbox: _Inbox) -> None:
         """As :meth:`Client._reading`."""
-        while (client := client_ref()) is not None and client._core.inbox is inbox:
+        while (client := client_ref()) is not None and client._core.inbox is inbox and not inbox.refused:
             try:
                 await client._drive(client._core.read_inbox(inbox, contextlib.nullcontext()))
             except BrokerError:

@@ -5,10 +5,12 @@ caller waiting alone reads its own reply (docs/wire-format.md, "Answers")."""
 
 import contextlib
 import gc
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -124,6 +126,24 @@ def test_a_reader_that_stopped_is_started_again_by_the_next_wait(client):
     assert not reader.is_alive()
     np.testing.assert_array_equal(client.infer("add", {"a": A, "b": A}, result_timeout_s=60)["c"], A + A)
     assert client._reader is not reader and client._reader.is_alive()
+
+
+def test_a_server_that_refuses_the_inbox_read_leaves_each_wait_reading_its_own(cluster, raw_redis, caplog):
+    """As Redis before 7.0 (no BLMPOP) or an ACL would: a user denied the command."""
+    user = "aclq-no-blmpop"
+    raw_redis.acl_setuser(user, enabled=True, nopass=True, keys=["*"], channels=["*"], commands=["+@all", "-blmpop"])
+    url = (cluster.settings.redis_url or "").replace("redis://", f"redis://{user}@")
+    with Client(replace(cluster.settings, redis_url=url)) as client, caplog.at_level(logging.WARNING):
+        with another_wait(client, raw_redis):
+            deadline = time.monotonic() + 30
+            while not client._core.inbox.refused:  # the reader, started by that wait, is refused
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            jobs = [client.submit("add", {"a": A * i, "b": A}) for i in range(4)]
+            assert not any(job._notified for job in jobs)
+            for i, job in enumerate(jobs):
+                np.testing.assert_array_equal(job.result(60)["c"], A * i + A)
+    assert "refused BLMPOP" in caplog.text
 
 
 def test_a_client_dropped_unclosed_lets_its_reader_end(cluster):
