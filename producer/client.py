@@ -5,8 +5,8 @@ when to roll an enqueue back, how long to wait and when a job counts as lost are
 as generators in :class:`_Core` that yield the Redis round trips they need (:class:`_Redis`), or a
 wait for a job's notice in the client's inbox (:class:`_Notice`), and receive their replies. Each
 client only drives them: one loop over a blocking Redis client and a reader thread, one over an
-asyncio one and a reader task. Celery's message for a job is written by the core too (:meth:`_Core.message`),
-so enqueueing is Redis commands only.
+asyncio one and a reader task. Celery's message for a job is written by the core too
+(:meth:`_Core.message`), so enqueueing is Redis commands only.
 """
 
 import asyncio
@@ -136,10 +136,11 @@ class _Slot:
 
 
 class _Inbox:
-    """A client's inbox: the jobs it submitted since its reader started carry the inbox's key,
-    and their workers push each one's id there once its answer is in place. One reader takes
-    the ids, reads those answers in one round trip and wakes their waits: no blocked connection
-    and no round trip per waiting caller. Used under the client's lock."""
+    """A client's inbox: jobs it submits while others of its jobs are waited for carry the
+    inbox's key, and their workers push each one's id (and its answer, where small) there once
+    the answer is in place. One reader takes them, reads the answers that did not come along in
+    one round trip and wakes their waits: no blocked connection and no round trip per waiting
+    caller. Used under the client's lock."""
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -493,7 +494,7 @@ class _Core:
         try:
             (popped,) = yield _Redis((command,), transaction=False)
         except BrokerError as exc:
-            if type(exc) is not BrokerError:  # unreachable, full, refused our login: for now
+            if type(exc) is not BrokerError:  # unreachable, full, our login refused: tried again
                 raise
             # The server refuses the command itself: the waits read their own replies, from now on.
             log.warning("Redis refused BLMPOP (%s): each wait reads its own job's reply", exc)
