@@ -88,6 +88,9 @@ WAIT_SLICE_S = 1.0
 NOTICES_KEPT = 4096
 #: notices one read of the inbox takes at most
 INBOX_READ_MAX = 512
+#: first pause of the inbox's reader after a failed read (Redis restarting), doubled up to
+#: WAIT_SLICE_S while it fails: a restart is over in a fraction of a second
+READER_RETRY_S = 0.05
 
 
 Outputs = dict[str, np.ndarray]
@@ -747,28 +750,28 @@ class Client:
         """A wait begins (+1) or ends (-1). From the first on, a reader of this client's inbox
         runs (a thread); jobs submitted while a wait is in progress name the inbox."""
         with self._inbox_lock:
+            if change > 0:  # the inbox first: a job that sees a wait in progress finds it
+                inbox, new = self._core.inbox_for(os.getpid())
+                if not inbox.refused and (new or self._reader is None or not self._reader.is_alive()):
+                    args = (weakref.ref(self), inbox)
+                    self._reader = threading.Thread(target=self._reading, args=args, name="aclq-inbox", daemon=True)
+                    self._reader.start()
             self._core.waits += change
-            if change < 0:
-                return
-            inbox, new = self._core.inbox_for(os.getpid())
-            if inbox.refused:
-                return
-            if new or self._reader is None or not self._reader.is_alive():
-                args = (weakref.ref(self), inbox)
-                self._reader = threading.Thread(target=self._reading, args=args, name="aclq-inbox", daemon=True)
-                self._reader.start()
 
     @staticmethod
     def _reading(client_ref: "weakref.ref[Client]", inbox: _Inbox) -> None:
         """The reader's loop. It holds its client only through a read, so a client dropped
         unclosed is collected, and its reader ends, as a client without one would be."""
+        retry_s = READER_RETRY_S
         while (client := client_ref()) is not None and client._core.inbox is inbox and not inbox.refused:
             if client._closing.is_set():
                 return
             try:
                 client._drive(client._core.read_inbox(inbox, client._inbox_lock))
+                retry_s = READER_RETRY_S
             except BrokerError:  # Redis away: the waits look at their jobs themselves meanwhile
-                client._closing.wait(WAIT_SLICE_S)
+                client._closing.wait(retry_s)
+                retry_s = min(2 * retry_s, WAIT_SLICE_S)
             del client
 
     def _notice(self, notice: _Notice) -> bytes | None:
@@ -918,24 +921,25 @@ class AsyncClient:
 
     def _waiting(self, change: int) -> None:
         """As :meth:`Client._waiting`: a reader task on the running loop."""
+        if change > 0:
+            inbox, new = self._core.inbox_for(os.getpid())
+            reader, loop = self._reader, asyncio.get_running_loop()
+            stopped = reader is None or reader.done() or reader.get_loop() is not loop
+            if not inbox.refused and (new or stopped):
+                self._reader = loop.create_task(self._reading(weakref.ref(self), inbox), name="aclq-inbox")
         self._core.waits += change
-        if change < 0:
-            return
-        inbox, new = self._core.inbox_for(os.getpid())
-        reader, loop = self._reader, asyncio.get_running_loop()
-        if inbox.refused:
-            return
-        if new or reader is None or reader.done() or reader.get_loop() is not loop:
-            self._reader = loop.create_task(self._reading(weakref.ref(self), inbox), name="aclq-inbox")
 
     @staticmethod
     async def _reading(client_ref: "weakref.ref[AsyncClient]", inbox: _Inbox) -> None:
         """As :meth:`Client._reading`."""
+        retry_s = READER_RETRY_S
         while (client := client_ref()) is not None and client._core.inbox is inbox and not inbox.refused:
             try:
                 await client._drive(client._core.read_inbox(inbox, contextlib.nullcontext()))
+                retry_s = READER_RETRY_S
             except BrokerError:
-                await asyncio.sleep(WAIT_SLICE_S)
+                await asyncio.sleep(retry_s)
+                retry_s = min(2 * retry_s, WAIT_SLICE_S)
             del client
 
     async def _notice(self, notice: _Notice) -> bytes | None:

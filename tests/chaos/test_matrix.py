@@ -9,10 +9,13 @@ this 2-core machine).
 """
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,17 @@ import onnxruntime as ort
 import pytest
 import redis
 
-from producer import AsyncClient, BrokerConnectionError, Client, InputRef, JobFailed, JobNotFound, Settings, keys
+from producer import (
+    AsyncClient,
+    BrokerConnectionError,
+    Client,
+    InputRef,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    Settings,
+    keys,
+)
 from producer.client import WAIT_SLICE_S
 from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.dispatch import RESTORE_INTERVAL_S
@@ -49,6 +62,8 @@ PATHS = {
     "claim_check": "mlp",  # one job a message, its payload under its own key (ACLQ_INLINE_MAX_KB=0)
     "by_reference": "mlp",  # one job a message; the worker reads its input file and writes its outputs
     "split_rows": "mlp",  # one job of 200-odd rows a message, which the worker executes in runs
+    # one job a message, each answered through the client's inbox: sent while another wait is on
+    "answers_by_inbox": "mlp",
 }
 #: rows of each job on the split_rows path: more than a run takes at first (worker/runs.py)
 SPLIT_ROWS = 200
@@ -100,6 +115,27 @@ def send(client: Client, path: str, model: str, feeds: list[dict[str, np.ndarray
     return [client.submit(model, f, split_rows=path == "split_rows") for f in feeds]
 
 
+@contextlib.contextmanager
+def another_wait(client: Client, on: bool) -> Iterator[None]:
+    """With ``on``: a wait of the client in progress throughout (a job of a device nobody serves,
+    in a thread), so that the jobs sent meanwhile name the client's inbox; cancelled after."""
+    if not on:
+        yield
+        return
+    job = client.submit("mlp", inputs("mlp", 0), device=5)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(wait_through_outages, job, 300)
+        while not client._core.waits:
+            assert not waiting.done(), waiting.exception()
+            time.sleep(0.001)
+        try:
+            yield
+        finally:
+            job.cancel()
+            with pytest.raises(JobCancelled):
+                waiting.result(60)
+
+
 def wait_through_outages(job: Any, timeout_s: float) -> Any:
     """A caller's wait that lives through a Redis restart: BrokerConnectionError means "try again"."""
     deadline = time.monotonic() + timeout_s
@@ -110,6 +146,33 @@ def wait_through_outages(job: Any, timeout_s: float) -> Any:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def faulted(
+    server: Any,
+    r: redis.Redis,
+    settings: Settings,
+    victim: Any,
+    fault: str,
+    point: str | None,
+    jobs: list[Any],
+    faulted_at: float,
+) -> tuple[list[Any], float]:
+    """The fault at the victim's fail point (if it has one), then every job's wait: the results,
+    and the seconds from the fault to the last answer."""
+    if point is not None:
+        reached(r, settings.namespace, point)
+        faulted_at = time.monotonic()
+        if fault == "sigterm_executing":
+            victim.send_signal(signal.SIGTERM)  # warm shutdown: finish what it claimed
+        elif fault == "redis_restart":
+            server.restart()  # AOF on: queues, payloads, leases and answers survive
+        else:
+            victim.send_signal(signal.SIGKILL)
+        if not fault.startswith("sigkill"):
+            r.lpush(keys.failpoint_release(settings.namespace, point), 1)
+    results = [wait_through_outages(job, 120) for job in jobs]
+    return results, time.monotonic() - faulted_at
 
 
 def reached(r: redis.Redis, ns: str, point: str) -> None:
@@ -139,20 +202,10 @@ def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, mo
             victim.send_signal(signal.SIGKILL)  # blocked on Redis, waiting for a doorbell
             victim.wait(10)
         faulted_at = time.monotonic()
-        jobs = send(client, path, model, feeds, tmp_path)
-        if point is not None:
-            reached(r, settings.namespace, point)
-            faulted_at = time.monotonic()
-            if fault == "sigterm_executing":
-                victim.send_signal(signal.SIGTERM)  # warm shutdown: finish what it claimed
-            elif fault == "redis_restart":
-                server.restart()  # AOF on: queues, payloads, leases and answers survive
-            else:
-                victim.send_signal(signal.SIGKILL)
-            if not fault.startswith("sigkill"):
-                r.lpush(keys.failpoint_release(settings.namespace, point), 1)
-        results = [wait_through_outages(job, 120) for job in jobs]
-        recovered_s = time.monotonic() - faulted_at
+        with another_wait(client, path == "answers_by_inbox"):
+            jobs = send(client, path, model, feeds, tmp_path)
+            assert {job._notified for job in jobs} == {path == "answers_by_inbox"}
+            results, recovered_s = faulted(server, r, settings, victim, fault, point, jobs, faulted_at)
         if fault == "sigterm_executing":
             assert victim.wait(60) == 0  # a requested shutdown exits 0
         for i, (job, f, result) in enumerate(zip(jobs, feeds, results, strict=True)):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import redis
 
-from producer import Client, JobCancelled, JobFailed
+from producer import Client, JobCancelled, JobFailed, JobNotFound, keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.wire import NOTICE_ANSWER_MAX
 
@@ -115,6 +115,20 @@ def test_a_cancel_wakes_the_clients_own_wait_at_once(either_client, raw_redis, m
             with pytest.raises(JobCancelled):
                 waiting.result(30)
     assert time.monotonic() - started < 10  # woken, not at the end of its 30 s wait
+
+
+def test_a_job_lost_while_waited_for_through_the_inbox_is_named(either_client, raw_redis):
+    """Its records vanish (as a Redis that lost them): JobNotFound at the wait's next look, about
+    a slice on, as for a wait by its own BLMOVE (test_queue.py)."""
+    ns = either_client.settings.namespace
+    with another_wait(either_client, raw_redis):
+        gone = either_client.submit("add", {"a": A, "b": A}, **UNSERVED)
+        with waited_for(either_client, gone) as waiting:
+            started = time.monotonic()
+            raw_redis.delete(keys.job_state(ns, gone.id), keys.job_input(ns, gone.id))
+            with pytest.raises(JobNotFound, match="Redis lost it"):
+                waiting.result(30)
+    assert time.monotonic() - started < 5
 
 
 def test_a_reader_that_stopped_is_started_again_by_the_next_wait(client):
