@@ -7,7 +7,7 @@
 | {ns}:job:{id}:reply          | list   | worker: RENAME of staging; canceller | producer (BLMOVE)    | result_ttl_s   |
 | {ns}:job:{id}:staging:{run}  | list   | worker (RPUSH result envelope)       | worker finish script | result_ttl_s   |
 | {ns}:job:{id}:runs           | hash   | worker: n, run, answered (below)     | worker (attempt no.) | payload_ttl_s  |
-| {ns}:inbox:{client}          | list   | worker: ids of answered jobs (RPUSH) | that client's reader | result_ttl_s   |
+| {ns}:inbox:{client}          | list   | worker finish script: id, answer     | that client's reader | result_ttl_s   |
 | {ns}:worker:{name}           | hash   | worker heartbeat (every 5 s)         | `aclq status`, health| 15 s           |
 | {ns}:workers:ready           | list   | worker at start (LPUSH name)         | `aclq up`, tests     | none           |
 | {ns}:deadletter              | list   | worker: entries that are no message  | `aclq status`, people| newest 10,000 |
@@ -22,11 +22,11 @@
 answer won (``answered``), so a claim or answer retried after a lost connection is not counted
 twice. A dead letter is msgpack ``{queue, reason, entry, at}`` (producer/transport.py).
 
-The reply list holds the one result envelope. A client's waits for the jobs it submitted are
-served by one reader of its inbox (the ids of answered jobs, pushed by the workers once each
-answer is in place), which then reads those replies in one round trip; any other wait reads the
-reply with ``BLMOVE reply reply``, which returns the element and leaves it in place, so any number
-of readers see the same result.
+The reply list holds the one result envelope. A job submitted while others of its client are
+waited for names the client's inbox: once its answer wins, the finish script pushes the job's id
+and the answer (or "" where over 64 KiB) there, and the client's one reader hands the answers to
+their waits. Any other wait reads the reply with ``BLMOVE reply reply``, which returns the
+element and leaves it in place, so any number of readers see the same result.
 Celery and kombu own their keys (`unacked`, `unacked_index`, `_kombu.*`; names set by kombu's
 transport options). aclq writes them in three ways: its transport's claim script records a message
 there in the same step that pops it (producer/transport.py), a worker renews the score of the
@@ -57,7 +57,7 @@ def job_runs(ns: str, job_id: str) -> str:
 
 
 def client_inbox(ns: str, client: str) -> str:
-    """Where workers push the ids of a client's answered jobs; ``client`` is hex (a UUID's)."""
+    """Where workers notice a client's answered jobs (id, answer); ``client`` is hex (a UUID's)."""
     return f"{ns}:inbox:{client}"
 
 
