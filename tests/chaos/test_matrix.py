@@ -14,8 +14,6 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,6 @@ from producer import (
     BrokerConnectionError,
     Client,
     InputRef,
-    JobCancelled,
     JobFailed,
     JobNotFound,
     Settings,
@@ -40,6 +37,7 @@ from producer import (
 from producer.client import WAIT_SLICE_S
 from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.dispatch import RESTORE_INTERVAL_S
+from tests import waits
 from tests.models import colsum
 from worker.embedded import RedisServer
 from worker.local import LocalCluster
@@ -115,27 +113,6 @@ def send(client: Client, path: str, model: str, feeds: list[dict[str, np.ndarray
     return [client.submit(model, f, split_rows=path == "split_rows") for f in feeds]
 
 
-@contextlib.contextmanager
-def another_wait(client: Client, on: bool) -> Iterator[None]:
-    """With ``on``: a wait of the client in progress throughout (a job of a device nobody serves,
-    in a thread), so that the jobs sent meanwhile name the client's inbox; cancelled after."""
-    if not on:
-        yield
-        return
-    job = client.submit("mlp", inputs("mlp", 0), device=5)
-    with ThreadPoolExecutor(1) as pool:
-        waiting = pool.submit(wait_through_outages, job, 300)
-        while not client._core.waits:
-            assert not waiting.done(), waiting.exception()
-            time.sleep(0.001)
-        try:
-            yield
-        finally:
-            job.cancel()
-            with pytest.raises(JobCancelled):
-                waiting.result(60)
-
-
 def wait_through_outages(job: Any, timeout_s: float) -> Any:
     """A caller's wait that lives through a Redis restart: BrokerConnectionError means "try again"."""
     deadline = time.monotonic() + timeout_s
@@ -202,7 +179,10 @@ def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, mo
             victim.send_signal(signal.SIGKILL)  # blocked on Redis, waiting for a doorbell
             victim.wait(10)
         faulted_at = time.monotonic()
-        with another_wait(client, path == "answers_by_inbox"):
+        with contextlib.ExitStack() as waiting:
+            if path == "answers_by_inbox":  # jobs sent while another wait is on name the inbox
+                unserved = client.submit("mlp", inputs("mlp", 0), device=5)
+                waiting.enter_context(waits.another_wait(client, unserved, lambda job: wait_through_outages(job, 300)))
             jobs = send(client, path, model, feeds, tmp_path)
             assert {job._notified for job in jobs} == {path == "answers_by_inbox"}
             results, recovered_s = faulted(server, r, settings, victim, fault, point, jobs, faulted_at)

@@ -1,7 +1,7 @@
 """Jobs a client submits while others of its jobs are waited for are answered through its inbox:
 the workers push each answered job's id there (with the answer, where small), and one reader
 wakes the waits, so no wait holds a blocking connection or makes a round trip of its own. A
-caller waiting alone reads its own reply (docs/wire-format.md, "Answers")."""
+caller waiting alone reads its own reply (docs/wire-format.md, "How a job travels", step 4)."""
 
 import contextlib
 import gc
@@ -20,6 +20,7 @@ import redis
 from producer import Client, JobCancelled, JobFailed, JobNotFound, keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.wire import NOTICE_ANSWER_MAX
+from tests import waits
 
 A = np.arange(6, dtype=np.float32).reshape(2, 3)
 UNSERVED = {"device": 7}  # no worker serves device 7: such a job waits until cancelled
@@ -30,42 +31,14 @@ def blocking_reads(r: redis.Redis) -> int:
     return int(r.info("commandstats").get("cmdstat_blmove", {}).get("calls", 0))
 
 
-def core(client: Any) -> Any:
-    return client._client._core if hasattr(client, "_client") else client._core
-
-
-def in_progress(client: Any, job: Any) -> bool:
-    """Whether ``job``'s wait is in progress: registered in the inbox where the job names it."""
-    if (job._job if hasattr(job, "_job") else job)._notified:
-        return job.id in core(client).inbox.waits
-    return bool(core(client).waits)
-
-
-@contextlib.contextmanager
-def waited_for(client: Any, job: Any) -> Iterator[Any]:
-    """``job`` waited for in another thread, its wait in progress; the wait's future."""
-    with ThreadPoolExecutor(1) as pool:
-        waiting = pool.submit(job.result, 60)
-        while not in_progress(client, job):
-            assert not waiting.done(), waiting.exception()
-            time.sleep(0.001)
-        yield waiting
-
-
 @contextlib.contextmanager
 def another_wait(client: Any, raw_redis: redis.Redis) -> Iterator[None]:
     """A wait of the client in progress throughout, blocked in Redis (its own ``BLMOVE``, in one
     slice of WAIT_SLICE_S: set it long) for a job nobody runs, cancelled after."""
-    job = client.submit("add", {"a": A, "b": A}, **UNSERVED)
-    with waited_for(client, job) as waiting:
-        try:
-            while not any(c["cmd"] == "blmove" for c in raw_redis.client_list()):
-                time.sleep(0.001)
-            yield
-        finally:
-            job.cancel()
-            with pytest.raises(JobCancelled):
-                waiting.result(30)
+    with waits.another_wait(client, client.submit("add", {"a": A, "b": A}, **UNSERVED)):
+        while not any(c["cmd"] == "blmove" for c in raw_redis.client_list()):
+            time.sleep(0.001)
+        yield
 
 
 @pytest.mark.parametrize("size", [16, NOTICE_ANSWER_MAX + 1], ids=["answer in the notice", "id only"])
@@ -88,7 +61,7 @@ def test_a_caller_waiting_alone_reads_its_own_reply(either_client, raw_redis):
         out = either_client.infer("add", {"a": A * i, "b": A}, result_timeout_s=60)
         np.testing.assert_array_equal(out["c"], A * i + A)
         assert blocking_reads(raw_redis) > before
-    assert raw_redis.llen(core(either_client).inbox.key) == 0  # no notice pushed for them
+    assert raw_redis.llen(waits.core(either_client).inbox.key) == 0  # no notice pushed for them
 
 
 def test_a_job_naming_another_key_for_its_notice_is_refused_and_nothing_is_pushed(client, raw_redis):
@@ -109,7 +82,7 @@ def test_a_cancel_wakes_the_clients_own_wait_at_once(either_client, raw_redis, m
     monkeypatch.setattr("producer.client.WAIT_SLICE_S", 60.0)
     with another_wait(either_client, raw_redis):
         job = either_client.submit("add", {"a": A, "b": A}, **UNSERVED)
-        with waited_for(either_client, job) as waiting:
+        with waits.waited_for(either_client, job) as waiting:
             started = time.monotonic()
             assert job.cancel()
             with pytest.raises(JobCancelled):
@@ -123,7 +96,7 @@ def test_a_job_lost_while_waited_for_through_the_inbox_is_named(either_client, r
     ns = either_client.settings.namespace
     with another_wait(either_client, raw_redis):
         gone = either_client.submit("add", {"a": A, "b": A}, **UNSERVED)
-        with waited_for(either_client, gone) as waiting:
+        with waits.waited_for(either_client, gone) as waiting:
             started = time.monotonic()
             raw_redis.delete(keys.job_state(ns, gone.id), keys.job_input(ns, gone.id))
             with pytest.raises(JobNotFound, match="Redis lost it"):
