@@ -150,6 +150,9 @@ class _Inbox:
         #: the server refuses the reader's BLMPOP (Redis before 7.0, or an ACL): every wait
         #: reads its own reply, and no job names this inbox
         self.refused = False
+        #: its reader (the client's kind: a thread, or an asyncio task), from the first wait
+        #: through it on: a client whose callers wait one job at a time runs none
+        self.reader: Any = None
         self.waits: dict[str, list[_Slot]] = {}
         #: ids noticed while nobody waited for them (a wait that starts later looks at once)
         self.noticed: OrderedDict[str, None] = OrderedDict()
@@ -297,7 +300,7 @@ class _Core:
         self.settings = settings
         self.url = settings.require_url()
         self._origin = f"gen{os.getpid()}@{socket.gethostname()}"  # Celery's origin header for a client
-        #: the inbox of this client's jobs: None until its reader runs (a client that never
+        #: the inbox of this client's jobs: None until its first wait (a client that never
         #: waits has no inbox filling up); a new one in a forked child (:meth:`inbox_for`)
         self.inbox: _Inbox | None = None
         self._inbox_pid = 0
@@ -306,12 +309,11 @@ class _Core:
         #: ``BLMOVE``, which wakes that caller directly, a hop sooner than a reader can
         self.waits = 0
 
-    def inbox_for(self, pid: int) -> tuple[_Inbox, bool]:
-        """The inbox of this process, and whether it is new (its reader is to start)."""
-        if self.inbox is not None and self._inbox_pid == pid:
-            return self.inbox, False
-        self.inbox, self._inbox_pid = _Inbox(keys.client_inbox(self.settings.namespace, uuid.uuid4().hex)), pid
-        return self.inbox, True
+    def inbox_for(self, pid: int) -> _Inbox:
+        """The inbox of this process (a fresh one after a fork: the parent's is its reader's)."""
+        if self.inbox is None or self._inbox_pid != pid:
+            self.inbox, self._inbox_pid = _Inbox(keys.client_inbox(self.settings.namespace, uuid.uuid4().hex)), pid
+        return self.inbox
 
     def envelope(self, model: str, inputs: Mapping[str, Any], options: SubmitOptions) -> JobEnvelope:
         device, host = options.get("device"), options.get("host")
@@ -649,7 +651,6 @@ class Client:
         self._coalescing = _Coalescing()
         self._coalescing_lock = threading.Lock()
         self._inbox_lock = threading.Lock()
-        self._reader: threading.Thread | None = None
         self._closing = threading.Event()
 
     def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> Job:
@@ -747,15 +748,11 @@ class Client:
         self._redis.close()
 
     def _waiting(self, change: int) -> None:
-        """A wait begins (+1) or ends (-1). From the first on, a reader of this client's inbox
-        runs (a thread); jobs submitted while a wait is in progress name the inbox."""
+        """A wait begins (+1) or ends (-1); jobs submitted while a wait is in progress name the
+        inbox."""
         with self._inbox_lock:
             if change > 0:  # the inbox first: a job that sees a wait in progress finds it
-                inbox, new = self._core.inbox_for(os.getpid())
-                if not inbox.refused and (new or self._reader is None or not self._reader.is_alive()):
-                    args = (weakref.ref(self), inbox)
-                    self._reader = threading.Thread(target=self._reading, args=args, name="aclq-inbox", daemon=True)
-                    self._reader.start()
+                self._core.inbox_for(os.getpid())
             self._core.waits += change
 
     @staticmethod
@@ -779,6 +776,10 @@ class Client:
         inbox = self._core.inbox
         assert inbox is not None  # a job names the inbox only once it exists
         with self._inbox_lock:
+            if inbox.reader is None or not inbox.reader.is_alive():  # the first wait through it
+                args = (weakref.ref(self), inbox)
+                inbox.reader = threading.Thread(target=self._reading, args=args, name="aclq-inbox", daemon=True)
+                inbox.reader.start()
             if not inbox.wait(notice.job_id, slot):
                 return None
         slot.wake.wait(notice.wait_s)
@@ -829,7 +830,6 @@ class AsyncClient:
         self.settings = self._core.settings
         self._redis = async_redis_client(self.settings)
         self._coalescing = _Coalescing()
-        self._reader: asyncio.Task[None] | None = None
 
     async def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> AsyncJob:
         """Enqueue one job (same options as :meth:`Client.submit`; concurrent ``submit``s of
@@ -913,20 +913,17 @@ class AsyncClient:
         return AsyncJob(self, job_id)
 
     async def aclose(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        reader = self._core.inbox.reader if self._core.inbox is not None else None
+        if reader is not None:
+            reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+                await reader
         await self._redis.aclose()
 
     def _waiting(self, change: int) -> None:
-        """As :meth:`Client._waiting`: a reader task on the running loop."""
+        """As :meth:`Client._waiting`."""
         if change > 0:
-            inbox, new = self._core.inbox_for(os.getpid())
-            reader, loop = self._reader, asyncio.get_running_loop()
-            stopped = reader is None or reader.done() or reader.get_loop() is not loop
-            if not inbox.refused and (new or stopped):
-                self._reader = loop.create_task(self._reading(weakref.ref(self), inbox), name="aclq-inbox")
+            self._core.inbox_for(os.getpid())
         self._core.waits += change
 
     @staticmethod
@@ -946,6 +943,9 @@ class AsyncClient:
         slot = _Slot(asyncio.Event())
         inbox = self._core.inbox
         assert inbox is not None
+        loop = asyncio.get_running_loop()
+        if inbox.reader is None or inbox.reader.done() or inbox.reader.get_loop() is not loop:
+            inbox.reader = loop.create_task(self._reading(weakref.ref(self), inbox), name="aclq-inbox")
         if not inbox.wait(notice.job_id, slot):
             return None
         try:

@@ -6,6 +6,7 @@ caller waiting alone reads its own reply (docs/wire-format.md, "How a job travel
 import contextlib
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -62,6 +63,7 @@ def test_a_caller_waiting_alone_reads_its_own_reply(either_client, raw_redis):
         np.testing.assert_array_equal(out["c"], A * i + A)
         assert blocking_reads(raw_redis) > before
     assert raw_redis.llen(waits.core(either_client).inbox.key) == 0  # no notice pushed for them
+    assert waits.core(either_client).inbox.reader is None  # and no reader runs
 
 
 def test_a_job_naming_another_key_for_its_notice_is_refused_and_nothing_is_pushed(client, raw_redis):
@@ -104,15 +106,17 @@ def test_a_job_lost_while_waited_for_through_the_inbox_is_named(either_client, r
     assert time.monotonic() - started < 5
 
 
-def test_a_reader_that_stopped_is_started_again_by_the_next_wait(client):
-    client.infer("add", {"a": A, "b": A}, result_timeout_s=60)
-    reader = client._reader
-    assert reader is not None and reader.is_alive()
-    client._core.inbox_for(-1)  # the reader's inbox is no longer the client's: it stops
-    reader.join(30)
-    assert not reader.is_alive()
-    np.testing.assert_array_equal(client.infer("add", {"a": A, "b": A}, result_timeout_s=60)["c"], A + A)
-    assert client._reader is not reader and client._reader.is_alive()
+def test_a_reader_that_stopped_is_started_again_by_the_next_wait(client, raw_redis):
+    with another_wait(client, raw_redis):
+        client.infer("add", {"a": A, "b": A}, result_timeout_s=60)  # its wait, the inbox's first, starts it
+        reader = client._core.inbox.reader
+        assert reader is not None and reader.is_alive()
+        client._core.inbox_for(-1)  # the reader's inbox is no longer the client's: it stops
+        reader.join(30)
+        assert not reader.is_alive()
+        client._core.inbox_for(os.getpid())  # a fresh inbox, as after a fork
+        np.testing.assert_array_equal(client.infer("add", {"a": A, "b": A}, result_timeout_s=60)["c"], A + A)
+        assert client._core.inbox.reader is not reader and client._core.inbox.reader.is_alive()
 
 
 def test_a_server_that_refuses_the_inbox_read_leaves_each_wait_reading_its_own(cluster, raw_redis, caplog):
@@ -122,8 +126,11 @@ def test_a_server_that_refuses_the_inbox_read_leaves_each_wait_reading_its_own(c
     url = (cluster.settings.redis_url or "").replace("redis://", f"redis://{user}@")
     with Client(replace(cluster.settings, redis_url=url)) as client, caplog.at_level(logging.WARNING):
         with another_wait(client, raw_redis):
+            first = client.submit("add", {"a": A, "b": A})  # names the inbox: its wait starts the reader
+            assert first._notified
+            np.testing.assert_array_equal(first.result(60)["c"], A + A)
             deadline = time.monotonic() + 30
-            while not client._core.inbox.refused:  # the reader, started by that wait, is refused
+            while not client._core.inbox.refused:  # the reader is refused
                 assert time.monotonic() < deadline
                 time.sleep(0.001)
             jobs = [client.submit("add", {"a": A * i, "b": A}) for i in range(4)]
@@ -133,10 +140,11 @@ def test_a_server_that_refuses_the_inbox_read_leaves_each_wait_reading_its_own(c
     assert "refused BLMPOP" in caplog.text
 
 
-def test_a_client_dropped_unclosed_lets_its_reader_end(cluster):
+def test_a_client_dropped_unclosed_lets_its_reader_end(cluster, raw_redis):
     client = Client(cluster.settings)
-    client.infer("add", {"a": A, "b": A}, result_timeout_s=60)
-    reader = client._reader
+    with another_wait(client, raw_redis):
+        client.infer("add", {"a": A, "b": A}, result_timeout_s=60)  # through the inbox: its reader starts
+    reader = client._core.inbox.reader
     assert reader is not None and reader.is_alive()
     del client
     gc.collect()

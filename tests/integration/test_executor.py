@@ -52,7 +52,7 @@ def test_a_redelivered_job_is_answered_once(setup):
     """Run the same job twice (as after a lost worker): the first answer stays the only one, and
     the only one noticed in the client's inbox (no reader here takes it)."""
     client, executor, _ = setup
-    inbox, _ = client._core.inbox_for(os.getpid())
+    inbox = client._core.inbox_for(os.getpid())
     client._core.waits = 1  # as while another wait is in progress: the job names the inbox
     job = client.submit("add", GOOD)
     ns = client.settings.namespace
