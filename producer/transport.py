@@ -20,8 +20,8 @@ Scripts cannot block, so the worker waits on a *doorbell*: the producer pushes a
 ``keys.queue_bell(queue)`` in the same round trip as each message, and the worker's ``BRPOP``
 takes a token, not a message. Tokens are only hints: one lost with a killed worker costs
 nothing, since every wait also ends after ``brpop_timeout`` (1 s) with a claim, a claim that
-finds a message claims again at once (a backlog drains at full speed, tokens or not), and a
-token without a message makes a claim that finds nothing. A claim of several messages takes
+takes all it may while messages are left claims again at once (a backlog drains at full speed,
+tokens or not), and a token without a message makes a claim that finds nothing. A claim of several messages takes
 their tokens too, so the tokens left match the messages left. A message published by something
 other than aclq (no token) is therefore still consumed, within a second. Per message this costs
 at most what kombu's own consumption did: two round trips for the worker (the wait, the claim)
@@ -60,8 +60,8 @@ log = logging.getLogger(__name__)
 #: what a doorbell token holds (any value would do: a token says only "look")
 BELL: Final = b"1"
 #: tokens kept in a doorbell list: enough to wake every idle worker of a queue; past a burst
-#: that size workers drain the queue without tokens (a claim that finds a message claims again at
-#: once), and a doorbell nobody reads (workers of an older aclq) stays this small
+#: that size workers drain the queue without tokens (a full claim with messages left claims
+#: again at once), and a doorbell nobody reads (workers of an older aclq) stays this small
 BELL_KEEP: Final = 1024
 #: entries kept in the dead-letter list (the newest); the count keeps growing in the metrics
 DEAD_LETTER_KEEP: Final = 10_000
@@ -75,7 +75,8 @@ DEAD_LETTER_HOOK_OPTION: Final = "aclq_on_dead_letter"
 # queues. Each message claimed takes a doorbell token of its queue with it, the first excepted
 # (the consumer took one to come here). Returns {claimed, dead}: {index of the queue key,
 # message, delivery tag} per message claimed, in order; {queue key, reason} per entry
-# dead-lettered on the way. What it records is what kombu's restore reads back: a JSON object
+# dead-lettered on the way; then how many of the queue keys still hold entries (0 unless it
+# claimed all it could). What it records is what kombu's restore reads back: a JSON object
 # with a delivery tag and the exchange and routing key to route it by, in UTF-8 with no raw
 # control characters.
 _CLAIM: Final = r"""
@@ -201,7 +202,10 @@ end
 for bell, n in pairs(tokens) do
   if n > 0 then redis.call('LTRIM', bell, 0, -n - 1) end  -- tokens are alike: drop n of them
 end
-return {claimed, dead}
+-- whether messages are left (a list exists while it holds entries): the consumer claims again
+-- at once, without a token, only then
+local left = #claimed == want and redis.call('EXISTS', unpack(KEYS, first_key)) or 0
+return {claimed, dead, left}
 """
 
 
@@ -507,14 +511,15 @@ class Channel(kombu_redis.Channel):
         """Pop up to ``limit`` deliverable messages of ``queues``, in kombu's order, and record
         them as unacknowledged, in one step; dead-letter what cannot be delivered on the way.
         Returns (queue, message) for each, and the queue to claim from again at once when the
-        claim took all it could (more may wait there), else None."""
+        claim took all it could and messages are left, else None (a one-message claim of the
+        last message then waits on the doorbell rather than making a claim that finds nothing)."""
         order = [(queue, self._q_for_pri(queue, pri)) for pri in self.priority_steps for queue in queues]
         prefix = self.global_keyprefix
         script_keys = [prefix + self.unacked_key, prefix + self.unacked_index_key, self._dead_letter_key]
         script_keys += [prefix + keys.queue_bell(queue) for queue in queues]
         script_keys += [prefix + key for _, key in order]
         args = [time.time(), DEAD_LETTER_KEEP, limit, len(queues)]
-        claimed, dead = self._claim_script(keys=script_keys, args=args)
+        claimed, dead, left = self._claim_script(keys=script_keys, args=args)
         for key, reason in dead:
             self._dead_lettered(key.decode(errors="replace"), reason.decode(errors="replace"))
         _HELD.update(tag.decode() for _, _, tag in claimed)
@@ -532,7 +537,7 @@ class Channel(kombu_redis.Channel):
                     pipe.hdel(script_keys[0], tag)
                     self.dead_letter(prefix + key, f"not a message to kombu: {type(exc).__name__}: {exc}", raw, pipe)
                     pipe.execute()
-        more = order[claimed[-1][0] - 1][0] if len(claimed) == limit else None
+        more = order[claimed[-1][0] - 1][0] if left else None
         return messages, more
 
     def _put_back(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
