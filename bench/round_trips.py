@@ -31,7 +31,8 @@ from worker.local import LocalCluster
 #: counted by Redis like any other; several names are sent both ways)
 SIDE = {
     "multi": "both", "exec": "both", "set": "prod+lua", "lpush": "producer", "ltrim": "prod+lua",
-    "blmove": "producer", "lindex": "producer", "get": "work+lua", "brpop": "worker", "rpop": "work+lua",
+    "blpop": "producer", "lpop": "producer", "unlink": "producer", "lindex": "lua", "blmpop": "producer",
+    "get": "work+lua", "brpop": "worker", "rpop": "work+lua",
     "lmpop": "lua", "evalsha": "worker", "rpush": "worker", "expire": "work+lua", "hdel": "worker",
     "zrem": "worker", "zadd": "lua", "hset": "work+lua", "del": "work+lua", "exists": "lua",
     "hincrby": "lua", "hmget": "lua", "rename": "lua", "zrange": "worker",

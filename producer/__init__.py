@@ -16,6 +16,7 @@ from producer.errors import (
     JobFailed,
     JobNotFound,
     JobTimeout,
+    ResultTaken,
     WireError,
 )
 from producer.settings import Settings
@@ -44,4 +45,5 @@ __all__ = [
     "JobCancelled",
     "JobTimeout",
     "JobNotFound",
+    "ResultTaken",
 ]

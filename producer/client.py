@@ -39,6 +39,7 @@ from producer.errors import (
     JobFailed,
     JobNotFound,
     JobTimeout,
+    ResultTaken,
     WireError,
     broker_error,
 )
@@ -97,8 +98,8 @@ Outputs = dict[str, np.ndarray]
 T = TypeVar("T")
 
 # Cancel a job unless it is answered: its state becomes cancelled, its reply a cancelled result
-# (what every waiter reads), its payload goes. Atomic against the worker's finish script, which
-# moves an answer into place only where no reply exists: whichever runs first wins.
+# (what its waiter reads), its payload goes. Atomic against the worker's finish script, which
+# moves an answer into place only where the state is not final: whichever runs first wins.
 # A job that was running is announced on the cancels channel, for its worker to abort it.
 # KEYS: state, reply, input, cancels channel. ARGV: the cancelled result envelope, result TTL,
 # the states cancelled and running, then every final state, then the job id. Returns the state
@@ -156,6 +157,9 @@ class _Inbox:
         self.waits: dict[str, list[_Slot]] = {}
         #: ids noticed while nobody waited for them (a wait that starts later looks at once)
         self.noticed: OrderedDict[str, None] = OrderedDict()
+        #: ids whose answers came in their notices and were handed to their waits: the reader
+        #: takes their replies out of Redis in its next round trip (a result is delivered once)
+        self.handed: list[str] = []
 
     def wait(self, job_id: str, slot: _Slot) -> bool:
         """Register a wait; False when the job's notice came already (look at its reply now)."""
@@ -182,6 +186,7 @@ class _Inbox:
                 self.noticed[job_id] = None
             elif data:
                 self.answer(job_id, data)
+                self.handed.append(job_id)
             else:
                 unread.append(job_id)
         while len(self.noticed) > NOTICES_KEPT:
@@ -306,7 +311,7 @@ class _Core:
         self._inbox_pid = 0
         #: waits in progress: a job submitted while others are waited for names the inbox; one
         #: submitted with none (one caller, one job at a time) is waited for by its own
-        #: ``BLMOVE``, which wakes that caller directly, a hop sooner than a reader can
+        #: ``BLPOP``, which wakes that caller directly, a hop sooner than a reader can
         self.waits = 0
 
     def inbox_for(self, pid: int) -> _Inbox:
@@ -447,7 +452,9 @@ class _Core:
         """Wait for a job's result envelope in slices of at most WAIT_SLICE_S, looking between
         them that the job still exists; ``known``: it surely exists (just enqueued by this
         client), so the first wait blocks at once; ``notified``: its answer's notice comes to
-        this client's inbox, whose reader wakes the wait. JobFailed for an error answer."""
+        this client's inbox, whose reader wakes the wait. The wait that reads the result takes
+        it out of Redis (a result is delivered once). The envelope as answered: an error or
+        cancelled one too (:func:`outcome` raises for those)."""
         ns, limit = self.settings.namespace, self.settings.max_message_bytes
         reply_key = keys.job_reply(ns, job_id)
         deadline = time.monotonic() + timeout_s if timeout_s else None
@@ -463,17 +470,11 @@ class _Core:
             if notified and self.inbox is not None and not self.inbox.refused:
                 data = yield _Notice(job_id, wait_s)
             else:
-                # BLMOVE of a list onto itself: the result is returned and stays for other readers.
-                command = _cmd("blmove", reply_key, reply_key, wait_s, "LEFT", "LEFT")
-                (data,) = yield _Redis((command,), transaction=False)
+                (popped,) = yield _Redis((_cmd("blpop", [reply_key], wait_s),), transaction=False)
+                data = popped[1] if popped else None
             if data is None:
                 data = yield from self._look(job_id)
-        result = ResultEnvelope.decode(data, limit)
-        if result.error is not None:
-            raise JobFailed(job_id, result.error.code, result.error.name, result.error.message)
-        if result.status == ResultStatus.CANCELLED:
-            raise JobCancelled(job_id)
-        return result
+        return ResultEnvelope.decode(data, limit)
 
     def cancel(self, job_id: str) -> _Steps[bool]:
         """Cancel a job that is not answered yet; whether it ends cancelled (False: its answer
@@ -494,11 +495,18 @@ class _Core:
         """One read of the inbox (blocking up to WAIT_SLICE_S): its notices' answers handed to
         their waits, those that came without theirs read in one round trip. ``guard``: the
         client's lock over the inbox."""
-        # Notices are pushed as pairs (id, answer), so an even count takes whole ones.
-        command = _cmd("blmpop", WAIT_SLICE_S, 1, inbox.key, direction="LEFT", count=2 * INBOX_READ_MAX)
+        # Notices are pushed as pairs (id, answer), so an even count takes whole ones. The
+        # replies of the answers the last read handed over go in the same round trip.
+        ns = self.settings.namespace
+        with guard:
+            handed, inbox.handed = inbox.handed, []
+        commands = [_cmd("unlink", *(keys.job_reply(ns, job_id) for job_id in handed))] if handed else []
+        commands.append(_cmd("blmpop", WAIT_SLICE_S, 1, inbox.key, direction="LEFT", count=2 * INBOX_READ_MAX))
         try:
-            (popped,) = yield _Redis((command,), transaction=False)
+            *_, popped = yield _Redis(tuple(commands), transaction=False)
         except BrokerError as exc:
+            with guard:
+                inbox.handed[:0] = handed  # taken at the next read (taking one twice is harmless)
             if type(exc) is not BrokerError:  # unreachable, full, our login refused: tried again
                 raise
             # The server refuses the command itself: the waits read their own replies, from now on.
@@ -506,7 +514,7 @@ class _Core:
             with guard:
                 inbox.refused = True
                 for job_id in list(inbox.waits):
-                    inbox.answer(job_id, None)  # woken to look, then to wait by BLMOVE
+                    inbox.answer(job_id, None)  # woken to look, then to wait by BLPOP
             return
         if not popped:
             return
@@ -515,8 +523,7 @@ class _Core:
             waited = inbox.notice([(job_id.decode(), data) for job_id, data in zip(items[0::2], items[1::2])])
         if not waited:
             return
-        ns = self.settings.namespace
-        answers = yield _Redis(tuple(_cmd("lindex", keys.job_reply(ns, job_id), 0) for job_id in waited), False)
+        answers = yield _Redis(tuple(_cmd("lpop", keys.job_reply(ns, job_id)) for job_id in waited), False)
         with guard:
             for job_id, data in zip(waited, answers, strict=True):
                 inbox.answer(job_id, data)
@@ -528,17 +535,23 @@ class _Core:
             self.inbox.answer(job_id, None)
 
     def _look(self, job_id: str) -> _Steps[bytes | None]:
-        """The job's reply when it is there, None while it is on its way, JobNotFound when
-        neither its reply nor its state exists."""
+        """The job's reply when it is there (taken), None while it is on its way; JobNotFound
+        when neither its reply nor its state exists, ResultTaken when it is answered and its
+        reply was read already (JobCancelled when that answer was a cancel)."""
         ns = self.settings.namespace
-        data, state = yield _Redis(
-            (_cmd("lindex", keys.job_reply(ns, job_id), 0), _cmd("get", keys.job_state(ns, job_id)))
-        )
-        if data is None and state is None:
+        data, state = yield _Redis((_cmd("lpop", keys.job_reply(ns, job_id)), _cmd("get", keys.job_state(ns, job_id))))
+        if data is not None:
+            return data  # type: ignore[no-any-return]
+        if state is None:
             raise JobNotFound(
                 f"no job {job_id}: never submitted, its result expired, or Redis lost it (restarted, no persistence)"
             )
-        return data  # type: ignore[no-any-return]
+        status = JobStatus.decode(state)
+        if status is JobStatus.CANCELLED:
+            raise JobCancelled(job_id)
+        if status.final:
+            raise ResultTaken(job_id, status.value)
+        return None
 
     def status(self, job_id: str) -> _Steps[JobStatus]:
         (state,) = yield _Redis((_cmd("get", keys.job_state(self.settings.namespace, job_id)),), transaction=False)
@@ -557,8 +570,19 @@ class _Core:
         return broker_error(exc, self.url, self.settings.safe_url())
 
 
+def outcome(job_id: str, result: ResultEnvelope) -> ResultEnvelope:
+    """A job's result envelope as its waiter sees it: JobFailed for an error answer (its ACL
+    code), JobCancelled for a cancel."""
+    if result.error is not None:
+        raise JobFailed(job_id, result.error.code, result.error.name, result.error.message)
+    if result.status == ResultStatus.CANCELLED:
+        raise JobCancelled(job_id)
+    return result
+
+
 class Job:
-    """A submitted job: ``id``, ``status()``, ``result(timeout_s)``, ``details(timeout_s)``."""
+    """A submitted job: ``id``, ``status()``, ``result(timeout_s)``, ``details(timeout_s)``.
+    The answer a wait read is kept here: a result is delivered once, to the handle that read it."""
 
     def __init__(self, client: "Client", job_id: str, *, enqueued: bool = False, notified: bool = False) -> None:
         self._client = client
@@ -566,6 +590,7 @@ class Job:
         # Just enqueued by this client: it exists, so the first wait can block at once.
         self._enqueued = enqueued
         self._notified = notified  # its answer's notice comes to the client's inbox
+        self._answer: ResultEnvelope | None = None  #: read by a wait of this handle
 
     def status(self) -> JobStatus:
         return self._client._drive(self._client._core.status(self.id))
@@ -586,12 +611,16 @@ class Job:
 
     def details(self, timeout_s: float | None = None) -> ResultEnvelope:
         """Like :meth:`result`, with the timings, device and worker that ran the job."""
-        enqueued, self._enqueued = self._enqueued, False
-        self._client._waiting(+1)
-        try:
-            return self._client._drive(self._client._core.result(self.id, timeout_s, enqueued, self._notified))
-        finally:
-            self._client._waiting(-1)
+        if self._answer is None:
+            enqueued, self._enqueued = self._enqueued, False
+            self._client._waiting(+1)
+            try:
+                self._answer = self._client._drive(
+                    self._client._core.result(self.id, timeout_s, enqueued, self._notified)
+                )
+            finally:
+                self._client._waiting(-1)
+        return outcome(self.id, self._answer)
 
     def __repr__(self) -> str:
         return f"<Job {self.id}>"
@@ -605,6 +634,7 @@ class AsyncJob:
         self.id = job_id
         self._enqueued = enqueued
         self._notified = notified
+        self._answer: ResultEnvelope | None = None
 
     async def status(self) -> JobStatus:
         return await self._client._drive(self._client._core.status(self.id))
@@ -621,10 +651,15 @@ class AsyncJob:
         return dict((await self.details(timeout_s, cancel_if_abandoned=cancel_if_abandoned)).outputs)
 
     async def details(self, timeout_s: float | None = None, *, cancel_if_abandoned: bool = True) -> ResultEnvelope:
+        if self._answer is not None:
+            return outcome(self.id, self._answer)
         enqueued, self._enqueued = self._enqueued, False
         self._client._waiting(+1)
         try:
-            return await self._client._drive(self._client._core.result(self.id, timeout_s, enqueued, self._notified))
+            self._answer = await self._client._drive(
+                self._client._core.result(self.id, timeout_s, enqueued, self._notified)
+            )
+            return outcome(self.id, self._answer)
         except asyncio.CancelledError:
             if cancel_if_abandoned:
                 # Shielded: the cancel itself must run to its end although this task is cancelled.

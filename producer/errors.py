@@ -13,6 +13,7 @@
     ├── JobTimeout               the client stopped waiting (not an ACL device timeout)
     ├── JobCancelled             the job was cancelled (Job.cancel) before its answer
     └── JobNotFound              no such job, or its result expired
+        └── ResultTaken          answered, and its result read already by a wait (delivered once)
 """
 
 from typing import Final
@@ -111,3 +112,13 @@ class JobCancelled(AclqError):
 
 class JobNotFound(AclqError):
     """No such job, or its result has expired."""
+
+
+class ResultTaken(JobNotFound):
+    """The job was answered, and a wait read its result already: a result is delivered once
+    (the wait that reads it takes it out of Redis; the job's state stays). The handle that read
+    it keeps it: its ``result()`` and ``details()`` return it again."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} is {status}, and its result was read already: a result is delivered once")

@@ -4,7 +4,7 @@
 |-----------------------------|--------|-------------------------------------|----------------------|----------------|
 | {ns}:job:{id}:state          | string | producer (queued NX; cancelled), worker | producer (status) | payload/result |
 | {ns}:job:{id}:in             | string | producer (envelope not inline, NX)   | worker; DEL when done| payload_ttl_s  |
-| {ns}:job:{id}:reply          | list   | worker: RENAME of staging; canceller | producer (BLMOVE)    | result_ttl_s   |
+| {ns}:job:{id}:reply          | list   | worker: RENAME of staging; canceller | its waiter (pops it) | result_ttl_s   |
 | {ns}:job:{id}:staging:{run}  | list   | worker (RPUSH result envelope)       | worker finish script | result_ttl_s   |
 | {ns}:job:{id}:runs           | hash   | worker: n, run, answered (below)     | worker (attempt no.) | payload_ttl_s  |
 | {ns}:inbox:{client}          | list   | worker finish script: id, answer     | that client's reader | result_ttl_s   |
@@ -22,11 +22,14 @@
 answer won (``answered``), so a claim or answer retried after a lost connection is not counted
 twice. A dead letter is msgpack ``{queue, reason, entry, at}`` (producer/transport.py).
 
-The reply list holds the one result envelope. A job submitted while others of its client are
-waited for names the client's inbox: once its answer wins, the finish script pushes the job's id
-and the answer (or "" where over 64 KiB) there, and the client's one reader hands the answers to
-their waits. Any other wait reads the reply with ``BLMOVE reply reply``, which returns the
-element and leaves it in place, so any number of readers see the same result.
+The reply list holds the one result envelope until a wait reads it: a result is delivered once,
+and the wait that reads it takes it out of Redis (``BLPOP``, or ``LPOP`` when it looks), so
+Redis holds the results not yet read, not every result of the last ``result_ttl_s``. The state
+stays, final, for ``result_ttl_s``: it, not the reply, says a job is answered. A job submitted
+while others of its client are waited for names the client's inbox: once its answer wins, the
+finish script pushes the job's id and the answer (or "" where over 64 KiB) there, and the
+client's one reader hands the answers to their waits and takes their replies (``UNLINK``, in its
+next round trip; ``LPOP`` for those it reads).
 Celery and kombu own their keys (`unacked`, `unacked_index`, `_kombu.*`; names set by kombu's
 transport options). aclq writes them in three ways: its transport's claim script records a message
 there in the same step that pops it (producer/transport.py), a worker renews the score of the

@@ -82,33 +82,38 @@ return out
 """
 
 # Answer once: the first result for a job id wins; a redelivered job's second answer is dropped
-# (0 for it, and the staged copy is deleted). A resent answer of the same run finds its own
-# answer in place (1: not reported as a second one), or its result staged twice (one is kept).
+# (0 for it, and the staged copy is deleted). A job is answered when its state is final (done,
+# failed, or cancelled), not when its reply exists: the wait that reads a reply takes it out of
+# Redis. A resent answer of the same run finds its own answer recorded (1: not reported as a
+# second one), or its result staged twice (one is kept).
 # Each result was pushed to a staging list beforehand and is RENAMEd into place here, O(1): a
 # megabyte passed through a script would be copied into Lua and back.
 # An answer moved into place is noticed in its client's inbox: the job id, then the answer where
 # it is small (NOTICE_ANSWER_MAX; the reader then needs no read of its own), else an empty string.
 # KEYS: staging, reply, state, input, runs, inbox (the reply again where none) of each job.
-# ARGV: TTL, run id, then each job's final state, id and notice ('' none, 'id', 'answer').
+# ARGV: TTL, run id, how many final states, the final states (producer.wire.JobStatus), then
+# each job's final state, id and notice ('' none, 'id', 'answer').
 _FINISH = """
+local final, at = {}, 4 + tonumber(ARGV[3])
+for j = 4, at - 1 do final[ARGV[j]] = true end
 local out = {}
 for j = 1, #KEYS / 6 do
   local k = 6 * (j - 1)
   local staging, reply, state, input, runs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
-  local a = 3 * (j - 1) + 2
-  if redis.call('EXISTS', reply) == 1 then
+  local a = at + 3 * (j - 1)
+  if final[redis.call('GET', state)] then
     redis.call('DEL', staging)
     out[j] = redis.call('HGET', runs, 'answered') == ARGV[2] and 1 or 0
   else
     redis.call('LTRIM', staging, -1, -1)
     redis.call('RENAME', staging, reply)
     redis.call('EXPIRE', reply, ARGV[1])
-    redis.call('SET', state, ARGV[a + 1], 'EX', ARGV[1])
+    redis.call('SET', state, ARGV[a], 'EX', ARGV[1])
     redis.call('DEL', input)
     redis.call('HSET', runs, 'answered', ARGV[2])
-    if ARGV[a + 3] ~= '' then
-      local answer = ARGV[a + 3] == 'answer' and redis.call('LINDEX', reply, 0) or ''
-      redis.call('RPUSH', KEYS[k + 6], ARGV[a + 2], answer)
+    if ARGV[a + 2] ~= '' then
+      local answer = ARGV[a + 2] == 'answer' and redis.call('LINDEX', reply, 0) or ''
+      redis.call('RPUSH', KEYS[k + 6], ARGV[a + 1], answer)
       redis.call('EXPIRE', KEYS[k + 6], ARGV[1])
     end
     out[j] = 1
@@ -277,7 +282,8 @@ class Executor:
                 pipe.rpush(answer.staging, answer.data).expire(answer.staging, ttl)
                 finish_keys += [*answer.keys, answer.notify_key or answer.keys[1]]
                 args += [answer.state.value, answer.job_id, answer.notice]
-            pipe.evalsha(self._finish.sha, len(finish_keys), *finish_keys, ttl, run, *args)
+            finals = (len(FINAL_STATES), *FINAL_STATES)
+            pipe.evalsha(self._finish.sha, len(finish_keys), *finish_keys, ttl, run, *finals, *args)
             if self._books is not None:
                 self._books.ack(pipe, acks)
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import redis
 
-from producer import Client, JobCancelled, JobFailed, JobNotFound, keys
+from producer import Client, JobCancelled, JobFailed, JobNotFound, JobStatus, keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.wire import NOTICE_ANSWER_MAX
 from tests import waits
@@ -28,16 +28,16 @@ UNSERVED = {"device": 7}  # no worker serves device 7: such a job waits until ca
 
 
 def blocking_reads(r: redis.Redis) -> int:
-    """BLMOVEs the server has run: a wait that reads its job's reply itself makes one or more."""
-    return int(r.info("commandstats").get("cmdstat_blmove", {}).get("calls", 0))
+    """BLPOPs the server has run: a wait that reads its job's reply itself makes one or more."""
+    return int(r.info("commandstats").get("cmdstat_blpop", {}).get("calls", 0))
 
 
 @contextlib.contextmanager
 def another_wait(client: Any, raw_redis: redis.Redis) -> Iterator[None]:
-    """A wait of the client in progress throughout, blocked in Redis (its own ``BLMOVE``, in one
+    """A wait of the client in progress throughout, blocked in Redis (its own ``BLPOP``, in one
     slice of WAIT_SLICE_S: set it long) for a job nobody runs, cancelled after."""
     with waits.another_wait(client, client.submit("add", {"a": A, "b": A}, **UNSERVED)):
-        while not any(c["cmd"] == "blmove" for c in raw_redis.client_list()):
+        while not any(c["cmd"] == "blpop" for c in raw_redis.client_list()):
             time.sleep(0.001)
         yield
 
@@ -54,6 +54,10 @@ def test_jobs_submitted_while_others_are_waited_for_are_answered_through_the_inb
         for x, job in zip(data, jobs, strict=True):
             np.testing.assert_array_equal(job.result(60)["y"], x)
         assert blocking_reads(raw_redis) == before
+        # delivered once: each reply taken out of Redis (by the reader's UNLINK, or its LPOP)
+        ns = either_client.settings.namespace
+        waits.until_keys(raw_redis, [keys.job_reply(ns, job.id) for job in jobs], present=False)
+        assert all(JobStatus.decode(raw_redis.get(keys.job_state(ns, job.id))) is JobStatus.DONE for job in jobs)
 
 
 def test_a_caller_waiting_alone_reads_its_own_reply(either_client, raw_redis):
@@ -94,7 +98,7 @@ def test_a_cancel_wakes_the_clients_own_wait_at_once(either_client, raw_redis, m
 
 def test_a_job_lost_while_waited_for_through_the_inbox_is_named(either_client, raw_redis):
     """Its records vanish (as a Redis that lost them): JobNotFound at the wait's next look, about
-    a slice on, as for a wait by its own BLMOVE (test_queue.py)."""
+    a slice on, as for a wait by its own BLPOP (test_queue.py)."""
     ns = either_client.settings.namespace
     with another_wait(either_client, raw_redis):
         gone = either_client.submit("add", {"a": A, "b": A}, **UNSERVED)

@@ -11,10 +11,11 @@ import pytest
 import redis
 
 from examples.build_models import DTYPES
-from producer import Client, ConfigError, JobFailed, JobNotFound, JobStatus, JobTimeout, keys
+from producer import Client, ConfigError, JobFailed, JobNotFound, JobStatus, JobTimeout, ResultTaken, keys
 from producer.dispatch import make_celery, queue
 from producer.errors import WireError
 from producer.wire import INFER_TASK, JobEnvelope, TaskMessage
+from tests import waits
 from worker.local import LocalCluster
 
 
@@ -155,42 +156,56 @@ def test_expired_deadline_is_not_executed(client):
     assert info.value.code == 107020 and "deadline passed" in info.value.message
 
 
-def test_status_and_reattach(either_client):
+def test_status_and_reattach(either_client, raw_redis):
+    ns = either_client.settings.namespace
     job = either_client.submit("add", GOOD)
-    job.result(30)
+    late = either_client.submit("add", GOOD)
+    waits.until_keys(raw_redis, [keys.job_reply(ns, late.id)], present=True)  # answered, not read yet
+    assert either_client.job(late.id).result(1)["c"].sum() == 12  # a handle made later reads it
+    assert job.result(30)["c"].sum() == 12
+    assert job.result(1)["c"].sum() == 12  # the handle that read it keeps it
+    assert not raw_redis.exists(keys.job_reply(ns, job.id))  # delivered once: out of Redis
     again = either_client.job(job.id)
     assert again.status() is JobStatus.DONE
-    assert again.result(1)["c"].sum() == 12  # a second reader gets the stored result
+    with pytest.raises(ResultTaken, match="read already"):
+        again.result(1)
     assert either_client.job("never-submitted").status() is JobStatus.NOT_FOUND
     with pytest.raises(JobNotFound):
         either_client.job("never-submitted").result(1)
 
 
-def test_existing_job_id_is_not_enqueued_twice(either_client):
-    job_id = f"fixed-{uuid.uuid4().hex}"
-    first = either_client.submit("add", GOOD, job_id=job_id)
+def test_existing_job_id_is_not_enqueued_twice(either_client, raw_redis):
+    ns, other = either_client.settings.namespace, {"a": GOOD["a"] * 3, "b": GOOD["b"]}
+    unread = either_client.submit("add", GOOD, job_id=f"fixed-{uuid.uuid4().hex}")
+    waits.until_keys(raw_redis, [keys.job_reply(ns, unread.id)], present=True)
+    again = either_client.submit("add", other, job_id=unread.id)
+    assert again.id == unread.id
+    assert again.result(1)["c"].sum() == 12  # the first job's result, not a second run
+    first = either_client.submit("add", GOOD, job_id=f"fixed-{uuid.uuid4().hex}")
     first.result(30)
-    second = either_client.submit("add", {"a": GOOD["a"] * 3, "b": GOOD["b"]}, job_id=job_id)
+    second = either_client.submit("add", other, job_id=first.id)
     assert second.id == first.id
-    assert second.result(1)["c"].sum() == 12  # the first job's result, not a second run
+    with pytest.raises(ResultTaken):  # not run again: its one result was delivered to ``first``
+        second.result(1)
 
 
 def test_result_expiry(cluster):
     """Results live ACLQ_RESULT_TTL_S (a worker setting): a cluster of its own with 1 s."""
     settings = replace(cluster.settings, namespace=cluster.settings.namespace + "-ttl", result_ttl_s=1)
     with LocalCluster(settings, devices=[0]), Client(settings) as short:
-        job = short.submit("add", GOOD)
-        job.result(30)
-        result_key = keys.job_reply(settings.namespace, job.id)
-        assert 0 < short._redis.pttl(result_key) <= 1000
-        # wait for Redis to expire the key: keyspace events, not a sleep
-        short._redis.config_set("notify-keyspace-events", "Ex")
+        # wait for Redis to answer and then expire the key: keyspace events, not a sleep
+        short._redis.config_set("notify-keyspace-events", "Egx")
         with short._redis.pubsub() as sub:
-            sub.subscribe("__keyevent@0__:expired")
+            sub.subscribe("__keyevent@0__:rename_to", "__keyevent@0__:expired")
+            job = short.submit("add", GOOD)  # answered, and never read
+            result_key = keys.job_reply(settings.namespace, job.id)
+            while not short._redis.exists(result_key):
+                sub.get_message(timeout=0.5)
+            assert 0 < short._redis.pttl(result_key) <= 1000
             while short._redis.exists(result_key):
                 sub.get_message(timeout=0.5)
         with pytest.raises(JobNotFound):
-            job.result(1)
+            short.job(job.id).result(1)
 
 
 @pytest.mark.parametrize("wait_s", [0.2, 6.0])
@@ -228,7 +243,7 @@ def forget_when_waited_on(r: redis.Redis, ns: str, job_id: str) -> threading.Thr
     """Delete a job's records (as a Redis that lost them would) once a caller blocks on its reply."""
 
     def forget() -> None:
-        while not any(c["cmd"] == "blmove" for c in r.client_list()):
+        while not any(c["cmd"] == "blpop" for c in r.client_list()):
             time.sleep(0.01)  # until the caller blocks on its reply (Redis has no event for it)
         r.delete(keys.job_state(ns, job_id), keys.job_input(ns, job_id))
 

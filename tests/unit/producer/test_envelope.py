@@ -4,7 +4,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from producer import BrokerConnectionError, ConfigError, JobNotFound, Settings, keys
+from producer import BrokerConnectionError, ConfigError, JobCancelled, JobNotFound, ResultTaken, Settings, keys
 from producer.client import _Core
 from producer.transport import decode_entry, queue_key
 from producer.wire import JobEnvelope, TaskMessage
@@ -97,11 +97,32 @@ def test_a_caller_job_id_is_reserved_first_and_freed_when_its_message_cannot_be_
 def test_a_wait_ends_in_job_not_found_when_the_job_vanished(jobs):
     steps = jobs.result("j1", None, known=True, notified=False)
     wait = next(steps)
-    assert wait.commands[0][0] == "blmove" and wait.commands[0][1][2] == 1.0  # one slice, then a look
+    assert wait.commands[0][0] == "blpop" and wait.commands[0][1][1] == 1.0  # one slice, then a look
     look = steps.send([None])
-    assert [c[0] for c in look.commands] == ["lindex", "get"]
+    assert [c[0] for c in look.commands] == ["lpop", "get"]  # the look takes a reply it finds
     with pytest.raises(JobNotFound, match="Redis lost it"):
         steps.send([None, None])
+
+
+@pytest.mark.parametrize(
+    ("state", "error", "message"),
+    [(b"done", ResultTaken, "read already"), (b"failed", ResultTaken, "read already"),
+     (b"cancelled", JobCancelled, "was cancelled")],
+)  # fmt: skip
+def test_a_look_at_an_answered_job_whose_reply_is_gone_says_why(jobs, state, error, message):
+    """A result is delivered once: after its wait took it, another reader is told so, not left
+    waiting for an answer that came and went."""
+    steps = jobs.result("j1", None, known=False, notified=False)
+    assert [c[0] for c in next(steps).commands] == ["lpop", "get"]
+    with pytest.raises(error, match=message):
+        steps.send([None, state])
+
+
+def test_a_look_at_a_running_job_waits_on(jobs):
+    steps = jobs.result("j1", None, known=False, notified=False)
+    next(steps)
+    wait = steps.send([None, b"running"])
+    assert wait.commands[0][0] == "blpop"
 
 
 @pytest.mark.parametrize("window", [0, -1])
