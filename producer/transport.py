@@ -21,9 +21,9 @@ Scripts cannot block, so the worker waits on a *doorbell*: the producer pushes a
 takes a token, not a message. Tokens are only hints: one lost with a killed worker costs
 nothing, since every wait also ends after ``brpop_timeout`` (1 s) with a claim, a claim that
 takes all it may while messages are left claims again at once (a backlog drains at full speed,
-tokens or not), and a token without a message makes a claim that finds nothing. A claim of several messages takes
-their tokens too, so the tokens left match the messages left. A message published by something
-other than aclq (no token) is therefore still consumed, within a second. Per message this costs
+tokens or not), and a token without a message makes a claim that finds nothing. A claim of
+several messages takes their tokens too, so the tokens left match the messages left. A message
+published by something other than aclq (no token) is therefore still consumed, within a second. Per message this costs
 at most what kombu's own consumption did: two round trips for the worker (the wait, the claim)
 and one for the producer (message and token in one pipeline); a backlog, two per claim.
 
