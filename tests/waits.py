@@ -50,8 +50,9 @@ def another_wait(client: Any, job: Any, wait: Callable[[Any], Any] = lambda job:
 
 def until_keys(r: Any, keys: list[str], present: bool) -> None:
     """Until every key of ``keys`` exists (``present``) or none does: Redis' keyspace events for
-    generic commands (a reply's RENAME into place, its UNLINK or last pop), not a sleep."""
-    r.config_set("notify-keyspace-events", "Eg")
+    generic commands and expiry (a reply's RENAME into place, its UNLINK, last pop or expiry),
+    not a sleep."""
+    r.config_set("notify-keyspace-events", "Egx")
     with r.pubsub() as sub:
         sub.psubscribe("__keyevent@0__:*")
         while any(bool(r.exists(key)) != present for key in keys):

@@ -193,17 +193,11 @@ def test_result_expiry(cluster):
     """Results live ACLQ_RESULT_TTL_S (a worker setting): a cluster of its own with 1 s."""
     settings = replace(cluster.settings, namespace=cluster.settings.namespace + "-ttl", result_ttl_s=1)
     with LocalCluster(settings, devices=[0]), Client(settings) as short:
-        # wait for Redis to answer and then expire the key: keyspace events, not a sleep
-        short._redis.config_set("notify-keyspace-events", "Egx")
-        with short._redis.pubsub() as sub:
-            sub.subscribe("__keyevent@0__:rename_to", "__keyevent@0__:expired")
-            job = short.submit("add", GOOD)  # answered, and never read
-            result_key = keys.job_reply(settings.namespace, job.id)
-            while not short._redis.exists(result_key):
-                sub.get_message(timeout=0.5)
-            assert 0 < short._redis.pttl(result_key) <= 1000
-            while short._redis.exists(result_key):
-                sub.get_message(timeout=0.5)
+        job = short.submit("add", GOOD)  # answered, and never read
+        result_key = keys.job_reply(settings.namespace, job.id)
+        waits.until_keys(short._redis, [result_key], present=True)
+        assert 0 < short._redis.pttl(result_key) <= 1000
+        waits.until_keys(short._redis, [result_key], present=False)  # expired by Redis
         with pytest.raises(JobNotFound):
             short.job(job.id).result(1)
 
