@@ -775,7 +775,7 @@ class Client:
             yield in_flight.popleft().details()
 
     def job(self, job_id: str) -> Job:
-        """Re-attach to a job by id."""
+        """Re-attach to a job by id (its result, unless a wait read it already: ResultTaken)."""
         return Job(self, job_id)
 
     def close(self) -> None:
@@ -944,7 +944,7 @@ class AsyncClient:
             yield await in_flight.popleft().details()
 
     def job(self, job_id: str) -> AsyncJob:
-        """Re-attach to a job by id."""
+        """Re-attach to a job by id (its result, unless a wait read it already: ResultTaken)."""
         return AsyncJob(self, job_id)
 
     async def aclose(self) -> None:
