@@ -57,3 +57,9 @@ def until_keys(r: Any, keys: list[str], present: bool) -> None:
         sub.psubscribe("__keyevent@0__:*")
         while any(bool(r.exists(key)) != present for key in keys):
             sub.get_message(timeout=0.5)
+
+
+def blocked_on_reply(r: Any) -> bool:
+    """Whether some client of Redis ``r`` is blocked waiting for a job's reply (a wait by its own
+    ``BLPOP``; Redis has no event for it, so callers poll this)."""
+    return any(c["cmd"] == "blpop" for c in r.client_list())

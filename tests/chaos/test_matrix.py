@@ -257,7 +257,7 @@ def test_a_lost_job_is_named_to_a_caller_already_waiting(matrix_repo, monkeypatc
             waiter = threading.Thread(target=wait)
             waiter.start()
             deadline = time.monotonic() + 30
-            while not any(c["cmd"] == "blpop" for c in r.client_list()) and time.monotonic() < deadline:
+            while not waits.blocked_on_reply(r) and time.monotonic() < deadline:
                 time.sleep(0.01)  # until the waiter blocks on the reply (Redis has no event for it)
             server.restart()  # from this thread: the server dies with the thread that started it
             restarted_at = time.monotonic()
@@ -279,7 +279,7 @@ def test_the_async_client_names_a_job_redis_lost(matrix_repo):
             async with AsyncClient(settings) as client:
                 job = await client.submit("mlp", inputs("mlp", 0))  # no worker: it stays queued
                 waiting = asyncio.ensure_future(job.result())
-                while not any(c["cmd"] == "blpop" for c in r.client_list()):
+                while not waits.blocked_on_reply(r):
                     await asyncio.sleep(0.01)  # until the wait blocks on the reply
                 server.restart()  # (blocking, in this thread: the server lives with this thread)
                 try:

@@ -37,7 +37,7 @@ def another_wait(client: Any, raw_redis: redis.Redis) -> Iterator[None]:
     """A wait of the client in progress throughout, blocked in Redis (its own ``BLPOP``, in one
     slice of WAIT_SLICE_S: set it long) for a job nobody runs, cancelled after."""
     with waits.another_wait(client, client.submit("add", {"a": A, "b": A}, **UNSERVED)):
-        while not any(c["cmd"] == "blpop" for c in raw_redis.client_list()):
+        while not waits.blocked_on_reply(raw_redis):
             time.sleep(0.001)
         yield
 

@@ -15,6 +15,7 @@ import redis
 from acl_core import Device
 from producer import AsyncClient, Client, JobCancelled, JobNotFound, JobStatus, Settings, keys
 from producer.connection import redis_client
+from tests import waits
 from tests.messages import queued
 from worker.cancels import CancelListener
 from worker.executor import Executor
@@ -86,7 +87,7 @@ def test_an_abandoned_async_wait_cancels_its_job_unless_told_not_to(cluster, raw
         async with AsyncClient(cluster.settings) as client:
             job = await client.submit("add", GOOD, device=7)  # no worker serves device 7: it waits
             waiting = asyncio.ensure_future(job.result(cancel_if_abandoned=cancel_if_abandoned))
-            while not any(c["cmd"] == "blpop" for c in raw_redis.client_list()):
+            while not waits.blocked_on_reply(raw_redis):
                 await asyncio.sleep(0.01)  # until the wait blocks on the reply (Redis has no event for it)
             waiting.cancel()  # the caller went away
             with pytest.raises(asyncio.CancelledError):

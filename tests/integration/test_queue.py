@@ -237,7 +237,7 @@ def forget_when_waited_on(r: redis.Redis, ns: str, job_id: str) -> threading.Thr
     """Delete a job's records (as a Redis that lost them would) once a caller blocks on its reply."""
 
     def forget() -> None:
-        while not any(c["cmd"] == "blpop" for c in r.client_list()):
+        while not waits.blocked_on_reply(r):
             time.sleep(0.01)  # until the caller blocks on its reply (Redis has no event for it)
         r.delete(keys.job_state(ns, job_id), keys.job_input(ns, job_id))
 
