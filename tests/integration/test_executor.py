@@ -3,6 +3,7 @@
 import logging
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,28 @@ def test_a_redelivered_job_is_answered_once(setup):
     assert not client._redis.keys(keys.job_staging(ns, job.id, "*"))  # the second run's result was dropped
     answer = client._redis.lindex(keys.job_reply(ns, job.id), 0)
     assert client._redis.lrange(inbox.key, 0, -1) == [job.id.encode(), answer]
+
+
+def test_a_job_redelivered_after_its_result_was_read_is_not_answered_again(setup, caplog):
+    """The wait took the reply (a result is delivered once), so only the job's state says it was
+    answered: a second run's answer is dropped, not put in place for nobody."""
+    client, executor, _ = setup
+    job = client.submit("add", GOOD)
+    ns = client.settings.namespace
+    message = queued(client, job.id)
+    executor.run(message)
+    assert job.result(1)["c"].sum() == 12
+    assert not client._redis.exists(keys.job_reply(ns, job.id))
+    # A second run that claimed the job before the first answered (its claim saw it running):
+    # it executes, and its answer reaches the finish script after the result was read.
+    claim_all = executor._claim_all
+    executor._claim_all = lambda jobs, run: [replace(c, final=None) for c in claim_all(jobs, run)]
+    with caplog.at_level(logging.WARNING, logger="worker.executor"):
+        executor.run(message)
+    assert not client._redis.exists(keys.job_reply(ns, job.id))
+    assert not client._redis.keys(keys.job_staging(ns, job.id, "*"))
+    assert client._redis.get(keys.job_state(ns, job.id)) == b"done"
+    assert "answered or cancelled meanwhile" in caplog.text
 
 
 def test_expired_payload_is_answered(setup):
