@@ -234,7 +234,7 @@ class _Prepared:
     """A job checked and encoded: its envelope, and the envelope's bytes."""
 
     job: JobEnvelope
-    payload: bytes
+    payload: bytes | memoryview
 
     def sent(self) -> "_Sent":
         return _Sent(self.job.job_id, True, self.job.notify_key is not None)
@@ -410,7 +410,7 @@ class _Core:
         size = max(1, self.settings.coalesce_max_jobs)
         return [group[i : i + size] for group in by_message.values() for i in range(0, len(group), size)]
 
-    def _inline(self, prepared: "_Prepared") -> bytes | None:
+    def _inline(self, prepared: "_Prepared") -> bytes | memoryview | None:
         """The job's payload where it travels inside its message, None where by claim check."""
         return prepared.payload if len(prepared.payload) <= self.settings.inline_max_bytes else None
 

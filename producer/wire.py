@@ -27,6 +27,8 @@ WIRE_VERSION: Final = 3
 INFER_TASK: Final = "aclq.infer"
 #: an answer up to this size travels in its client's inbox notice too (docs/wire-format.md)
 NOTICE_ANSWER_MAX: Final = 64 * 1024
+#: an encoded message larger than this is a view of its packer's buffer, not a copy (_pack)
+LARGE_MESSAGE_BYTES: Final = 64 * 1024
 #: job priorities: 0 is served first, 9 last (kombu's Redis priority order)
 PRIORITIES: Final = range(10)
 #: exec options a job may carry, each applied through aclmdlSetExecConfigOpt
@@ -130,11 +132,16 @@ def rows_signature(arrays: Mapping[str, np.ndarray]) -> tuple[tuple[str, str, tu
     return tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in arrays.items()))
 
 
-def _pack(message: dict[str, Any], limit: int) -> bytes:
-    packed: bytes = msgpack.packb(message, use_bin_type=True)
+def _pack(message: dict[str, Any], limit: int) -> bytes | memoryview:
+    """The message as msgpack: bytes, or for a large one (LARGE_MESSAGE_BYTES) a view of the
+    packer's own buffer. ``packb`` copies the packed bytes once more into a new ``bytes``: 137 us
+    against 62 for a 1 MiB tensor here, on the critical path of every large job on both sides."""
+    packer = msgpack.Packer(autoreset=False, use_bin_type=True)
+    packer.pack(message)
+    packed = packer.getbuffer()
     if len(packed) > limit:
         raise WireError(ACL_ERROR_STORAGE_OVER_LIMIT, f"message of {len(packed)} bytes exceeds the {limit}-byte limit")
-    return packed
+    return packed if len(packed) > LARGE_MESSAGE_BYTES else bytes(packed)
 
 
 def _unpack(data: bytes, limit: int, what: str) -> dict[str, Any]:
@@ -257,7 +264,7 @@ class JobEnvelope:
     split_rows: bool = False
     notify_key: str | None = None
 
-    def encode(self, limit: int) -> bytes:
+    def encode(self, limit: int) -> bytes | memoryview:
         return _pack(
             {
                 "version": WIRE_VERSION,
@@ -345,7 +352,7 @@ class ResultEnvelope:
     #: ``outputs`` is empty
     written: tuple[str, ...] = ()
 
-    def encode(self, limit: int) -> bytes:
+    def encode(self, limit: int) -> bytes | memoryview:
         error = None if self.error is None else vars(self.error)
         return _pack(
             {
@@ -396,7 +403,7 @@ class TaskMessage:
 
     job_ids: tuple[str, ...]
     model: str
-    inline: tuple[bytes | None, ...] = ()  #: per job; () when none is inline
+    inline: tuple[bytes | memoryview | None, ...] = ()  #: per job; () when none is inline
 
     def args(self) -> list[list[str]]:
         return [list(self.job_ids)]

@@ -569,7 +569,7 @@ class _Answer:
     """What answering a job writes: its encoded result, staged, then moved into place."""
 
     job_id: str
-    data: bytes
+    data: bytes | memoryview
     keys: list[str]  #: staging, reply, state, input, runs: the finish script's keys for it
     state: JobStatus  #: DONE or FAILED
     notify_key: str | None  #: the client's inbox, noticed once the answer is in place
