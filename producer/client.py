@@ -430,8 +430,8 @@ class _Core:
         """The commands that send one Celery message for ``jobs`` (which share their model, queue
         and priority) and ring its queue's doorbell. The message is written as Celery's
         ``send_task`` through aclq's transport would write it, for a tenth of its cost
-        (docs/performance.md); it names the model, so that a worker knows whether to gather it
-        with others for a batch."""
+        (docs/performance.md); it names the model and its jobs' rows, so that a worker knows
+        whether to gather it with others for a batch, and how many such messages one batch holds."""
         ns, first = self.settings.namespace, jobs[0].job
         if first.device is None:
             name = keys.shared_queue(ns)
@@ -440,7 +440,9 @@ class _Core:
         else:
             name = keys.host_device_queue(ns, first.host, first.device)
         inline = tuple(self._inline(prepared) for prepared in jobs)
-        task = TaskMessage(tuple(p.job.job_id for p in jobs), first.model, inline if any(inline) else ())
+        task = TaskMessage(
+            tuple(p.job.job_id for p in jobs), first.model, inline if any(inline) else (), sum(p.job.rows for p in jobs)
+        )
         headers, body = task.celery_message(str(uuid.uuid4()), self._origin)
         entry = message_entry(name, first.priority, headers, body)
         return (

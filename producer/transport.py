@@ -12,8 +12,9 @@ Here popping and recording are one step: a script pops the first messages of the
 queues (kombu's priority order) and records them in ``unacked`` and ``unacked_index`` in the same
 atomic call, so from the moment they leave their queue, kombu's visibility timeout can restore
 them. One claim takes as many messages as the consumer's prefetch limit has room for (a worker's:
-its largest batch), so a worker facing a backlog takes a batch's worth in one round trip instead
-of a round trip a message; they are delivered to Celery one after another, and held (their
+its largest batch), and no more than bring that many rows (the messages' ``aclq_rows`` header),
+so a worker facing a backlog takes a batch's worth in one round trip instead of a round trip a
+message, and a worker given jobs of many rows takes one at a time; they are delivered to Celery one after another, and held (their
 leases renewed, :func:`held`) from the claim, since the first may run its job before the others
 are delivered.
 Scripts cannot block, so the worker waits on a *doorbell*: the producer pushes a token onto
@@ -54,6 +55,7 @@ from kombu.utils.json import loads
 from producer import keys
 from producer.connection import PrimaryConnection
 from producer.settings import DEFAULT_NAMESPACE
+from producer.wire import ROWS_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +70,21 @@ DEAD_LETTER_KEEP: Final = 10_000
 #: transport options aclq adds to kombu's (``broker_transport_options``)
 DEAD_LETTER_KEY_OPTION: Final = "aclq_dead_letter_key"
 DEAD_LETTER_HOOK_OPTION: Final = "aclq_on_dead_letter"
+#: the most rows one claim takes (a worker's: its largest batch); none: any
+CLAIM_ROWS_OPTION: Final = "aclq_claim_rows"
 
 # KEYS: unacked hash, unacked index, dead-letter list, the doorbell of each queue, then the
 # queue keys in priority order (each level's keys in the queues' order). ARGV: now (the client's
 # clock, as kombu scores deliveries), dead letters kept, most messages to claim, how many
-# queues. Each message claimed takes a doorbell token of its queue with it, the first excepted
-# (the consumer took one to come here). Returns {claimed, dead}: {index of the queue key,
-# message, delivery tag} per message claimed, in order; {queue key, reason} per entry
-# dead-lettered on the way; then how many of the queue keys still hold entries (0 unless it
-# claimed all it could). What it records is what kombu's restore reads back: a JSON object
-# with a delivery tag and the exchange and routing key to route it by, in UTF-8 with no raw
-# control characters.
+# queues, most rows to claim (0: any; the first message is taken whatever its rows), the header
+# that says a message's rows (producer.wire.ROWS_HEADER; a row a message without it). Each
+# message claimed takes a doorbell token of its queue with it, the first excepted (the consumer
+# took one to come here); messages popped past the rows go back in order with their tokens.
+# Returns {claimed, dead, left}: {index of the queue key, message, delivery tag} per message
+# claimed, in order; {queue key, reason} per entry dead-lettered on the way; then how many of
+# the queue keys still hold entries (0 unless it claimed all it could). What it records is
+# what kombu's restore reads back: a JSON object with a delivery tag and the exchange and
+# routing key to route it by, in UTF-8 with no raw control characters.
 _CLAIM: Final = r"""
 local function utf8_ok(s)
   if not string.find(s, '[\128-\255]') then return true end
@@ -136,7 +142,14 @@ local function problem(raw)
   end
   if format == 'json' and type(msg['body']) ~= 'string' then return 'no body' end  -- aclq's follows the map
   if type(msg['headers']) ~= 'table' then return 'no headers' end
-  return nil, props['delivery_tag'], info, format
+  return nil, props['delivery_tag'], info, format, msg['headers']
+end
+
+-- The rows a message's header (ARGV[6]) says its jobs bring, else 1.
+local function rows_of(headers)
+  local n = tonumber(headers[ARGV[6]])
+  if n and n >= 1 and n == math.floor(n) then return n end
+  return 1
 end
 
 -- Up to n entries of the first non-empty queue key, as {key index, entry}: one LMPOP (Redis
@@ -173,12 +186,18 @@ local function pop(n)
 end
 
 local claimed, dead, want, tokens = {}, {}, tonumber(ARGV[3]), {}
-while #claimed < want do
+local rows_max, rows, full = tonumber(ARGV[5]), 0, false
+while not full and #claimed < want do
   local popped = pop(want - #claimed)
   if #popped == 0 then break end
-  for _, entry in ipairs(popped) do
+  for n, entry in ipairs(popped) do
+    if full then
+      -- past the rows of a batch: back where they were, the last popped first, so in order
+      for j = #popped, n, -1 do redis.call('RPUSH', KEYS[popped[j][1]], popped[j][2]) end
+      break
+    end
     local i, raw = entry[1], entry[2]
-    local reason, tag, info, format = problem(raw)
+    local reason, tag, info, format, headers = problem(raw)
     if not reason then
       -- kombu's record [message, exchange, routing key], in the message's own format
       local record
@@ -192,6 +211,8 @@ while #claimed < want do
       claimed[#claimed + 1] = {i - first_key + 1, raw, tag}
       local bell = KEYS[4 + (i - first_key) % queues]
       tokens[bell] = (tokens[bell] or (#claimed == 1 and -1 or 0)) + 1
+      rows = rows + rows_of(headers)
+      full = rows_max > 0 and rows >= rows_max
     else
       redis.call('LPUSH', KEYS[3], cmsgpack.pack({queue = KEYS[i], reason = reason, entry = raw, at = ARGV[1]}))
       redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[2]) - 1)
@@ -204,7 +225,7 @@ for bell, n in pairs(tokens) do
 end
 -- whether messages are left (a list exists while it holds entries): the consumer claims again
 -- at once, without a token, only then
-local left = #claimed == want and redis.call('EXISTS', unpack(KEYS, first_key)) or 0
+local left = (full or #claimed == want) and redis.call('EXISTS', unpack(KEYS, first_key)) or 0
 return {claimed, dead, left}
 """
 
@@ -387,6 +408,7 @@ class Channel(kombu_redis.Channel):
         options = self.connection.client.transport_options
         self._dead_letter_key: str = options.get(DEAD_LETTER_KEY_OPTION) or keys.dead_letter(DEFAULT_NAMESPACE)
         self._on_dead_letter: Callable[[str, str], None] | None = options.get(DEAD_LETTER_HOOK_OPTION)
+        self._claim_rows: int = options.get(CLAIM_ROWS_OPTION) or 0
         # Unprefixed: the script's keys are prefixed here, all of them (kombu's prefixing
         # client would prefix only the first key of an EVALSHA).
         self._script_client = redis.Redis(connection_pool=self.pool)
@@ -503,7 +525,10 @@ class Channel(kombu_redis.Channel):
     def _credit(self) -> int:
         """How many messages a claim may take: as many as the consumer's prefetch limit has room
         for (Celery's worker: as many as its largest batch), so a backlog is taken a batch at a
-        time, not a message a round trip."""
+        time, not a message a round trip. The claim also stops once the messages' rows fill
+        ``CLAIM_ROWS_OPTION`` (a worker's largest batch): messages of many rows each, which run
+        one an execution, are taken one at a time, so that a busy worker holds none that an
+        idle one could be running."""
         room = self.qos.can_consume_max_estimate()
         return CLAIM_MAX if room is None else max(1, min(room, CLAIM_MAX))
 
@@ -518,7 +543,7 @@ class Channel(kombu_redis.Channel):
         script_keys = [prefix + self.unacked_key, prefix + self.unacked_index_key, self._dead_letter_key]
         script_keys += [prefix + keys.queue_bell(queue) for queue in queues]
         script_keys += [prefix + key for _, key in order]
-        args = [time.time(), DEAD_LETTER_KEEP, limit, len(queues)]
+        args = [time.time(), DEAD_LETTER_KEEP, limit, len(queues), self._claim_rows, ROWS_HEADER]
         claimed, dead, left = self._claim_script(keys=script_keys, args=args)
         for key, reason in dead:
             self._dead_lettered(key.decode(errors="replace"), reason.decode(errors="replace"))

@@ -29,6 +29,11 @@ INFER_TASK: Final = "aclq.infer"
 NOTICE_ANSWER_MAX: Final = 64 * 1024
 #: an encoded message larger than this is a view of its packer's buffer, not a copy (_pack)
 LARGE_MESSAGE_BYTES: Final = 64 * 1024
+#: the Celery message header that says how many rows its jobs bring together: how a worker
+#: takes no more messages at once than one batch of its rows holds (the claim, producer/transport.py)
+#: and runs a message at once whose rows fill a batch (worker/gather.py). A hint only: a message
+#: without it counts a row a job.
+ROWS_HEADER: Final = "aclq_rows"
 #: job priorities: 0 is served first, 9 last (kombu's Redis priority order)
 PRIORITIES: Final = range(10)
 #: exec options a job may carry, each applied through aclmdlSetExecConfigOpt
@@ -264,6 +269,15 @@ class JobEnvelope:
     split_rows: bool = False
     notify_key: str | None = None
 
+    @property
+    def rows(self) -> int:
+        """The rows this job brings: the first dim its inputs share, a reference's row range
+        counted, else 1 (a whole file by reference: its rows are not known here)."""
+        firsts = {np.shape(a)[0] if np.ndim(a) else None for a in self.inputs.values()}
+        firsts |= {at.rows[1] - at.rows[0] if at.rows is not None else None for at in self.input_refs.values()}
+        first = firsts.pop() if len(firsts) == 1 else None
+        return max(first or 1, 1)
+
     def encode(self, limit: int) -> bytes | memoryview:
         return _pack(
             {
@@ -404,6 +418,8 @@ class TaskMessage:
     job_ids: tuple[str, ...]
     model: str
     inline: tuple[bytes | memoryview | None, ...] = ()  #: per job; () when none is inline
+    #: the rows of its jobs together (ROWS_HEADER); 0: not said
+    rows: int = 0
 
     def args(self) -> list[list[str]]:
         return [list(self.job_ids)]
@@ -427,6 +443,8 @@ class TaskMessage:
             "origin": origin, "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None,
             "stamps": {},
         }  # fmt: skip
+        if self.rows > 0:
+            headers[ROWS_HEADER] = self.rows
         embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
         body: bytes = msgpack.packb([self.args(), self.kwargs(), embed], use_bin_type=True)
         return headers, body
@@ -447,6 +465,13 @@ class TaskMessage:
         ):
             raise _invalid(f"task kwarg 'inline' must hold an envelope or None per job, got {inline!r:.80}")
         return cls(tuple(ids), model, tuple(inline))
+
+    @staticmethod
+    def rows_of(headers: Mapping[str, Any], jobs: int) -> int:
+        """The rows a delivered message's header says its jobs bring, or one a job where it
+        says none (a sender that predates the header, or not aclq)."""
+        rows = headers.get(ROWS_HEADER)
+        return rows if type(rows) is int and rows > 0 else jobs
 
     @classmethod
     def from_body(cls, body: Any) -> "TaskMessage":

@@ -8,7 +8,7 @@ from celery import Celery
 from producer import keys
 from producer.dispatch import make_celery, queue
 from producer.settings import Settings
-from producer.transport import DEAD_LETTER_HOOK_OPTION
+from producer.transport import CLAIM_ROWS_OPTION, DEAD_LETTER_HOOK_OPTION
 from worker.device import DeviceWorker
 from worker.models import ModelRepository
 from worker.tasks import register_infer
@@ -23,8 +23,8 @@ def create_app(settings: Settings) -> Celery:
         # loaded models live there for the worker's life, and nothing forks after binding.
         worker_pool="solo",
         worker_concurrency=1,
-        # Hold no more messages than one batch needs (one, when no model batches), so a busy device
-        # leaves the shared queue to the others. Messages are acknowledged after their jobs'
+        # Hold no more messages than one batch needs (one, when no model batches; counted in rows
+        # too, CLAIM_ROWS_OPTION below), so a busy device leaves the shared queue to the others. Messages are acknowledged after their jobs'
         # answers are pushed (worker/gather.py), so a worker lost mid-job loses no job.
         worker_prefetch_multiplier=ModelRepository(settings.model_repo).largest_batch(),
         # Its own device's queue, and the shared queue any free device serves.
@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> Celery:
     )
     device_worker = DeviceWorker(app, settings)
     app.conf.broker_transport_options[DEAD_LETTER_HOOK_OPTION] = device_worker.dead_lettered
+    app.conf.broker_transport_options[CLAIM_ROWS_OPTION] = app.conf.worker_prefetch_multiplier
     register_infer(app, device_worker)
     device_worker.connect()
     return app

@@ -6,8 +6,9 @@ it executes. :class:`GatheringTask` is the infer task's strategy (what Celery's 
 with each delivered message): it decodes the message once, holds it, and hands the held ones to
 the task function together, acknowledging each only after the function returns, that is after
 every job's result is pushed. :class:`Gathering` decides when the held messages run: at once for
-a message whose model does not batch, when a model's jobs fill its ``max_batch_size``, or when
-the first of them has waited its ``max_queue_delay_ms`` (a timer ticks every TICK_S to look).
+a message whose model does not batch, when a model's rows fill its ``max_batch_size`` (as the
+messages' ROWS_HEADER says, else a row a job), or when the first of them has waited its
+``max_queue_delay_ms`` (a timer ticks every TICK_S to look).
 
 No Celery ``Request`` is made of a message: a job's work is aclq's (claim, execute, answer,
 acknowledge in the answer's round trip), and Celery's per-message request, trace and pool
@@ -47,17 +48,18 @@ class Gathering:
         self._config = config
         self._failpoints = failpoints
         self._clock = clock
-        self._waiting: dict[str, tuple[float, int]] = {}  # model -> (run by, jobs buffered)
+        self._waiting: dict[str, tuple[float, int]] = {}  # model -> (run by, rows buffered)
 
-    def arrived(self, model: str, jobs: int) -> bool:
-        """Note a message of ``jobs`` jobs for ``model``; True: run the buffer now."""
-        run_now = self._run_now(model, jobs)
-        # The chaos tests' "holding received messages": one that runs at once, or two gathering.
+    def arrived(self, model: str, rows: int) -> bool:
+        """Note a message of ``rows`` rows (its jobs' together) for ``model``; True: run the
+        buffer now."""
+        run_now = self._run_now(model, rows)
+        # The chaos tests' "holding received messages": one that runs at once, or two rows gathering.
         if self._failpoints is not None and (run_now or self._waiting[model][1] >= 2):
             self._failpoints.reached("hold")
         return run_now
 
-    def _run_now(self, model: str, jobs: int) -> bool:
+    def _run_now(self, model: str, rows: int) -> bool:
         try:
             config = self._config(model)
         except AclError:  # no such model: the executor answers each job with the reason
@@ -65,8 +67,8 @@ class Gathering:
         if not config.batching or config.max_queue_delay_ms <= 0:
             return True
         run_by, buffered = self._waiting.get(model, (self._clock() + config.max_queue_delay_ms / 1000, 0))
-        self._waiting[model] = (run_by, buffered + jobs)
-        return buffered + jobs >= config.max_batch_size
+        self._waiting[model] = (run_by, buffered + rows)
+        return buffered + rows >= config.max_batch_size
 
     def due(self) -> bool:
         """Whether some model's first buffered job has waited its delay (or nothing waits)."""
@@ -118,7 +120,8 @@ class GatheringTask(Task):  # type: ignore[misc]
                 return
             self._held.append(Received(task, message))
             self.send_event("task-received", uuid=message.headers.get("id"), name=self.name)
-            if self.gathering is None or self.gathering.arrived(task.model, len(task.job_ids)):
+            rows = TaskMessage.rows_of(message.headers, len(task.job_ids))
+            if self.gathering is None or self.gathering.arrived(task.model, rows):
                 self._run_held()
             elif self._tick_ref is None:
                 self._tick_ref = consumer.timer.call_repeatedly(TICK_S, self._tick)

@@ -15,7 +15,8 @@ from kombu import Connection, Consumer, Exchange, Queue
 from producer import Settings, keys, transport
 from producer.client import _Core, _Prepared
 from producer.dispatch import celery_config, make_celery, queue
-from producer.transport import DEAD_LETTER_KEY_OPTION, Books, Transport, dead_letters
+from producer.transport import CLAIM_ROWS_OPTION, DEAD_LETTER_KEY_OPTION, Books, Transport, dead_letters
+from producer.wire import ROWS_HEADER
 from worker.embedded import RedisServer
 from worker.lease import LeaseKeeper
 
@@ -25,6 +26,8 @@ OPTION_SETS = {
     "renamed": {"unacked_key": "my_unacked", "unacked_index_key": "my_index", "global_keyprefix": "pfx:"},
     "no LMPOP": {},  # consumed as a Redis user denied LMPOP: the claim's path for Redis before 7.0
 }
+#: the rows of the consumers' largest batch (a worker's CLAIM_ROWS_OPTION, worker/app.py)
+WORKER_ROWS = 64
 #: the Redis user a worker consumes as, denied the command the claim prefers
 NO_LMPOP_USER = "aclq-no-lmpop"
 
@@ -35,7 +38,7 @@ def broker(request, redis_server):
     settings = Settings(redis_url=redis_server.url, namespace=f"tr{uuid.uuid4().hex[:8]}")
     app = make_celery(settings)
     options = app.conf.broker_transport_options
-    options.update(OPTION_SETS[request.param], visibility_timeout=60)
+    options.update(OPTION_SETS[request.param], visibility_timeout=60, **{CLAIM_ROWS_OPTION: WORKER_ROWS})
     url = redis_server.url
     if request.param == "no LMPOP":
         with redis.Redis.from_url(url) as admin:
@@ -65,9 +68,10 @@ def consume(settings, channel, count: int = 1, prefetch_count: int = 0) -> list:
     return delivered
 
 
-def publish(app, settings, job_id="job-1") -> None:
+def publish(app, settings, job_id="job-1", rows: int | None = None) -> None:
     shared = queue(keys.shared_queue(settings.namespace))
-    app.send_task("aclq.infer", args=[[job_id]], kwargs={"model": "m"}, queue=shared)
+    headers = {ROWS_HEADER: rows} if rows is not None else None
+    app.send_task("aclq.infer", args=[[job_id]], kwargs={"model": "m"}, queue=shared, headers=headers)
 
 
 def prefixed(options: dict, key: str) -> str:
@@ -346,6 +350,38 @@ def test_a_backlog_is_claimed_as_far_as_the_prefetch_limit_allows_in_one_step(br
     assert r.llen(prefixed(options, shared)) == 6 and r.llen(prefixed(options, keys.queue_bell(shared))) == 6
     for message in delivered:
         message.ack()
+
+
+@pytest.mark.parametrize(
+    ("rows", "claims"),
+    [
+        ([1365, 1365, 1365], [1, 1, 1]),  # each alone: a busy worker holds none another could run
+        ([20, 20, 20, 20, 20], [4, 1]),  # until 64 rows are reached
+        ([None] * 6, [4, 2]),  # no header: a row a message, so the prefetch limit decides
+        ([30, 1365, 30], [2, 1]),  # the first is always taken, the rows fill up after it
+    ],
+)
+def test_a_claim_takes_no_more_messages_than_one_batch_of_rows(broker, rows, claims):
+    """A worker whose largest batch is 64 rows (CLAIM_ROWS_OPTION) claims messages until their
+    rows (the header the client writes) reach 64; those popped past it go back to the front
+    of their queue in order, with their doorbell tokens."""
+    settings, app, channel, r, options = broker
+    shared = keys.shared_queue(settings.namespace)
+    for i, n in enumerate(rows):
+        publish(app, settings, job_id=f"job-{i}", rows=n)
+    taken, seen = [], 0
+    while seen < len(rows):
+        before = script_calls(r)
+        delivered = consume(settings, channel, 1, prefetch_count=4)
+        assert script_calls(r) - before == 1  # one claim
+        taken.append(len(delivered))
+        assert job_ids(delivered) == [f"job-{i}" for i in range(seen, seen + len(delivered))]
+        seen += len(delivered)
+        left = len(rows) - seen
+        assert r.llen(prefixed(options, shared)) == left and r.llen(prefixed(options, keys.queue_bell(shared))) == left
+        for message in delivered:
+            message.ack()
+    assert taken == claims
 
 
 def test_messages_claimed_together_are_held_from_the_claim_until_acknowledged(broker):

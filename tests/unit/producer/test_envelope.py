@@ -7,7 +7,7 @@ import pytest
 from producer import BrokerConnectionError, ConfigError, JobCancelled, JobNotFound, ResultTaken, Settings, keys
 from producer.client import _Core
 from producer.transport import decode_entry, queue_key
-from producer.wire import JobEnvelope, TaskMessage
+from producer.wire import ROWS_HEADER, JobEnvelope, TaskMessage
 
 A = {"a": np.ones(2, np.float32)}
 
@@ -60,6 +60,7 @@ def test_fresh_jobs_are_enqueued_in_one_transaction_small_ones_inline(jobs):
     key, entry, task = sent_message(multi.commands[3])
     assert key == queue_key(keys.shared_queue("t"), 3) and entry["properties"]["priority"] == 3
     assert task.job_ids == (small_id, big_id) and task.model == "add"
+    assert entry["headers"][ROWS_HEADER] == 2 + 20_000  # the rows of its jobs together
     small, large = task.inline
     assert large is None and JobEnvelope.decode(small, 1 << 20).job_id == small_id
     assert multi.commands[4][1][0] == keys.queue_bell(keys.shared_queue("t"))

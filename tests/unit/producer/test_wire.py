@@ -17,6 +17,7 @@ from producer.errors import WireError
 from producer.status import Status, render
 from producer.wire import (
     EXEC_OPTIONS,
+    ROWS_HEADER,
     WIRE_VERSION,
     InputRef,
     JobEnvelope,
@@ -221,6 +222,34 @@ def test_the_task_message_round_trips_and_names_what_is_malformed():
         with pytest.raises(WireError, match=re.escape(fragment)) as info:
             TaskMessage.from_body(body)
         assert info.value.code == 100000
+
+
+def test_a_task_message_says_its_jobs_rows_in_a_header():
+    """The rows of a message's jobs travel in a header (what a worker claims and gathers by);
+    a message without it, or with a value that is no count, counts a row a job."""
+    headers, _ = TaskMessage(("a", "b"), "conv", rows=2730).celery_message("t", "here")
+    assert headers[ROWS_HEADER] == 2730 and TaskMessage.rows_of(headers, 2) == 2730
+    headers, _ = TaskMessage(("a", "b"), "conv").celery_message("t", "here")
+    assert ROWS_HEADER not in headers and TaskMessage.rows_of(headers, 2) == 2
+    for bad in (0, -3, 2.5, "64", True, None):
+        assert TaskMessage.rows_of({ROWS_HEADER: bad}, 3) == 3
+
+
+@pytest.mark.parametrize(
+    ("inputs", "refs", "rows"),
+    [
+        ({"x": np.zeros((5, 3))}, {}, 5),
+        ({"x": np.zeros((5, 3)), "y": np.zeros((5,))}, {}, 5),
+        ({"x": np.zeros((5, 3)), "y": np.zeros((4,))}, {}, 1),  # no shared first axis
+        ({"x": np.float32(2.0)}, {}, 1),  # a scalar brings one
+        ({"x": np.zeros((0, 3))}, {}, 1),  # an empty job still costs a message
+        ({}, {"x": InputRef("s3://b/x.npy", (100, 1465))}, 1365),
+        ({"y": np.zeros((1365, 2))}, {"x": InputRef("/data/x.npy", (0, 1365))}, 1365),
+        ({}, {"x": InputRef("/data/x.npy")}, 1),  # a whole file: its rows are not known here
+    ],
+)
+def test_a_jobs_rows_are_the_first_axis_its_inputs_share(inputs, refs, rows):
+    assert JobEnvelope("j", "m", inputs, input_refs=refs).rows == rows
 
 
 def test_job_states_decode_and_an_unknown_one_is_named():

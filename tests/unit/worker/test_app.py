@@ -4,7 +4,7 @@ for two devices in one process do not share queues, tasks or bound state."""
 import pytest
 
 from producer import ConfigError, Settings
-from producer.transport import DEAD_LETTER_HOOK_OPTION
+from producer.transport import CLAIM_ROWS_OPTION, DEAD_LETTER_HOOK_OPTION
 from producer.wire import INFER_TASK
 from worker.app import create_app
 from worker.gather import GatheringTask
@@ -23,6 +23,7 @@ def test_two_workers_built_in_one_process_are_their_own(model_repo):
     hooks = [app.conf.broker_transport_options[DEAD_LETTER_HOOK_OPTION] for app in (first, second)]
     assert hooks[0].__self__ is not hooks[1].__self__  # each app's own DeviceWorker
     assert first.conf.worker_prefetch_multiplier == 64  # the repository's largest max_batch_size
+    assert first.conf.broker_transport_options[CLAIM_ROWS_OPTION] == 64  # and no more rows a claim
 
 
 def test_a_worker_refuses_an_unknown_log_level_before_it_starts(model_repo):

@@ -102,7 +102,7 @@ def test_a_batching_model_waits_until_its_batch_is_full():
     assert not gathering.arrived("mlp", 1)
     assert not gathering.arrived("mlp", 2)
     assert not gathering.due()  # 1 s has not passed
-    assert gathering.arrived("mlp", 1)  # 4 jobs: a full batch
+    assert gathering.arrived("mlp", 1)  # 4 rows: a full batch
     gathering.ran()
     assert gathering.due()  # nothing waits
 
@@ -118,6 +118,16 @@ def test_a_batching_model_runs_once_its_first_job_waited_its_delay():
     assert not gathering.due()
     now[0] = 100.010
     assert gathering.due()
+
+
+def test_a_message_whose_rows_fill_a_batch_runs_at_once():
+    """Rows count, not messages: a job of more rows than a batch holds runs alone anyway, and
+    holding it for the delay would only keep the worker from its next message."""
+    gathering = Gathering(lambda name: ModelConfig(max_batch_size=64, max_queue_delay_ms=1000))
+    assert gathering.arrived("conv", 1365)
+    gathering.ran()
+    assert not gathering.arrived("conv", 40)
+    assert gathering.arrived("conv", 24)  # 64 rows
 
 
 def test_a_zero_delay_runs_at_once():
