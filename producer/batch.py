@@ -40,7 +40,7 @@ from producer.errors import (
     WireError,
 )
 from producer.status import fetch_status
-from producer.wire import OUTPUT_FORMATS, POSITIONAL, InputRef, OutputRef, WorkerBeat, rows_signature
+from producer.wire import OUTPUT_FORMATS, POSITIONAL, InputRef, OutputRef, WorkerBeat, leading_rows, rows_signature
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def auto_batch_size(
     if not probe.items:
         return 1, "nothing to run"
     unit = probe.items[0].load()
-    rows = _leading_rows(unit)
+    rows = leading_rows(unit)
     if not rows:  # no common leading axis: nothing to stack
         return 1, "the inputs have no common leading axis"
     row_bytes = sum(a.nbytes for a in unit.values()) / rows
@@ -501,7 +501,7 @@ def _run_group(
         if (
             jobs
             and len(group) > 1
-            and _leading_rows(entry[1])
+            and leading_rows(entry[1])
             and rows_signature(entry[1]) == rows_signature(jobs[0][0][1])
         ):
             jobs[0].append(entry)
@@ -511,12 +511,6 @@ def _run_group(
         if _attempts(client, model, batch, job, retries, submit, tally):
             ok.update(dict.fromkeys((item.key for item, _ in job), True))
     return list(ok.values())
-
-
-def _leading_rows(inputs: Mapping[str, np.ndarray]) -> int:
-    """The rows of an item's inputs, when they all share a leading axis; else 0 (never stacked)."""
-    lengths = {len(a) if a.ndim else -1 for a in inputs.values()}
-    return lengths.pop() if len(lengths) == 1 and -1 not in lengths else 0
 
 
 def _stacked(job: list[Loaded]) -> dict[str, np.ndarray]:
@@ -530,7 +524,7 @@ def _split(outputs: Mapping[str, np.ndarray], job: list[Loaded]) -> list[dict[st
     the batch axis (its rows are not the inputs' rows)."""
     if len(job) == 1:
         return [dict(outputs)]
-    rows = [_leading_rows(inputs) for _, inputs in job]
+    rows = [leading_rows(inputs) for _, inputs in job]
     for name, array in outputs.items():
         if array.ndim == 0 or len(array) != sum(rows):
             raise JobFailed(

@@ -137,6 +137,12 @@ def rows_signature(arrays: Mapping[str, np.ndarray]) -> tuple[tuple[str, str, tu
     return tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in arrays.items()))
 
 
+def leading_rows(inputs: Mapping[str, Any]) -> int:
+    """The rows of these inputs when they all share a leading axis; else 0."""
+    lengths = {np.shape(a)[0] if np.ndim(a) else -1 for a in inputs.values()}
+    return lengths.pop() if len(lengths) == 1 and -1 not in lengths else 0
+
+
 def _pack(message: dict[str, Any], limit: int) -> bytes | memoryview:
     """The message as msgpack: bytes, or for a large one (LARGE_MESSAGE_BYTES) a view of the
     packer's own buffer. ``packb`` copies the packed bytes once more into a new ``bytes``: 137 us
@@ -273,10 +279,9 @@ class JobEnvelope:
     def rows(self) -> int:
         """The rows this job brings: the first dim its inputs share, a reference's row range
         counted, else 1 (a whole file by reference: its rows are not known here)."""
-        firsts = {np.shape(a)[0] if np.ndim(a) else None for a in self.inputs.values()}
-        firsts |= {at.rows[1] - at.rows[0] if at.rows is not None else None for at in self.input_refs.values()}
-        first = firsts.pop() if len(firsts) == 1 else None
-        return max(first or 1, 1)
+        lengths = [leading_rows(self.inputs)] if self.inputs else []
+        lengths += [at.rows[1] - at.rows[0] if at.rows is not None else 0 for at in self.input_refs.values()]
+        return max(lengths[0], 1) if len(set(lengths)) == 1 else 1
 
     def encode(self, limit: int) -> bytes | memoryview:
         return _pack(
@@ -417,7 +422,7 @@ class TaskMessage:
 
     job_ids: tuple[str, ...]
     model: str
-    inline: tuple[bytes | memoryview | None, ...] = ()  #: per job; () when none is inline
+    inline: tuple[bytes | None, ...] = ()  #: per job; () when none is inline
     #: the rows of its jobs together (ROWS_HEADER); 0: not said
     rows: int = 0
 
