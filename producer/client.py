@@ -410,9 +410,11 @@ class _Core:
         size = max(1, self.settings.coalesce_max_jobs)
         return [group[i : i + size] for group in by_message.values() for i in range(0, len(group), size)]
 
-    def _inline(self, prepared: "_Prepared") -> bytes | memoryview | None:
+    def _inline(self, prepared: "_Prepared") -> bytes | None:
         """The job's payload where it travels inside its message, None where by claim check."""
-        return prepared.payload if len(prepared.payload) <= self.settings.inline_max_bytes else None
+        if len(prepared.payload) > self.settings.inline_max_bytes:
+            return None
+        return bytes(prepared.payload)  # already bytes up to wire.LARGE_MESSAGE_BYTES: no copy
 
     def _records(self, jobs: list["_Prepared"]) -> list[_Command]:
         """What makes the jobs exist: each one's state, and its payload where not inline. No

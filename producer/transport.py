@@ -14,9 +14,9 @@ atomic call, so from the moment they leave their queue, kombu's visibility timeo
 them. One claim takes as many messages as the consumer's prefetch limit has room for (a worker's:
 its largest batch), and no more than bring that many rows (the messages' ``aclq_rows`` header),
 so a worker facing a backlog takes a batch's worth in one round trip instead of a round trip a
-message, and a worker given jobs of many rows takes one at a time; they are delivered to Celery one after another, and held (their
-leases renewed, :func:`held`) from the claim, since the first may run its job before the others
-are delivered.
+message, and a worker given jobs of many rows takes one at a time; they are delivered to Celery
+one after another, and held (their leases renewed, :func:`held`) from the claim, since the
+first may run its job before the others are delivered.
 Scripts cannot block, so the worker waits on a *doorbell*: the producer pushes a token onto
 ``keys.queue_bell(queue)`` in the same round trip as each message, and the worker's ``BRPOP``
 takes a token, not a message. Tokens are only hints: one lost with a killed worker costs
@@ -543,7 +543,7 @@ class Channel(kombu_redis.Channel):
         script_keys = [prefix + self.unacked_key, prefix + self.unacked_index_key, self._dead_letter_key]
         script_keys += [prefix + keys.queue_bell(queue) for queue in queues]
         script_keys += [prefix + key for _, key in order]
-        args = [time.time(), DEAD_LETTER_KEEP, limit, len(queues), self._claim_rows, ROWS_HEADER]
+        args: list[float | str] = [time.time(), DEAD_LETTER_KEEP, limit, len(queues), self._claim_rows, ROWS_HEADER]
         claimed, dead, left = self._claim_script(keys=script_keys, args=args)
         for key, reason in dead:
             self._dead_lettered(key.decode(errors="replace"), reason.decode(errors="replace"))

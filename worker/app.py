@@ -24,8 +24,9 @@ def create_app(settings: Settings) -> Celery:
         worker_pool="solo",
         worker_concurrency=1,
         # Hold no more messages than one batch needs (one, when no model batches; counted in rows
-        # too, CLAIM_ROWS_OPTION below), so a busy device leaves the shared queue to the others. Messages are acknowledged after their jobs'
-        # answers are pushed (worker/gather.py), so a worker lost mid-job loses no job.
+        # too, CLAIM_ROWS_OPTION below), so a busy device leaves the shared queue to the others.
+        # Messages are acknowledged after their jobs' answers are pushed (worker/gather.py), so a
+        # worker lost mid-job loses no job.
         worker_prefetch_multiplier=ModelRepository(settings.model_repo).largest_batch(),
         # Its own device's queue, and the shared queue any free device serves.
         task_queues=[
