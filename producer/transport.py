@@ -53,7 +53,7 @@ from kombu.transport.virtual import base as virtual
 from kombu.utils.json import loads
 
 from producer import keys
-from producer.connection import PrimaryConnection
+from producer.connection import PrimaryConnection, round_trip
 from producer.settings import DEFAULT_NAMESPACE
 from producer.wire import ROWS_HEADER
 
@@ -234,7 +234,7 @@ return {claimed, dead, left}
 CLAIM_MAX: Final = 128
 
 #: delivery tags whose records aclq removed itself, in the round trip that answered their jobs
-#: (:meth:`Books.ack`): kombu's own ack of them then writes nothing. Tags are unique (UUIDs).
+#: (:meth:`Books.acks`): kombu's own ack of them then writes nothing. Tags are unique (UUIDs).
 _SETTLED: set[str] = set()
 #: delivery tags this process claimed and has not acknowledged, rejected or put back: the
 #: messages whose leases it renews (worker/lease.py), from the claim on, delivered to Celery
@@ -260,12 +260,11 @@ class Books:
         )
         return cls(*(prefix + name for name in names))
 
-    def ack(self, pipe: Any, tags: Sequence[str]) -> None:
-        """Acknowledge these deliveries on ``pipe`` (what kombu's ack writes), for the caller to
-        send with the answers of their jobs, within :func:`settling` them."""
-        if tags:
-            pipe.zrem(self.index, *tags)
-            pipe.hdel(self.unacked, *tags)
+    def acks(self, tags: Sequence[str]) -> list[tuple[str, ...]]:
+        """The commands that acknowledge these deliveries (what kombu's ack writes), for the
+        caller to send with the answers of their jobs (producer.connection.round_trip), within
+        :func:`settling` them."""
+        return [("ZREM", self.index, *tags), ("HDEL", self.unacked, *tags)] if tags else []
 
 
 def held() -> list[str]:
@@ -281,7 +280,7 @@ def acknowledged(tag: str) -> bool:
 
 @contextlib.contextmanager
 def settling(tags: Sequence[str]) -> Iterator[None]:
-    """Around the round trip that acknowledges these deliveries with :meth:`Books.ack`: once it
+    """Around the round trip that acknowledges these deliveries with :meth:`Books.acks`: once it
     is sent, Celery's ack of them, when their task returns, has nothing left to write. They are
     marked before it is sent, so that a lease renewal racing it does not report them missing,
     and unmarked if it fails."""
@@ -413,6 +412,9 @@ class Channel(kombu_redis.Channel):
         # client would prefix only the first key of an EVALSHA).
         self._script_client = redis.Redis(connection_pool=self.pool)
         self._claim_script = self._script_client.register_script(_CLAIM)
+        #: per order of the queues claimed from (the consumer rotates it): the queue of each
+        #: queue key, in priority order, and the script's keys; built once, not at every claim
+        self._claim_layouts: dict[tuple[str, ...], tuple[list[tuple[str, str]], list[str]]] = {}
         self._claim_queues: list[str] = []
         #: the queue of the message the last claim found (None: it found none): look again at once
         self._last_claimed: str | None = None
@@ -538,13 +540,14 @@ class Channel(kombu_redis.Channel):
         Returns (queue, message) for each, and the queue to claim from again at once when the
         claim took all it could and messages are left, else None (a one-message claim of the
         last message then waits on the doorbell rather than making a claim that finds nothing)."""
-        order = [(queue, self._q_for_pri(queue, pri)) for pri in self.priority_steps for queue in queues]
-        prefix = self.global_keyprefix
-        script_keys = [prefix + self.unacked_key, prefix + self.unacked_index_key, self._dead_letter_key]
-        script_keys += [prefix + keys.queue_bell(queue) for queue in queues]
-        script_keys += [prefix + key for _, key in order]
-        args: list[float | str] = [time.time(), DEAD_LETTER_KEEP, limit, len(queues), self._claim_rows, ROWS_HEADER]
-        claimed, dead, left = self._claim_script(keys=script_keys, args=args)
+        order, script_keys = self._claim_layout(queues)
+        args = (time.time(), DEAD_LETTER_KEEP, limit, len(queues), self._claim_rows, ROWS_HEADER)
+        claim = ("EVALSHA", self._claim_script.sha, len(script_keys), *script_keys, *args)
+        try:
+            ((claimed, dead, left),) = round_trip(self._script_client, [claim])
+        except redis.exceptions.NoScriptError:  # a server restarted since: load it, claim again
+            self._script_client.script_load(_CLAIM)
+            ((claimed, dead, left),) = round_trip(self._script_client, [claim])
         for key, reason in dead:
             self._dead_lettered(key.decode(errors="replace"), reason.decode(errors="replace"))
         _HELD.update(tag.decode() for _, _, tag in claimed)
@@ -560,10 +563,23 @@ class Channel(kombu_redis.Channel):
                 with self._script_client.pipeline(transaction=True) as pipe:
                     pipe.zrem(script_keys[1], tag)
                     pipe.hdel(script_keys[0], tag)
-                    self.dead_letter(prefix + key, f"not a message to kombu: {type(exc).__name__}: {exc}", raw, pipe)
+                    reason = f"not a message to kombu: {type(exc).__name__}: {exc}"
+                    self.dead_letter(self.global_keyprefix + key, reason, raw, pipe)
                     pipe.execute()
         more = order[claimed[-1][0] - 1][0] if left else None
         return messages, more
+
+    def _claim_layout(self, queues: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+        """(queue, queue key) in kombu's priority order, and the claim script's keys."""
+        layout = self._claim_layouts.get(tuple(queues))
+        if layout is None:
+            order = [(queue, self._q_for_pri(queue, pri)) for pri in self.priority_steps for queue in queues]
+            prefix = self.global_keyprefix
+            script_keys = [prefix + self.unacked_key, prefix + self.unacked_index_key, self._dead_letter_key]
+            script_keys += [prefix + keys.queue_bell(queue) for queue in queues]
+            script_keys += [prefix + key for _, key in order]
+            layout = self._claim_layouts[tuple(queues)] = (order, script_keys)
+        return layout
 
     def _put_back(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
         """Return claimed messages that were never delivered (delivering an earlier one of their

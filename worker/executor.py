@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,6 +18,7 @@ import redis
 from acl_core import AclError, Device, ExecConfig, Model, codes
 from acl_core.constants import INT32_MAX
 from producer import keys, storage
+from producer.connection import round_trip
 from producer.errors import WireError
 from producer.settings import Settings
 from producer.transport import Books, settling
@@ -171,8 +172,8 @@ class Executor:
         self._failpoints = failpoints or FailPoints(client, settings.namespace, armed="")
         self._redis = client
         self._books = books  #: kombu's, where the answers acknowledge their messages
-        # Called by sha in pipelines (redis-py's Script objects would make every pipeline that
-        # holds one ask SCRIPT EXISTS first: a round trip); _pipeline loads them when missing.
+        # Called by sha (redis-py's Script objects would ask SCRIPT EXISTS first in a pipeline:
+        # a round trip); _round_trip loads them when missing.
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self.name = name
@@ -253,12 +254,8 @@ class Executor:
         states = (JobStatus.RUNNING.value, *FINAL_STATES)
         fetch = [job_id for job_id, inline in jobs if inline is None]
 
-        def claim(pipe: Any) -> None:
-            pipe.evalsha(self._claim.sha, len(claim_keys), *claim_keys, run, self._settings.payload_ttl_s, *states)
-            for job_id in fetch:
-                pipe.get(keys.job_input(ns, job_id))
-
-        claimed, *fetched = self._pipeline(claim)
+        claim = ("EVALSHA", self._claim.sha, len(claim_keys), *claim_keys, run, self._settings.payload_ttl_s, *states)
+        claimed, *fetched = self._round_trip([claim, *(("GET", keys.job_input(ns, job_id)) for job_id in fetch)])
         payloads = iter(fetched)
         before, attempts = claimed[0::2], claimed[1::2]  # the script's (state, attempt) per job
         finals = {state.encode(): state for state in FINAL_STATES}
@@ -276,19 +273,18 @@ class Executor:
         (False: another run's won)."""
         ttl = self._settings.result_ttl_s
 
-        def finish(pipe: Any) -> None:
-            finish_keys, args = [], []
-            for answer in answers:
-                pipe.rpush(answer.staging, answer.data).expire(answer.staging, ttl)
-                finish_keys += [*answer.keys, answer.notify_key or answer.keys[1]]
-                args += [answer.state.value, answer.job_id, answer.notice]
-            finals = (len(FINAL_STATES), *FINAL_STATES)
-            pipe.evalsha(self._finish.sha, len(finish_keys), *finish_keys, ttl, run, *finals, *args)
-            if self._books is not None:
-                self._books.ack(pipe, acks)
-
+        commands: list[tuple[Any, ...]] = []
+        finish_keys, args = [], []
+        for answer in answers:
+            commands += [("RPUSH", answer.staging, answer.data), ("EXPIRE", answer.staging, ttl)]
+            finish_keys += [*answer.keys, answer.notify_key or answer.keys[1]]
+            args += [answer.state.value, answer.job_id, answer.notice]
+        finals = (len(FINAL_STATES), *FINAL_STATES)
+        commands.append(("EVALSHA", self._finish.sha, len(finish_keys), *finish_keys, ttl, run, *finals, *args))
+        if self._books is not None:
+            commands += self._books.acks(acks)
         with settling(acks if self._books is not None else ()):
-            replies = self._pipeline(finish)
+            replies = self._round_trip(commands)
         return [bool(first) for first in replies[2 * len(answers)]]
 
     def _prepare(self, claim: "_Claim") -> "_Work":
@@ -528,18 +524,17 @@ class Executor:
             work.notify_key,
         )  # fmt: skip
 
-    def _pipeline(self, commands: Callable[[Any], None]) -> list[Any]:
-        """Run ``commands`` in one round trip, waiting out a Redis outage (a restart, a failover)
-        for up to REDIS_OUTAGE_S: a computed result is worth delivering once Redis is back. A
-        server without the scripts (restarted) gets them, and the pipeline again: what of it
-        ran before is safe to run twice (the claim and the answer are idempotent per run)."""
+    def _round_trip(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``commands`` in one round trip (producer.connection.round_trip), waiting out a
+        Redis outage (a restart, a failover) for up to REDIS_OUTAGE_S: a computed result is
+        worth delivering once Redis is back. A server without the scripts (restarted) gets them,
+        and the commands again: what of them ran before is safe to run twice (the claim and the
+        answer are idempotent per run)."""
         deadline = time.monotonic() + REDIS_OUTAGE_S
         delay = 0.1
         while True:
             try:
-                with self._redis.pipeline(transaction=False) as pipe:
-                    commands(pipe)
-                    return pipe.execute()
+                return round_trip(self._redis, commands)
             except redis.exceptions.NoScriptError:
                 for script in (self._claim, self._finish):
                     self._redis.script_load(script.script)

@@ -136,8 +136,8 @@ def test_one_message_of_many_jobs_is_claimed_and_answered_in_two_round_trips(set
     jobs.insert(3, client.submit("add", {"a": a}))  # a bad job amid good ones fails alone
     messages = take_queued(client)
     executor.run([(jobs[0].id, messages[jobs[0].id])])  # answered before: in the message again, it is skipped
-    real_pipeline, visits = executor._pipeline, []
-    executor._pipeline = lambda commands: visits.append(1) or real_pipeline(commands)
+    real_round_trip, visits = executor._round_trip, []
+    executor._round_trip = lambda commands: visits.append(1) or real_round_trip(commands)
     executor.run([(job.id, messages[job.id]) for job in jobs])
     assert len(visits) == 2  # one claim, one answer, for nine jobs
     for i, job in enumerate(j for j in jobs if j is not jobs[3]):
@@ -219,11 +219,11 @@ def test_an_answered_job_delivered_again_is_never_shown_running(setup):
 
 
 def test_a_claim_and_an_answer_retried_after_a_lost_reply_count_once(setup, caplog):
-    """A pipeline whose replies were lost is sent again (executor._pipeline after a connection
-    error): the attempt is counted once and the answer is not reported as a second one."""
+    """A round trip whose replies were lost is sent again (executor._round_trip after a
+    connection error): the attempt is counted once and the answer is not reported as a second one."""
     client, executor, _ = setup
-    real = executor._pipeline
-    executor._pipeline = lambda commands: real(commands) and real(commands)  # ran, then retried
+    real = executor._round_trip
+    executor._round_trip = lambda commands: real(commands) and real(commands)  # ran, then retried
     job = client.submit("add", GOOD)
     with caplog.at_level(logging.WARNING, logger="worker.executor"):
         executor.run(queued(client, job.id))
@@ -244,7 +244,7 @@ def test_a_job_whose_worker_died_mid_run_is_attempt_two(setup):
 
 
 def test_a_server_that_lost_the_scripts_gets_them_again(setup):
-    """After a restart Redis has no scripts: the claim and answer pipelines load them and go on."""
+    """After a restart Redis has no scripts: the claim's and the answer's round trips load them and go on."""
     client, executor, _ = setup
     client._redis.script_flush()
     job = client.submit("add", GOOD)

@@ -14,6 +14,7 @@ from kombu import Connection, Consumer, Exchange, Queue
 
 from producer import Settings, keys, transport
 from producer.client import _Core, _Prepared
+from producer.connection import round_trip
 from producer.dispatch import celery_config, make_celery, queue
 from producer.transport import CLAIM_ROWS_OPTION, DEAD_LETTER_KEY_OPTION, Books, Transport, dead_letters
 from producer.wire import ROWS_HEADER
@@ -101,6 +102,18 @@ def test_a_doorbell_keeps_its_newest_tokens_only(broker, monkeypatch):
     assert r.llen(prefixed(options, keys.shared_queue(settings.namespace))) == 5  # every message stays
 
 
+def test_a_server_that_lost_the_claim_script_gets_it_again(broker):
+    """After a restart Redis has no scripts: the claim loads its own and takes the message."""
+    settings, app, channel, r, _ = broker
+    publish(app, settings, job_id="first")
+    consume(settings, channel)  # the script is loaded
+    r.script_flush()
+    publish(app, settings, job_id="second")
+    (message,) = consume(settings, channel)
+    assert message.decode()[0] == [["second"]]  # its args: the job ids
+    assert r.script_exists(channel._claim_script.sha) == [True]
+
+
 def test_a_claimed_message_is_in_kombus_books_in_the_same_step(broker):
     settings, app, channel, r, options = broker
     publish(app, settings)
@@ -162,16 +175,15 @@ def test_an_entry_of_either_format_is_delivered_and_restored_whole(broker, publi
 
 
 def test_a_message_acknowledged_with_its_answer_costs_kombus_ack_no_round_trip(broker):
-    """The executor acknowledges a message in the round trip of its answer (Books.ack); Celery's
+    """The executor acknowledges a message in the round trip of its answer (Books.acks); Celery's
     ack when the task returns then only forgets it in the process."""
     settings, app, channel, r, options = broker
     publish(app, settings)
     (message,) = consume(settings, channel)
     books = Books.of(options)
     assert (books.unacked, books.index) == (kombu_key(options, "unacked_key"), kombu_key(options, "unacked_index_key"))
-    with transport.settling([message.delivery_tag]), r.pipeline() as pipe:
-        books.ack(pipe, [message.delivery_tag])
-        pipe.execute()
+    with transport.settling([message.delivery_tag]):
+        round_trip(r, books.acks([message.delivery_tag]))
     assert r.hlen(books.unacked) == 0 and r.zcard(books.index) == 0
 
     def zrems() -> int:
@@ -193,9 +205,8 @@ def test_a_lease_acknowledged_with_its_answer_is_not_reported_missing(broker, ca
     books = Books.of(options)
     keeper = LeaseKeeper(redis.Redis.from_url(settings.redis_url), books.index, interval_s=3600)
     assert transport.held() == [message.delivery_tag]  # held from its claim
-    with transport.settling([message.delivery_tag]), r.pipeline() as pipe:
-        books.ack(pipe, [message.delivery_tag])
-        pipe.execute()
+    with transport.settling([message.delivery_tag]):
+        round_trip(r, books.acks([message.delivery_tag]))
         # a renewal racing the answer: the acknowledgement is written, the round trip not over
         with caplog.at_level(logging.WARNING, logger="worker.lease"):
             assert keeper.renew() == 0
