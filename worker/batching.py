@@ -12,6 +12,7 @@ import numpy as np
 
 from acl_core import ExecConfig, Model, codes
 from acl_core.errors import error_for
+from producer.wire import leading_rows
 
 T = TypeVar("T")
 
@@ -28,8 +29,7 @@ def batch_key(
         return None
     if set(feeds) != {spec.name for spec in model.inputs}:
         return None  # the execution names what is wrong, for this job alone
-    rows = batch_rows(feeds)
-    if rows is None or not 1 <= rows <= max_batch_size:
+    if not 1 <= leading_rows(feeds) <= max_batch_size:
         return None
     trailing = []
     for spec in model.inputs:
@@ -44,12 +44,6 @@ def batch_key(
     except TypeError:  # an exec option of an unhashable type: the execution rejects it, alone
         return None
     return key
-
-
-def batch_rows(feeds: Mapping[str, np.ndarray]) -> int | None:
-    """The rows a job brings: the first dim all its inputs share, or None if they disagree."""
-    firsts = {array.shape[0] if array.ndim else None for array in feeds.values()}
-    return firsts.pop() if len(firsts) == 1 else None
 
 
 class Packer(Generic[T]):

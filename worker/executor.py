@@ -29,9 +29,10 @@ from producer.wire import (
     JobEnvelope,
     JobStatus,
     ResultEnvelope,
+    leading_rows,
     rows_signature,
 )
-from worker.batching import Packer, batch_key, batch_rows, join, split
+from worker.batching import Packer, batch_key, join, split
 from worker.failpoints import FailPoints
 from worker.metrics import Metrics
 from worker.models import ModelCache, ModelRef
@@ -316,7 +317,7 @@ class Executor:
                 return work
             feeds = _feeds(job, model)
             key = batch_key(model, ref.config.max_batch_size, feeds, config, job.output_names)
-            work.ready = _Ready(job, model, ref, feeds, config, key, batch_rows(feeds) or 0)
+            work.ready = _Ready(job, model, ref, feeds, config, key, leading_rows(feeds))
         except Exception as exc:
             self._fail(work, exc)
         return work
@@ -343,7 +344,7 @@ class Executor:
                 read_next()
                 try:
                     feeds = future.result()
-                    work.ready = replace(work.ready, feeds=feeds, rows=batch_rows(feeds) or 0, unread=False)
+                    work.ready = replace(work.ready, feeds=feeds, rows=leading_rows(feeds), unread=False)
                 except Exception as exc:
                     self._fail(work, exc)
             yield group
@@ -400,8 +401,8 @@ class Executor:
         a run's size, or a run's outputs lack its rows, the job runs at once (and the size, or the
         splitting, is not tried again for it). The job's stream timeout covers all its runs, and
         a cancel between two runs stops it before the next."""
-        rows = batch_rows(feeds)
-        if not split_rows or rows is None or rows <= SMALLEST_RUN:
+        rows = leading_rows(feeds)
+        if not split_rows or rows <= SMALLEST_RUN:
             return self._execute_once(ready, feeds, ready.config)
         key = (ready.ref.name, ready.ref.version, ready.job.output_names, rows_signature(feeds))
         timeout_ms = ready.config.stream_sync_timeout_ms
@@ -449,7 +450,7 @@ class Executor:
     def _execute_once(self, ready: "_Ready", feeds: dict[str, np.ndarray], config: ExecConfig) -> dict[str, np.ndarray]:
         started = time.perf_counter()
         outputs = ready.model.execute(feeds, config, output_names=ready.job.output_names)
-        self.metrics.executed(ready.ref.name, time.perf_counter() - started, batch_rows(feeds) or 0)
+        self.metrics.executed(ready.ref.name, time.perf_counter() - started, leading_rows(feeds))
         return outputs
 
     def _succeed(

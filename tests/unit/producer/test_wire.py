@@ -28,6 +28,7 @@ from producer.wire import (
     WorkerBeat,
     decode_tensor,
     encode_tensor,
+    leading_rows,
 )
 
 LIMIT = 1 << 24
@@ -292,3 +293,11 @@ def test_a_malformed_heartbeat_is_named(change, fragment):
 def test_status_names_a_model_version_that_failed_to_load():
     table = render(Status(workers=[BEAT]))
     assert "model add:3 failed to load on h/device1/pid7; it serves the highest version that loads" in table
+
+
+def test_rows_are_the_leading_dim_all_inputs_share_else_none():
+    assert leading_rows({"a": np.zeros((3, 2)), "b": np.zeros((3, 5))}) == 3
+    assert leading_rows({"a": np.zeros((3, 2)), "b": np.zeros((4, 2))}) == 0  # they disagree
+    assert leading_rows({"a": np.zeros(()), "b": np.zeros((1,))}) == 0  # a scalar has no rows
+    assert leading_rows({"a": [[1, 2], [3, 4]]}) == 2  # what a caller passes, before it is an array
+    assert leading_rows({}) == 0

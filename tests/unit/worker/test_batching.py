@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from acl_core import AclError, Device, ExecConfig
-from worker.batching import Packer, batch_key, batch_rows, join, split
+from worker.batching import Packer, batch_key, join, split
 from worker.gather import Gathering
 from worker.models import ModelConfig, ModelRepository
 
@@ -53,12 +53,6 @@ def test_jobs_that_cannot_batch_run_alone(models, name, max_batch_size, feeds, w
 
 def test_an_unhashable_option_runs_alone(models):
     assert batch_key(models["mlp"], 8, x(1), ExecConfig(stream_sync_timeout_ms=[1]), None) is None  # type: ignore[arg-type]
-
-
-def test_rows_are_the_first_dim_all_inputs_share():
-    assert batch_rows({"a": np.zeros((3, 2)), "b": np.zeros((3, 5))}) == 3
-    assert batch_rows({"a": np.zeros((3, 2)), "b": np.zeros((4, 2))}) is None
-    assert batch_rows({"a": np.zeros(())}) is None
 
 
 def test_packer_fills_groups_in_order_up_to_the_row_limit():
