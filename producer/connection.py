@@ -86,18 +86,20 @@ def redis_client(settings: Settings) -> redis.Redis:
     return client
 
 
-def round_trip(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+def round_trip(client: redis.Redis, commands: Sequence[Sequence[Any]], transaction: bool = False) -> list[Any]:
     """Send ``commands`` (each its raw arguments: ``("GET", key)``) in one write and read their
-    replies, as Redis gives them (no redis-py response callbacks: ``SET`` answers ``b"OK"``).
-    What a redis-py pipeline does, without its bookkeeping: 5 commands cost ~110 us of CPU
-    through a ``Pipeline`` here against ~50 us (docs/performance.md), twice a job on a worker's
-    critical path. An error reply raises, the first one, once every reply is read; the client's
-    retry policy applies to the whole trip, as it does to a pipeline."""
+    replies, as Redis gives them (no redis-py response callbacks: ``SET`` answers ``b"OK"``);
+    ``transaction``: inside ``MULTI``/``EXEC``, all or nothing, the replies ``EXEC``'s.
+    What a redis-py pipeline does, without its bookkeeping: 5 commands cost ~200 us of CPU here
+    against ~255 through a ``Pipeline`` (docs/performance.md). An error reply raises, the first
+    one, once every reply is read; the client's retry policy applies to the whole trip, as it
+    does to a pipeline."""
+    trip = [("MULTI",), *commands, ("EXEC",)] if transaction else commands
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
         replies = connection.retry.call_with_retry(
-            lambda: _exchange(connection, commands), lambda _: connection.disconnect()
+            lambda: _exchange(connection, trip), lambda _: connection.disconnect()
         )
     except BaseException:
         connection.disconnect()  # replies may be left unread: the connection is out of step
@@ -106,8 +108,14 @@ def round_trip(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[A
         pool.release(connection)
     for reply in replies:
         if isinstance(reply, redis.ResponseError):
-            raise reply
-    return replies
+            raise reply  # a command refused (in a transaction: EXEC then aborted it)
+    if not transaction:
+        return replies
+    results: list[Any] = replies[-1]
+    for result in results:
+        if isinstance(result, redis.ResponseError):
+            raise result  # a command that failed as it ran; the others of the transaction ran
+    return results
 
 
 def _exchange(connection: redis.Connection, commands: Sequence[Sequence[Any]]) -> list[Any]:
