@@ -31,7 +31,7 @@ import redis.asyncio
 
 from producer import keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
-from producer.connection import async_redis_client, redis_client
+from producer.connection import async_redis_client, redis_client, round_trip
 from producer.errors import (
     BrokerError,
     ConfigError,
@@ -119,7 +119,8 @@ return ARGV[3]
 """
 
 
-_Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+#: a Redis command as its raw arguments, name first: ``("SET", key, value, "NX", "EX", ttl)``
+_Command = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -211,22 +212,14 @@ class _Sent(NamedTuple):
 @dataclass(frozen=True)
 class _Redis:
     """I/O a core step needs: Redis commands sent in one round trip (a MULTI when
-    ``transaction``); the reply is the list of their replies."""
+    ``transaction``); the reply is the list of their replies. Replies are Redis' own (``SET``
+    answers ``b"OK"``, the asyncio client's ``True``): steps read only what both agree on."""
 
     commands: tuple[_Command, ...]
     transaction: bool = True
 
-    @property
-    def single(self) -> bool:
-        """One command outside a transaction: sent as it is, not in a pipeline."""
-        return len(self.commands) == 1 and not self.transaction
-
 
 _Steps = Generator["_Redis | _Notice", Any, T]
-
-
-def _cmd(name: str, *args: Any, **kwargs: Any) -> _Command:
-    return name, args, kwargs
 
 
 @dataclass(frozen=True)
@@ -381,14 +374,14 @@ class _Core:
         records = self._records(jobs)
         replies = yield _Redis(tuple(records))
         if not all(replies):  # the id exists: drop whatever of ours was set beside it
-            strays = [args[0] for (_, args, _), done in zip(records, replies, strict=True) if done]
+            strays = [key for (_, key, *_), done in zip(records, replies, strict=True) if done]
             if strays:
-                yield _Redis((_cmd("delete", *strays),))
+                yield _Redis((("DEL", *strays),))
             return [_Sent(prepared.job.job_id, False, False)]
         try:
             yield _Redis(self.message(jobs), transaction=False)
         except BrokerError:  # not sent: free the id, so that a retry can enqueue it
-            yield _Redis((_cmd("delete", *(args[0] for _, args, _ in records)),))
+            yield _Redis((("DEL", *(key for _, key, *_ in records)),))
             raise
         return [prepared.sent()]
 
@@ -420,12 +413,12 @@ class _Core:
         """What makes the jobs exist: each one's state, and its payload where not inline. No
         Lua: a payload passed through a script costs a megabyte's copy into Lua and back."""
         ns, ttl = self.settings.namespace, self.settings.payload_ttl_s
-        records = []
+        records: list[_Command] = []
         for prepared in jobs:
             job_id = prepared.job.job_id
-            records.append(_cmd("set", keys.job_state(ns, job_id), JobStatus.QUEUED.value, nx=True, ex=ttl))
+            records.append(("SET", keys.job_state(ns, job_id), JobStatus.QUEUED.value, "NX", "EX", ttl))
             if self._inline(prepared) is None:
-                records.append(_cmd("set", keys.job_input(ns, job_id), prepared.payload, nx=True, ex=ttl))
+                records.append(("SET", keys.job_input(ns, job_id), prepared.payload, "NX", "EX", ttl))
         return records
 
     def message(self, jobs: list["_Prepared"]) -> tuple[_Command, ...]:
@@ -448,8 +441,8 @@ class _Core:
         headers, body = task.celery_message(str(uuid.uuid4()), self._origin)
         entry = message_entry(name, first.priority, headers, body)
         return (
-            _cmd("lpush", queue_key(name, first.priority), entry),
-            *(_cmd(command, *args) for command, args in ring(name)),
+            ("LPUSH", queue_key(name, first.priority), entry),
+            *ring(name),
         )
 
     def result(self, job_id: str, timeout_s: float | None, known: bool, notified: bool) -> _Steps[ResultEnvelope]:
@@ -474,7 +467,7 @@ class _Core:
             if notified and self.inbox is not None and not self.inbox.refused:
                 data = yield _Notice(job_id, wait_s)
             else:
-                (popped,) = yield _Redis((_cmd("blpop", [reply_key], wait_s),), transaction=False)
+                (popped,) = yield _Redis((("BLPOP", reply_key, wait_s),), transaction=False)
                 data = popped[1] if popped else None
             if data is None:
                 data = yield from self._look(job_id)
@@ -490,7 +483,7 @@ class _Core:
             keys.job_state(ns, job_id), keys.job_reply(ns, job_id), keys.job_input(ns, job_id), keys.job_cancels(ns)
         )  # fmt: skip
         args = (cancelled, ttl, JobStatus.CANCELLED.value, JobStatus.RUNNING.value, *finals, job_id)
-        (ended,) = yield _Redis((_cmd("eval", _CANCEL, len(job_keys), *job_keys, *args),), transaction=False)
+        (ended,) = yield _Redis((("EVAL", _CANCEL, len(job_keys), *job_keys, *args),), transaction=False)
         if ended is None:
             raise JobNotFound(f"no job {job_id} to cancel: never submitted, or expired")
         return ended == JobStatus.CANCELLED.value.encode()  # type: ignore[no-any-return]
@@ -504,8 +497,8 @@ class _Core:
         ns = self.settings.namespace
         with guard:
             handed, inbox.handed = inbox.handed, []
-        commands = [_cmd("unlink", *(keys.job_reply(ns, job_id) for job_id in handed))] if handed else []
-        commands.append(_cmd("blmpop", WAIT_SLICE_S, 1, inbox.key, direction="LEFT", count=2 * INBOX_READ_MAX))
+        commands: list[_Command] = [("UNLINK", *(keys.job_reply(ns, job_id) for job_id in handed))] if handed else []
+        commands.append(("BLMPOP", WAIT_SLICE_S, 1, inbox.key, "LEFT", "COUNT", 2 * INBOX_READ_MAX))
         try:
             *_, popped = yield _Redis(tuple(commands), transaction=False)
         except BrokerError as exc:
@@ -527,7 +520,7 @@ class _Core:
             waited = inbox.notice([(job_id.decode(), data) for job_id, data in zip(items[0::2], items[1::2])])
         if not waited:
             return
-        answers = yield _Redis(tuple(_cmd("lpop", keys.job_reply(ns, job_id)) for job_id in waited), False)
+        answers = yield _Redis(tuple(("LPOP", keys.job_reply(ns, job_id)) for job_id in waited), False)
         with guard:
             for job_id, data in zip(waited, answers, strict=True):
                 inbox.answer(job_id, data)
@@ -543,7 +536,7 @@ class _Core:
         when neither its reply nor its state exists, ResultTaken when it is answered and its
         reply was read already (JobCancelled when that answer was a cancel)."""
         ns = self.settings.namespace
-        data, state = yield _Redis((_cmd("lpop", keys.job_reply(ns, job_id)), _cmd("get", keys.job_state(ns, job_id))))
+        data, state = yield _Redis((("LPOP", keys.job_reply(ns, job_id)), ("GET", keys.job_state(ns, job_id))))
         if data is not None:
             return data  # type: ignore[no-any-return]
         if state is None:
@@ -558,7 +551,7 @@ class _Core:
         return None
 
     def status(self, job_id: str) -> _Steps[JobStatus]:
-        (state,) = yield _Redis((_cmd("get", keys.job_state(self.settings.namespace, job_id)),), transaction=False)
+        (state,) = yield _Redis((("GET", keys.job_state(self.settings.namespace, job_id)),), transaction=False)
         return JobStatus.decode(state)
 
     @staticmethod
@@ -849,13 +842,7 @@ class Client:
 
     def _do(self, step: _Redis) -> Any:
         try:
-            if step.single:  # a pipeline object costs tens of microseconds a call
-                name, args, kwargs = step.commands[0]
-                return [getattr(self._redis, name)(*args, **kwargs)]
-            with self._redis.pipeline(transaction=step.transaction) as pipe:
-                for name, args, kwargs in step.commands:
-                    getattr(pipe, name)(*args, **kwargs)
-                return pipe.execute()
+            return round_trip(self._redis, step.commands, step.transaction)
         except redis.RedisError as exc:
             raise self._core.broker_error(exc) from None
 
@@ -1019,12 +1006,11 @@ class AsyncClient:
 
     async def _do(self, step: _Redis) -> Any:
         try:
-            if step.single:
-                name, args, kwargs = step.commands[0]
-                return [await getattr(self._redis, name)(*args, **kwargs)]
+            if len(step.commands) == 1 and not step.transaction:  # a pipeline costs tens of us a call
+                return [await self._redis.execute_command(*step.commands[0])]  # type: ignore[no-untyped-call]
             pipe = self._redis.pipeline(transaction=step.transaction)
-            for name, args, kwargs in step.commands:
-                getattr(pipe, name)(*args, **kwargs)
+            for command in step.commands:
+                pipe.execute_command(*command)
             return await pipe.execute()
         except redis.RedisError as exc:
             raise self._core.broker_error(exc) from None

@@ -349,10 +349,10 @@ def message_entry(queue: str, priority: int, headers: dict[str, Any], body: byte
     )
 
 
-def ring(queue: str) -> list[tuple[str, tuple[Any, ...]]]:
+def ring(queue: str) -> list[tuple[Any, ...]]:
     """The commands that push one doorbell token for ``queue``, the list kept to BELL_KEEP."""
     bell = keys.queue_bell(queue)
-    return [("lpush", (bell, BELL)), ("ltrim", (bell, 0, BELL_KEEP - 1))]
+    return [("LPUSH", bell, BELL), ("LTRIM", bell, 0, BELL_KEEP - 1)]
 
 
 def queue_key(queue: str, priority: int) -> str:
@@ -437,18 +437,18 @@ class Channel(kombu_redis.Channel):
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
             pipe.lpush(key, encode_entry(message))
-            for name, args in self._ring(queue):
-                getattr(pipe, name)(*args)
+            for command in self._ring(queue):
+                pipe.execute_command(*command)
             if self._expires and queue in self._expires:
                 for pri in self.priority_steps:
                     pipe.pexpire(self._q_for_pri(queue, pri), self._expires[queue])
             pipe.execute()
 
-    def _ring(self, queue: str) -> list[tuple[str, tuple[Any, ...]]]:
+    def _ring(self, queue: str) -> list[tuple[Any, ...]]:
         """:func:`ring` for kombu's client, which adds ``global_keyprefix`` to LPUSH's key but
         not to LTRIM's."""
-        (push, push_args), (trim, (bell, *bounds)) = ring(queue)
-        return [(push, push_args), (trim, (self.global_keyprefix + bell, *bounds))]
+        push, (trim, bell, *bounds) = ring(queue)
+        return [push, (trim, self.global_keyprefix + bell, *bounds)]
 
     # -- consuming: wait on the doorbells, then claim atomically ------------------------------
 
@@ -512,8 +512,8 @@ class Channel(kombu_redis.Channel):
             return
         for queue in queues:
             (pipe.lpush if leftmost else pipe.rpush)(self._q_for_pri(queue, pri), entry)
-            for name, args in self._ring(queue):
-                getattr(pipe, name)(*args)
+            for command in self._ring(queue):
+                pipe.execute_command(*command)
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         """``basic_get``: the same atomic claim, of one message of one queue."""

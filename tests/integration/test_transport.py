@@ -151,10 +151,7 @@ def test_an_entry_of_either_format_is_delivered_and_restored_whole(broker, publi
             pytest.skip("the client has no global_keyprefix (not an aclq setting)")
         core = _Core(settings)
         job = core.envelope("m", {}, {})
-        with r.pipeline() as pipe:
-            for name, args, kwargs in core.message([_Prepared(job, envelope)]):
-                getattr(pipe, name)(*args, **kwargs)
-            pipe.execute()
+        round_trip(r, core.message([_Prepared(job, envelope)]))
         want = ([[job.job_id]], {"model": "m", "inline": [envelope]})
     else:
         foreign = make_celery(settings)

@@ -42,8 +42,8 @@ def test_bad_options_are_named(jobs, options, fragment):
 
 def sent_message(command: tuple) -> tuple[str, dict, TaskMessage]:
     """The queue key, kombu entry and task of a message the core's LPUSH carries."""
-    name, (key, raw), _ = command
-    assert name == "lpush"
+    name, key, raw = command
+    assert name == "LPUSH"
     entry = decode_entry(raw)
     return key, entry, TaskMessage.from_body(msgpack.unpackb(entry["body"], raw=False))
 
@@ -54,16 +54,17 @@ def test_fresh_jobs_are_enqueued_in_one_transaction_small_ones_inline(jobs):
     big = {"a": np.ones(20_000, np.float32)}  # 80 kB: over the 4 KiB default
     steps = jobs.enqueue("add", [A, big], {"priority": 3})
     multi = next(steps)
-    assert multi.transaction and [c[0] for c in multi.commands] == ["set", "set", "set", "lpush", "lpush", "ltrim"]
-    small_id, big_id = (multi.commands[i][1][0].split(":")[2] for i in (0, 1))
-    assert multi.commands[2][1][0] == keys.job_input("t", big_id)  # the large payload waits under its key
+    assert multi.transaction and [c[0] for c in multi.commands] == ["SET", "SET", "SET", "LPUSH", "LPUSH", "LTRIM"]
+    small_id, big_id = (multi.commands[i][1].split(":")[2] for i in (0, 1))
+    assert multi.commands[0][3:] == ("NX", "EX", jobs.settings.payload_ttl_s)  # reserved, never overwritten
+    assert multi.commands[2][1] == keys.job_input("t", big_id)  # the large payload waits under its key
     key, entry, task = sent_message(multi.commands[3])
     assert key == queue_key(keys.shared_queue("t"), 3) and entry["properties"]["priority"] == 3
     assert task.job_ids == (small_id, big_id) and task.model == "add"
     assert entry["headers"][ROWS_HEADER] == 2 + 20_000  # the rows of its jobs together
     small, large = task.inline
     assert large is None and JobEnvelope.decode(small, 1 << 20).job_id == small_id
-    assert multi.commands[4][1][0] == keys.queue_bell(keys.shared_queue("t"))
+    assert multi.commands[4][1] == keys.queue_bell(keys.shared_queue("t"))
     with pytest.raises(StopIteration) as done:
         steps.send([True] * 6)
     assert done.value.value == [(small_id, True, False), (big_id, True, False)]  # no inbox: never waited
@@ -75,12 +76,12 @@ def test_a_caller_job_id_is_reserved_first_and_freed_when_its_message_cannot_be_
     big = {"a": np.ones(20_000, np.float32)}
     steps = jobs.enqueue("add", [big], {"job_id": "mine"})
     reserve = next(steps)
-    assert [(c[0], c[1][0]) for c in reserve.commands] == [
-        ("set", keys.job_state("t", "mine")),
-        ("set", keys.job_input("t", "mine")),
+    assert [c[:2] for c in reserve.commands] == [
+        ("SET", keys.job_state("t", "mine")),
+        ("SET", keys.job_input("t", "mine")),
     ]
     stray = steps.send([None, True])  # its state existed: a job of that id is there already
-    assert stray.commands == (("delete", (keys.job_input("t", "mine"),), {}),)
+    assert stray.commands == (("DEL", keys.job_input("t", "mine")),)
     with pytest.raises(StopIteration) as done:
         steps.send([1])
     assert done.value.value == [("mine", False, False)]
@@ -90,7 +91,7 @@ def test_a_caller_job_id_is_reserved_first_and_freed_when_its_message_cannot_be_
     send = steps.send([True])
     assert not send.transaction and sent_message(send.commands[0])[2].job_ids == ("mine",)
     rollback = steps.throw(BrokerConnectionError("Redis at x: down"))
-    assert rollback.commands == (("delete", (keys.job_state("t", "mine"),), {}),)
+    assert rollback.commands == (("DEL", keys.job_state("t", "mine")),)
     with pytest.raises(BrokerConnectionError, match="down"):
         steps.send([1])
 
@@ -98,9 +99,9 @@ def test_a_caller_job_id_is_reserved_first_and_freed_when_its_message_cannot_be_
 def test_a_wait_ends_in_job_not_found_when_the_job_vanished(jobs):
     steps = jobs.result("j1", None, known=True, notified=False)
     wait = next(steps)
-    assert wait.commands[0][0] == "blpop" and wait.commands[0][1][1] == 1.0  # one slice, then a look
+    assert wait.commands[0] == ("BLPOP", keys.job_reply("t", "j1"), 1.0)  # one slice, then a look
     look = steps.send([None])
-    assert [c[0] for c in look.commands] == ["lpop", "get"]  # the look takes a reply it finds
+    assert [c[0] for c in look.commands] == ["LPOP", "GET"]  # the look takes a reply it finds
     with pytest.raises(JobNotFound, match="Redis lost it"):
         steps.send([None, None])
 
@@ -114,7 +115,7 @@ def test_a_look_at_an_answered_job_whose_reply_is_gone_says_why(jobs, state, err
     """A result is delivered once: after its wait took it, another reader is told so, not left
     waiting for an answer that came and went."""
     steps = jobs.result("j1", None, known=False, notified=False)
-    assert [c[0] for c in next(steps).commands] == ["lpop", "get"]
+    assert [c[0] for c in next(steps).commands] == ["LPOP", "GET"]
     with pytest.raises(error, match=message):
         steps.send([None, state])
 
@@ -123,7 +124,7 @@ def test_a_look_at_a_running_job_waits_on(jobs):
     steps = jobs.result("j1", None, known=False, notified=False)
     next(steps)
     wait = steps.send([None, b"running"])
-    assert wait.commands[0][0] == "blpop"
+    assert wait.commands[0][0] == "BLPOP"
 
 
 @pytest.mark.parametrize("window", [0, -1])
