@@ -86,14 +86,29 @@ def redis_client(settings: Settings) -> redis.Redis:
     return client
 
 
-def round_trip(client: redis.Redis, commands: Sequence[Sequence[Any]], transaction: bool = False) -> list[Any]:
+def round_trip(
+    client: redis.Redis, commands: Sequence[Sequence[Any]], transaction: bool = False, scripts: Sequence[str] = ()
+) -> list[Any]:
     """Send ``commands`` (each its raw arguments: ``("GET", key)``) in one write and read their
     replies, as Redis gives them (no redis-py response callbacks: ``SET`` answers ``b"OK"``);
     ``transaction``: inside ``MULTI``/``EXEC``, all or nothing, the replies ``EXEC``'s.
     What a redis-py pipeline does, without its bookkeeping: 5 commands cost ~200 us of CPU here
     against ~255 through a ``Pipeline`` (docs/performance.md). An error reply raises, the first
     one, once every reply is read; the client's retry policy applies to the whole trip, as it
-    does to a pipeline."""
+    does to a pipeline. ``scripts``: the Lua the commands call by sha (``EVALSHA``), which a
+    server that lost them (restarted) is given, and the commands sent again: what of them ran
+    the first time must be safe to run twice."""
+    try:
+        return _round_trip(client, commands, transaction)
+    except redis.exceptions.NoScriptError:
+        if not scripts:
+            raise
+        for script in scripts:
+            client.script_load(script)
+        return _round_trip(client, commands, transaction)
+
+
+def _round_trip(client: redis.Redis, commands: Sequence[Sequence[Any]], transaction: bool) -> list[Any]:
     trip = [("MULTI",), *commands, ("EXEC",)] if transaction else commands
     pool = client.connection_pool
     connection = pool.get_connection()

@@ -543,11 +543,7 @@ class Channel(kombu_redis.Channel):
         order, script_keys = self._claim_layout(queues)
         args = (time.time(), DEAD_LETTER_KEEP, limit, len(queues), self._claim_rows, ROWS_HEADER)
         claim = ("EVALSHA", self._claim_script.sha, len(script_keys), *script_keys, *args)
-        try:
-            ((claimed, dead, left),) = round_trip(self._script_client, [claim])
-        except redis.exceptions.NoScriptError:  # a server restarted since: load it, claim again
-            self._script_client.script_load(_CLAIM)
-            ((claimed, dead, left),) = round_trip(self._script_client, [claim])
+        ((claimed, dead, left),) = round_trip(self._script_client, [claim], scripts=[_CLAIM])
         for key, reason in dead:
             self._dead_lettered(key.decode(errors="replace"), reason.decode(errors="replace"))
         _HELD.update(tag.decode() for _, _, tag in claimed)

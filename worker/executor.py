@@ -535,10 +535,7 @@ class Executor:
         delay = 0.1
         while True:
             try:
-                return round_trip(self._redis, commands)
-            except redis.exceptions.NoScriptError:
-                for script in (self._claim, self._finish):
-                    self._redis.script_load(script.script)
+                return round_trip(self._redis, commands, scripts=(_CLAIM, _FINISH))
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 if time.monotonic() + delay > deadline:
                     raise

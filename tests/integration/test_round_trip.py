@@ -1,6 +1,7 @@
 """producer.connection.round_trip against a real server: replies in order, errors after the
 whole trip is read, and a connection never reused out of step."""
 
+import hashlib
 import uuid
 
 import pytest
@@ -58,3 +59,11 @@ def test_a_transaction_answers_execs_replies_and_raises_what_failed_inside_it(r)
         round_trip(r, [("SET", other, "4"), ("GET",)], transaction=True)
     assert r.get(other) == b"3"
     assert round_trip(r, [("GET", other)]) == [b"3"]  # in step after both
+
+
+def test_scripts_the_server_lost_are_loaded_and_the_trip_sent_again(r):
+    script = f"return '{uuid.uuid4().hex}'"  # a script this server has never seen
+    sha = hashlib.sha1(script.encode()).hexdigest()
+    assert round_trip(r, [("EVALSHA", sha, 0)], scripts=[script]) == [script.split("'")[1].encode()]
+    r.script_flush()  # as a restart leaves it
+    assert round_trip(r, [("EVALSHA", sha, 0)], scripts=[script]) == [script.split("'")[1].encode()]
