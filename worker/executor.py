@@ -173,8 +173,8 @@ class Executor:
         self._failpoints = failpoints or FailPoints(client, settings.namespace, armed="")
         self._redis = client
         self._books = books  #: kombu's, where the answers acknowledge their messages
-        # Called by sha (redis-py's Script objects would ask SCRIPT EXISTS first in a pipeline:
-        # a round trip); _round_trip loads them when missing.
+        # Called by sha in the round trips; a server that lost them (restarted) is given them
+        # again by round_trip (its scripts=).
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self.name = name
