@@ -46,8 +46,15 @@ class CommandPacker:
 #: - hiredis parses replies (a 1 MiB reply in 0.26 ms, against 1.9 ms for the pure-Python
 #:   parser); commands are packed by :class:`CommandPacker`;
 #: - no socket timeout (redis-py 8 defaults to 5 s), because waiting for a result is a
-#:   blocking command bounded by its own timeout; keepalive notices a peer that vanished.
-ASYNC_REDIS_OPTIONS: Final[dict[str, Any]] = {"socket_timeout": None, "socket_keepalive": True}
+#:   blocking command bounded by its own timeout; keepalive notices a peer that vanished;
+#: - no cap on connections, as redis-py's sync pool has none: its asyncio pool refuses a 101st
+#:   ("Too many connections"), and each wait for a job that does not name the client's inbox
+#:   holds one while it blocks, so gathering 150 such waits on one event loop failed.
+ASYNC_REDIS_OPTIONS: Final[dict[str, Any]] = {
+    "socket_timeout": None,
+    "socket_keepalive": True,
+    "max_connections": 2**31,
+}
 REDIS_OPTIONS: Final[dict[str, Any]] = {**ASYNC_REDIS_OPTIONS, "command_packer": CommandPacker()}
 #: seconds to reach a sentinel or wait for its answer: a sentinel answers at once or not at
 #: all, and a start-up must not hang on an address nobody listens on

@@ -3,6 +3,7 @@ the workers push each answered job's id there (with the answer, where small), an
 wakes the waits, so no wait holds a blocking connection or makes a round trip of its own. A
 caller waiting alone reads its own reply (docs/wire-format.md, "How a job travels", step 4)."""
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import redis
 
-from producer import Client, JobCancelled, JobFailed, JobNotFound, JobStatus, keys
+from producer import AsyncClient, Client, JobCancelled, JobFailed, JobNotFound, JobStatus, keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.wire import NOTICE_ANSWER_MAX
 from tests import waits
@@ -166,4 +167,20 @@ def test_waits_from_many_threads_each_get_their_own_answer(client, raw_redis):
     with another_wait(client, raw_redis), ThreadPoolExecutor(16) as pool:
         outputs = list(pool.map(one, range(16)))
     for i, out in enumerate(outputs):
+        np.testing.assert_array_equal(out, A * i + A)
+
+
+def test_more_waits_gathered_on_one_event_loop_than_a_pool_holds_each_get_their_answer(cluster):
+    """Jobs submitted with no wait in progress are each waited for by their own BLPOP, which
+    holds a connection while it blocks: gathering more of them than redis-py's asyncio pool
+    allows by default (100) must not fail with "Too many connections"."""
+    count = 150
+
+    async def main() -> list[np.ndarray]:
+        async with AsyncClient(cluster.settings) as client:
+            jobs = [await client.submit("add", {"a": A * i, "b": A}) for i in range(count)]
+            assert not any(job._notified for job in jobs)  # none names the inbox: each its own BLPOP
+            return [out["c"] for out in await asyncio.gather(*(job.result(60) for job in jobs))]
+
+    for i, out in enumerate(asyncio.run(main())):
         np.testing.assert_array_equal(out, A * i + A)
