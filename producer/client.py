@@ -31,7 +31,7 @@ import redis.asyncio
 
 from producer import keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
-from producer.connection import async_redis_client, redis_client, round_trip
+from producer.connection import async_redis_client, async_round_trip, redis_client, round_trip
 from producer.errors import (
     BrokerError,
     ConfigError,
@@ -212,8 +212,8 @@ class _Sent(NamedTuple):
 @dataclass(frozen=True)
 class _Redis:
     """I/O a core step needs: Redis commands sent in one round trip (a MULTI when
-    ``transaction``); the reply is the list of their replies. Replies are Redis' own (``SET``
-    answers ``b"OK"``, the asyncio client's ``True``): steps read only what both agree on."""
+    ``transaction``); the reply is the list of their replies, Redis' own (``SET`` answers
+    ``b"OK"``), the same from both clients (producer.connection's round trips)."""
 
     commands: tuple[_Command, ...]
     transaction: bool = True
@@ -1006,12 +1006,7 @@ class AsyncClient:
 
     async def _do(self, step: _Redis) -> Any:
         try:
-            if len(step.commands) == 1 and not step.transaction:  # a pipeline costs tens of us a call
-                return [await self._redis.execute_command(*step.commands[0])]  # type: ignore[no-untyped-call]
-            pipe = self._redis.pipeline(transaction=step.transaction)
-            for command in step.commands:
-                pipe.execute_command(*command)
-            return await pipe.execute()
+            return await async_round_trip(self._redis, step.commands, step.transaction)
         except redis.RedisError as exc:
             raise self._core.broker_error(exc) from None
 

@@ -116,7 +116,7 @@ def round_trip(
 
 
 def _round_trip(client: redis.Redis, commands: Sequence[Sequence[Any]], transaction: bool) -> list[Any]:
-    trip = [("MULTI",), *commands, ("EXEC",)] if transaction else commands
+    trip = _trip(commands, transaction)
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
@@ -128,16 +128,7 @@ def _round_trip(client: redis.Redis, commands: Sequence[Sequence[Any]], transact
         raise
     finally:
         pool.release(connection)
-    for reply in replies:
-        if isinstance(reply, redis.ResponseError):
-            raise reply  # a command refused (in a transaction: EXEC then aborted it)
-    if not transaction:
-        return replies
-    results: list[Any] = replies[-1]
-    for result in results:
-        if isinstance(result, redis.ResponseError):
-            raise result  # a command that failed as it ran; the others of the transaction ran
-    return results
+    return _results(replies, transaction)
 
 
 def _exchange(connection: redis.Connection, commands: Sequence[Sequence[Any]]) -> list[Any]:
@@ -149,6 +140,72 @@ def _exchange(connection: redis.Connection, commands: Sequence[Sequence[Any]]) -
         except redis.ResponseError as exc:  # the connection is in step: the next reply follows
             replies.append(exc)
     return replies
+
+
+async def async_round_trip(
+    client: redis.asyncio.Redis,
+    commands: Sequence[Sequence[Any]],
+    transaction: bool = False,
+    scripts: Sequence[str] = (),
+) -> list[Any]:
+    """:func:`round_trip` for asyncio. A trip whose task is cancelled mid-way (a wait whose
+    caller went away) drops its connection, as one cut short by an error: its replies would
+    otherwise be read as the next trip's."""
+    try:
+        return await _async_round_trip(client, commands, transaction)
+    except redis.exceptions.NoScriptError:
+        if not scripts:
+            raise
+        for script in scripts:
+            await client.script_load(script)
+        return await _async_round_trip(client, commands, transaction)
+
+
+async def _async_round_trip(
+    client: redis.asyncio.Redis, commands: Sequence[Sequence[Any]], transaction: bool
+) -> list[Any]:
+    trip = _trip(commands, transaction)
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        replies = await connection.retry.call_with_retry(
+            lambda: _async_exchange(connection, trip), lambda _: connection.disconnect()
+        )
+    except BaseException:
+        await connection.disconnect(nowait=True)  # nowait: nothing to wait for in a cancelled task
+        raise
+    finally:
+        await pool.release(connection)
+    return _results(replies, transaction)
+
+
+async def _async_exchange(connection: redis.asyncio.Connection, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    await connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await connection.read_response())
+        except redis.ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
+def _trip(commands: Sequence[Sequence[Any]], transaction: bool) -> Sequence[Sequence[Any]]:
+    return [("MULTI",), *commands, ("EXEC",)] if transaction else commands
+
+
+def _results(replies: list[Any], transaction: bool) -> list[Any]:
+    """The trip's replies (a transaction's: those inside ``EXEC``); the first error raised."""
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            raise reply  # a command refused (in a transaction: EXEC then aborted it)
+    if not transaction:
+        return replies
+    results: list[Any] = replies[-1]
+    for result in results:
+        if isinstance(result, redis.ResponseError):
+            raise result  # a command that failed as it ran; the others of the transaction ran
+    return results
 
 
 def async_redis_client(settings: Settings) -> redis.asyncio.Redis:
