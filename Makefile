@@ -29,14 +29,16 @@ test: $(STAMP)
 
 # The suite prints the one table of ours beside the baselines, and writes it as JSON to compare
 # between commits; the others measure acl_core alone, offline batch, a long soak, Redis' cost
-# per job and the fleet it feeds (docs/scaling.md), Sentinel failovers (docs/reliability.md) and
-# `aclq batch` against in-process ONNX Runtime. bench.memory (a multi-GB file) runs by hand.
+# per job and the fleet it feeds (docs/scaling.md), the clients' own CPU a job, Sentinel
+# failovers (docs/reliability.md) and `aclq batch` against in-process ONNX Runtime.
+# bench.memory (a multi-GB file) runs by hand.
 bench: examples/model_repo
 	$(PY) -m bench.suite --json bench-results.json
 	$(PY) -m bench.acl_overhead
 	$(PY) -m bench.batch
 	$(PY) -m bench.soak
 	$(PY) -m bench.round_trips
+	$(PY) -m bench.clients
 	$(PY) -m bench.scaling
 	$(PY) -m bench.failover
 	$(PY) -m bench.offline
