@@ -227,6 +227,8 @@ def test_cli_without_a_broker_starts_its_own(model_repo, npy_dir, tmp_path):
     summary = json.loads(done.stdout)
     assert summary["done"] == len(arrays) == sum(summary["devices"].values())
     assert set(summary["devices"]) <= {"0", "1"}
+    # --quiet: the command's own lines only, none of its workers' (e.g. Celery's warning for root)
+    assert all(line.startswith("aclq batch: ") for line in done.stderr.splitlines() if line), done.stderr
 
 
 def test_ais_bench_output_formats(client, model_repo, npy_dir, tmp_path):
