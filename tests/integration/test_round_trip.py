@@ -99,7 +99,7 @@ def test_an_async_trip_cancelled_mid_wait_drops_its_connection(r, redis_server, 
     """A wait whose caller went away: its BLPOP, left on a connection the pool hands out again,
     would take the next value pushed and give it to the next trip as that trip's reply."""
     key, queue = f"rt:{uuid.uuid4().hex}", f"rt:{uuid.uuid4().hex}"
-    client = redis.asyncio.Redis.from_url(redis_server.url, **ASYNC_REDIS_OPTIONS, max_connections=1)
+    client = redis.asyncio.Redis.from_url(redis_server.url, **{**ASYNC_REDIS_OPTIONS, "max_connections": 1})
 
     def blocked() -> int:
         return int(r.info("clients")["blocked_clients"])
