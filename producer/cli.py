@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from importlib.metadata import EntryPoint, entry_points
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -191,7 +192,7 @@ def batch(
         # planned first: a bad input is named before any server or worker starts (and with
         # --batch-size auto, this plan's first item is what the probe jobs carry)
         work = batch_run.plan(source, output, batch_size=batch_size or batch_run.PROBE_ROWS, input_name=input_name)
-        with _broker(settings) as ready, Client(ready) as client:
+        with _broker(settings, model_ref) as ready, Client(ready) as client:
             if transfer == "auto":
                 transfer, why = batch_run.choose_transfer(fetch_status(ready).workers, ready.host)
                 click.echo(f"aclq batch: transfer {transfer}: {why}", err=True)
@@ -248,7 +249,7 @@ def perf(
     if not inputs:
         raise click.BadParameter("give the inputs: --input NAME=FILE.npy, or --shape NAME=D0,D1,... to generate one")
     try:
-        with _broker(Settings.from_env()) as ready, Client(ready) as client:
+        with _broker(Settings.from_env(), model_ref) as ready, Client(ready) as client:
             summary = run_perf(
                 client, name, inputs, loop=loop, warmup=warmup, window=window,
                 version=version, options=options, device=device,
@@ -293,16 +294,20 @@ def _generated(pairs: tuple[str, ...], dtype: str) -> dict[str, np.ndarray]:
 
 
 @contextlib.contextmanager
-def _broker(settings: Settings) -> Iterator[Settings]:
+def _broker(settings: Settings, model_ref: str) -> Iterator[Settings]:
     """The settings to use: as given when a broker is configured, else those of the local
-    cluster a worker host provides (entry point ``aclq.local_cluster``)."""
+    cluster a worker host provides (entry point ``aclq.local_cluster``), whose workers load
+    ``model_ref`` and run it once as they start (ACLQ_WARMUP_MODELS), before they are ready:
+    the load and the slower first run happen while the command waits for them anyway, not in
+    the first items."""
     if settings.redis_url:
         yield settings
         return
     providers = entry_points(group="aclq.local_cluster")
     if not providers:
         raise ConfigError(f"no broker configured: set ACLQ_REDIS_URL, or {WORKER_EXTRA} to run a private one")
-    with next(iter(providers)).load()(settings) as local:
+    warm = replace(settings, warmup_models=",".join(filter(None, [settings.warmup_models, model_ref])))
+    with next(iter(providers)).load()(warm) as local:
         yield local
 
 

@@ -134,6 +134,9 @@ class Settings:
     model_cache_mb: int = DEFAULT_MODEL_CACHE_MB
     inline_max_kb: int = DEFAULT_INLINE_MAX_KB
     coalesce_max_jobs: int = DEFAULT_COALESCE_MAX_JOBS
+    #: models a worker loads and runs once before it is ready, besides those whose config.json
+    #: asks for warm-up: ``NAME`` or ``NAME:VERSION``, comma-separated
+    warmup_models: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> "Settings":
@@ -169,6 +172,18 @@ class Settings:
             raise ConfigError(f"ACLQ_HOST {self.host!r} must be 1-64 letters, digits, '_' or '-'")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.namespace):
             raise ConfigError(f"ACLQ_NAMESPACE {self.namespace!r} must be 1-64 letters, digits, '_', '.', '-'")
+        self.warmup_refs()  # a malformed list fails here
+
+    def warmup_refs(self) -> list[tuple[str, int | None]]:
+        """``warmup_models`` as (name, version or None); whether a name exists is the worker's
+        to find (it logs each that cannot be warmed up, and serves on)."""
+        refs = []
+        for entry in filter(None, (e.strip() for e in self.warmup_models.split(","))):
+            name, _, version = entry.partition(":")
+            if not name or (version and not version.isdigit()):
+                raise ConfigError(f"ACLQ_WARMUP_MODELS: {entry!r} must be NAME or NAME:VERSION")
+            refs.append((name, int(version) if version else None))
+        return refs
 
     def to_env(self) -> dict[str, str]:
         """The ``ACLQ_*`` variables that rebuild these settings in another process."""

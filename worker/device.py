@@ -95,7 +95,7 @@ class DeviceWorker:
         )
         heartbeat.start()
         cancels.start()
-        warm_up(models, repository)
+        warm_up(models, repository, settings.warmup_refs())
         bound.ready = True
         heartbeat.beat()
         log.info("worker %s bound device %d (%s)", name, device.id, device.provider)
@@ -152,14 +152,21 @@ class DeviceWorker:
         )  # fmt: skip
 
 
-def warm_up(models: ModelCache, repository: ModelRepository) -> None:
-    """Load, and run once on zeros, every model whose config.json asks for warm-up."""
+def warm_up(models: ModelCache, repository: ModelRepository, named: list[tuple[str, int | None]]) -> None:
+    """Load, and run once on zeros, every model whose config.json asks for warm-up and every one
+    ``named`` (ACLQ_WARMUP_MODELS: what `aclq batch` and `aclq perf` give the workers they
+    start, so that a model loads while the worker starts, not in its first job)."""
+    flagged: list[tuple[str, int | None]] = []
     for name in repository.names():
         try:
-            if not repository.resolve(name).config.warmup:
-                continue
-            model, ref = models.get(name)
+            if repository.resolve(name).config.warmup:
+                flagged.append((name, None))
+        except AclError as exc:
+            log.warning("warm-up of %s failed: %s", name, exc)
+    for name, version in dict.fromkeys([*flagged, *named]):
+        try:
+            model, ref = models.get(name, version)
             model.execute({s.name: np.zeros([max(d, 1) for d in s.dims], s.numpy_dtype) for s in model.inputs})
             log.info("warmed up %s:%d", ref.name, ref.version)
         except AclError as exc:
-            log.warning("warm-up of %s failed: %s", name, exc)
+            log.warning("warm-up of %s failed: %s", name if version is None else f"{name}:{version}", exc)

@@ -91,3 +91,19 @@ def test_metrics_endpoint_and_warm_up(redis_server, model_repo, tmp_path, namesp
     assert "aclq_execution_seconds_count" in text and "aclq_queue_wait_seconds_bucket" in text
     assert "aclq_models_loaded 2.0" in text and "aclq_device_memory_in_use_bytes 0.0" in text
     assert "aclq_batch_rows_count 1.0" in text
+
+
+def test_models_named_for_warm_up_are_loaded_before_the_worker_is_ready(redis_server, model_repo, namespace, capfd):
+    """ACLQ_WARMUP_MODELS (what `aclq batch` gives the workers it starts): each loaded and run
+    once before the worker is ready; a name the repository lacks is logged, and the worker
+    serves on."""
+    settings = Settings(
+        redis_url=redis_server.url, namespace=namespace, model_repo=str(model_repo), warmup_models="conv,nosuch,mlp:1"
+    )
+    with LocalCluster(settings, devices=[0], loglevel="INFO") as cluster, Client(settings) as client:
+        (worker,) = read_status(client._redis, settings).workers
+        assert worker.ready and sorted(worker.models) == ["conv:1", "mlp:1"]  # before any job
+        assert worker.done == 0
+        np.testing.assert_array_equal(client.infer("add", GOOD, result_timeout_s=30)["c"], GOOD["a"] + GOOD["b"])
+        assert cluster.workers[0].poll() is None
+    assert "warm-up of nosuch failed" in capfd.readouterr().err  # the worker's log, on this process's stderr

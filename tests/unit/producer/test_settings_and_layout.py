@@ -27,6 +27,10 @@ def test_from_env():
     assert (s.redis_url, s.namespace, s.result_ttl_s, s.device) == ("redis://:pw@h:1/0", "ns", 5, 1)
     assert Settings.from_env(env, namespace="other").namespace == "other"
     assert Settings.from_env(s.to_env()) == s
+    assert Settings.from_env({"ACLQ_WARMUP_MODELS": " mlp, resnet50:2 ,"}).warmup_refs() == [
+        ("mlp", None),
+        ("resnet50", 2),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -41,6 +45,8 @@ def test_from_env():
         ({"ACLQ_REDIS_URL": "sentinel://h:1/1;sentinel://h:2/2?master_name=m"}, "gives database 1, 2"),
         ({"ACLQ_REDIS_URL": "sentinel://:26379/0?master_name=m"}, "a sentinel without a host"),
         ({"ACLQ_NAMESPACE": "a b"}, "ACLQ_NAMESPACE"),
+        ({"ACLQ_WARMUP_MODELS": "mlp,resnet:v2"}, "ACLQ_WARMUP_MODELS: 'resnet:v2' must be NAME or NAME:VERSION"),
+        ({"ACLQ_WARMUP_MODELS": ":3"}, "ACLQ_WARMUP_MODELS: ':3' must be NAME or NAME:VERSION"),
     ],
 )
 def test_bad_settings_are_named(env, fragment):
