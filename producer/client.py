@@ -854,7 +854,14 @@ class AsyncClient:
     def __init__(self, settings: Settings | str | None = None) -> None:
         self._core = _Core(settings)
         self.settings = self._core.settings
-        self._redis = async_redis_client(self.settings)
+        #: a Redis client per event loop that used this one: redis.asyncio's connections belong
+        #: to the loop that opened them, so a client used under several loops in turn
+        #: (``asyncio.run`` twice, a test suite's loop per test) failed on the second with
+        #: "attached to a different loop". The first is made here, so a bad URL fails here.
+        self._unbound: redis.asyncio.Redis | None = async_redis_client(self.settings)
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
         self._coalescing = _Coalescing()
 
     async def submit(self, model: str, inputs: Mapping[str, Any], **options: Unpack[SubmitOptions]) -> AsyncJob:
@@ -939,12 +946,19 @@ class AsyncClient:
         return AsyncJob(self, job_id)
 
     async def aclose(self) -> None:
+        """Stop the inbox's reader and close the running event loop's connections (a loop that
+        ended without closing its own leaves them to be closed when collected)."""
         reader = self._core.inbox.reader if self._core.inbox is not None else None
         if reader is not None:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-        await self._redis.aclose()
+        redis_client = self._clients.pop(asyncio.get_running_loop(), None)
+        if redis_client is not None:
+            await redis_client.aclose()
+        if self._unbound is not None:  # never used
+            await self._unbound.aclose()
+            self._unbound = None
 
     def _waiting(self, change: int) -> None:
         """As :meth:`Client._waiting`."""
@@ -1004,9 +1018,18 @@ class AsyncClient:
             except BrokerError as exc:
                 error = exc
 
+    def _redis(self) -> redis.asyncio.Redis:
+        """The Redis client of the running event loop."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client, self._unbound = self._unbound or async_redis_client(self.settings), None
+            self._clients[loop] = client
+        return client
+
     async def _do(self, step: _Redis) -> Any:
         try:
-            return await async_round_trip(self._redis, step.commands, step.transaction)
+            return await async_round_trip(self._redis(), step.commands, step.transaction)
         except redis.RedisError as exc:
             raise self._core.broker_error(exc) from None
 

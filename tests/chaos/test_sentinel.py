@@ -120,8 +120,8 @@ def test_the_async_client_uses_the_primary_the_sentinels_name():
         async def round_trip() -> bytes:
             client = AsyncClient(settings)
             try:
-                await client._redis.set("k", b"v")
-                return await client._redis.get("k")  # type: ignore[no-any-return]
+                await client._redis().set("k", b"v")
+                return await client._redis().get("k")  # type: ignore[no-any-return]
             finally:
                 await client.aclose()
 

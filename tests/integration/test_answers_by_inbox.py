@@ -184,3 +184,29 @@ def test_more_waits_gathered_on_one_event_loop_than_a_pool_holds_each_get_their_
 
     for i, out in enumerate(asyncio.run(main())):
         np.testing.assert_array_equal(out, A * i + A)
+
+
+# The connections a loop left open when it ended are closed when collected, as asyncio's own
+# are, with a ResourceWarning: expected here (the client is never closed between loops).
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_one_async_client_serves_one_event_loop_after_another(cluster):
+    """A client made once and used under asyncio.run again and again (a script's steps, a test
+    suite's loop per test), not closed in between: each loop gets connections of its own (a
+    loop's cannot serve another: this failed with "attached to a different loop"), and its own
+    inbox reader for the waits beside others."""
+    client = AsyncClient(cluster.settings)
+
+    async def step(client: AsyncClient, i: int) -> list[np.ndarray]:
+        alone = await client.infer("add", {"a": A * i, "b": A}, result_timeout_s=60)
+        together = await asyncio.gather(
+            *(client.infer("add", {"a": A * j, "b": A}, result_timeout_s=60) for j in range(8))
+        )
+        return [alone["c"], *(out["c"] for out in together)]
+
+    for i in range(3):
+        outs = asyncio.run(step(client, i))
+        np.testing.assert_array_equal(outs[0], A * i + A)
+        for j, out in enumerate(outs[1:]):
+            np.testing.assert_array_equal(out, A * j + A)
+    del client
+    gc.collect()  # here, not in another test
