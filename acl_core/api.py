@@ -183,10 +183,9 @@ class Model:
             missing = [s.name for s in self.inputs if s.name not in feeds]
             unknown = [n for n in feeds if n not in {s.name for s in self.inputs}]
             described = ", ".join(str(s) for s in self.inputs)
-            raise error_for(
-                codes.ACL_ERROR_MODEL_INPUT_NOT_MATCH,
-                f"missing inputs {missing}, unknown inputs {unknown}; model inputs: {described}",
-            )
+            problems = (("missing", missing), ("unknown", unknown))
+            wrong = ", ".join(f"{kind} inputs {names}" for kind, names in problems if names)
+            raise error_for(codes.ACL_ERROR_MODEL_INPUT_NOT_MATCH, f"{wrong}; model inputs: {described}")
         checked = {}
         for spec in self.inputs:
             array = np.asarray(feeds[spec.name], order="C")  # ascontiguousarray would make 0-d 1-d
