@@ -22,16 +22,16 @@ from producer.client import Client
 from producer.errors import WORKER_EXTRA, AclqError, ConfigError
 from producer.malloc import keep_message_buffers
 from producer.perf import run_perf
-from producer.settings import Settings
+from producer.settings import Settings, model_ref
 from producer.status import fetch_status, healthy, render
 from producer.wire import OUTPUT_FORMATS
 
 
 def _model_ref(value: str) -> tuple[str, int | None]:
-    name, _, ver = value.partition(":")
-    if ver and not ver.isdigit():
-        raise click.BadParameter(f"{value!r}: the version after ':' must be a number")
-    return name, int(ver) if ver else None
+    try:
+        return model_ref(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}") from None
 
 
 def _options(pairs: tuple[str, ...]) -> dict[str, int]:

@@ -105,6 +105,17 @@ class SentinelTarget:
         return ", ".join(f"{host}:{port}" for host, port in self.sentinels)
 
 
+def model_ref(value: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME:VERSION`` as (name, version or None); ValueError saying what is wrong
+    (whether the name is a valid one is the worker's to say, with its ACL code)."""
+    name, _, version = value.partition(":")
+    if version and not version.isdigit():
+        raise ValueError("the version after ':' must be a number")
+    if not name:
+        raise ValueError("a model name is needed before ':'")
+    return name, int(version) if version else None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Redis is and how aclq uses it. Each field has an ``ACLQ_<FIELD>`` variable.
@@ -179,10 +190,10 @@ class Settings:
         to find (it logs each that cannot be warmed up, and serves on)."""
         refs = []
         for entry in filter(None, (e.strip() for e in self.warmup_models.split(","))):
-            name, _, version = entry.partition(":")
-            if not name or (version and not version.isdigit()):
-                raise ConfigError(f"ACLQ_WARMUP_MODELS: {entry!r} must be NAME or NAME:VERSION")
-            refs.append((name, int(version) if version else None))
+            try:
+                refs.append(model_ref(entry))
+            except ValueError as exc:
+                raise ConfigError(f"ACLQ_WARMUP_MODELS: {entry!r}: {exc}") from None
         return refs
 
     def to_env(self) -> dict[str, str]:

@@ -40,6 +40,8 @@ def test_unreachable_redis_masks_the_password(tmp_path):
 def test_bad_option_and_model_ref(tmp_path):
     done = aclq("submit", "--model", "add:x", "--input", "a=b.npy", "--output", "o.npz", ACLQ_REDIS_URL="redis://h/0")
     assert done.returncode == 2 and "the version after ':' must be a number" in done.stderr
+    done = aclq("submit", "--model", ":1", "--input", "a=b.npy", "--output", "o.npz", ACLQ_REDIS_URL="redis://h/0")
+    assert done.returncode == 2 and "':1': a model name is needed before ':'" in done.stderr
     done = aclq("submit", "--model", "add", "--input", "a=b.npy", "--output", "o.npz", "--option", "x=1.5",
                 ACLQ_REDIS_URL="redis://h/0")  # fmt: skip
     assert done.returncode == 2 and "must be NAME=INTEGER" in done.stderr

@@ -45,8 +45,11 @@ def test_from_env():
         ({"ACLQ_REDIS_URL": "sentinel://h:1/1;sentinel://h:2/2?master_name=m"}, "gives database 1, 2"),
         ({"ACLQ_REDIS_URL": "sentinel://:26379/0?master_name=m"}, "a sentinel without a host"),
         ({"ACLQ_NAMESPACE": "a b"}, "ACLQ_NAMESPACE"),
-        ({"ACLQ_WARMUP_MODELS": "mlp,resnet:v2"}, "ACLQ_WARMUP_MODELS: 'resnet:v2' must be NAME or NAME:VERSION"),
-        ({"ACLQ_WARMUP_MODELS": ":3"}, "ACLQ_WARMUP_MODELS: ':3' must be NAME or NAME:VERSION"),
+        (
+            {"ACLQ_WARMUP_MODELS": "mlp,resnet:v2"},
+            "ACLQ_WARMUP_MODELS: 'resnet:v2': the version after ':' must be a number",
+        ),
+        ({"ACLQ_WARMUP_MODELS": ":3"}, "ACLQ_WARMUP_MODELS: ':3': a model name is needed before ':'"),
     ],
 )
 def test_bad_settings_are_named(env, fragment):
