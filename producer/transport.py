@@ -22,9 +22,11 @@ Scripts cannot block, so the worker waits on a *doorbell*: the producer pushes a
 takes a token, not a message. Tokens are only hints: one lost with a killed worker costs
 nothing, since every wait also ends after ``brpop_timeout`` (1 s) with a claim, a claim that
 takes all it may while messages are left claims again at once (a backlog drains at full speed,
-tokens or not), and a token without a message makes a claim that finds nothing. A claim of
-several messages takes their tokens too, so the tokens left match the messages left. A message
-published by something other than aclq (no token) is therefore still consumed, within a second. Per message this costs
+tokens or not, taking none), and a token without a message makes a claim that finds nothing.
+So a claim leaves its queue no more tokens than messages, and takes none while the messages are
+more: a burst past ``BELL_KEEP`` messages has fewer tokens than messages, and each is a worker
+that comes to wait woken at once until the messages run out. A message published by something
+other than aclq (no token) is still consumed, within a second. Per message this costs
 at most what kombu's own consumption did: two round trips for the worker (the wait, the claim)
 and one for the producer (message and token in one pipeline); a backlog, two per claim.
 
@@ -78,8 +80,8 @@ CLAIM_ROWS_OPTION: Final = "aclq_claim_rows"
 # clock, as kombu scores deliveries), dead letters kept, most messages to claim, how many
 # queues, most rows to claim (0: any; the first message is taken whatever its rows), the header
 # that says a message's rows (producer.wire.ROWS_HEADER; a row a message without it). Each
-# message claimed takes a doorbell token of its queue with it, the first excepted (the consumer
-# took one to come here); messages popped past the rows go back in order with their tokens.
+# queue it touched keeps no more doorbell tokens than messages left; messages popped past the
+# rows go back in order.
 # Returns {claimed, dead, left}: {index of the queue key, message, delivery tag} per message
 # claimed, in order; {queue key, reason} per entry dead-lettered on the way; then how many of
 # the queue keys still hold entries (0 unless it claimed all it could). What it records is
@@ -185,7 +187,7 @@ local function pop(n)
   return {}
 end
 
-local claimed, dead, want, tokens = {}, {}, tonumber(ARGV[3]), {}
+local claimed, dead, want, touched = {}, {}, tonumber(ARGV[3]), {}
 local rows_max, rows, full = tonumber(ARGV[5]), 0, false
 while not full and #claimed < want do
   local popped = pop(want - #claimed)
@@ -209,19 +211,33 @@ while not full and #claimed < want do
       redis.call('ZADD', KEYS[2], ARGV[1], tag)
       redis.call('HSET', KEYS[1], tag, record)
       claimed[#claimed + 1] = {i - first_key + 1, raw, tag}
-      local bell = KEYS[4 + (i - first_key) % queues]
-      tokens[bell] = (tokens[bell] or (#claimed == 1 and -1 or 0)) + 1
+      touched[(i - first_key) % queues] = true
       rows = rows + rows_of(headers)
       full = rows_max > 0 and rows >= rows_max
     else
       redis.call('LPUSH', KEYS[3], cmsgpack.pack({queue = KEYS[i], reason = reason, entry = raw, at = ARGV[1]}))
       redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[2]) - 1)
       dead[#dead + 1] = {KEYS[i], reason}
+      touched[(i - first_key) % queues] = true
     end
   end
 end
-for bell, n in pairs(tokens) do
-  if n > 0 then redis.call('LTRIM', bell, 0, -n - 1) end  -- tokens are alike: drop n of them
+-- A queue touched keeps no more tokens than messages (a token without one wakes a worker for
+-- a claim that finds nothing), and no fewer than it had while messages are more: past a burst
+-- of BELL_KEEP messages the tokens are fewer than the messages, and must last as long as they
+-- do for every worker that comes to wait meanwhile.
+for j in pairs(touched) do
+  local bell = KEYS[4 + j]
+  local tokens, left, k = redis.call('LLEN', bell), 0, first_key + j
+  while k <= #KEYS and left < tokens do
+    left = left + redis.call('LLEN', KEYS[k])
+    k = k + queues
+  end
+  if left == 0 and tokens > 0 then
+    redis.call('DEL', bell)
+  elseif left < tokens then
+    redis.call('LTRIM', bell, 0, left - 1)  -- tokens are alike: keep as many as messages
+  end
 end
 -- whether messages are left (a list exists while it holds entries): the consumer claims again
 -- at once, without a token, only then
@@ -457,9 +473,10 @@ class Channel(kombu_redis.Channel):
         if not self._claim_queues:
             return
         if self._last_claimed is not None:
-            # The last claim found a message, so more may wait, with or without tokens: take that
-            # queue's token if there is one (RPOP answers at once) and claim again, without waiting.
-            command_args: list[Any] = ["RPOP", keys.queue_bell(self._last_claimed)]
+            # The last claim took all it could and messages are left: claim again without waiting
+            # or taking a token (LLEN answers at once and changes nothing): the tokens are for the
+            # workers that wait, and a backlog past BELL_KEEP messages has fewer than messages.
+            command_args: list[Any] = ["LLEN", keys.queue_bell(self._last_claimed)]
         else:
             bells = [keys.queue_bell(queue) for queue in self._claim_queues]
             command_args = ["BRPOP", *bells, timeout or self.brpop_timeout or 0]

@@ -102,6 +102,28 @@ def test_a_doorbell_keeps_its_newest_tokens_only(broker, monkeypatch):
     assert r.llen(prefixed(options, keys.shared_queue(settings.namespace))) == 5  # every message stays
 
 
+def test_a_burst_past_the_doorbells_keep_leaves_its_tokens_for_workers_that_come_to_wait(broker, monkeypatch):
+    """12 messages, 3 tokens kept: the consumer's wait takes one, and its claims take none while
+    the messages are more than the tokens (a worker that comes to wait meanwhile is woken at
+    once, not a doorbell timeout later); then the tokens go with the messages."""
+    settings, app, channel, r, options = broker
+    monkeypatch.setattr(transport, "BELL_KEEP", 3)
+    for i in range(12):
+        publish(app, settings, job_id=f"job-{i}")
+    shared = keys.shared_queue(settings.namespace)
+    bell = prefixed(options, keys.queue_bell(shared))
+    seen = []
+    while len(seen) < 12:
+        delivered = consume(settings, channel, 1, prefetch_count=2)
+        seen += job_ids(delivered)
+        left = r.llen(prefixed(options, shared))
+        assert left == 12 - len(seen)
+        assert r.llen(bell) == min(2, left)
+        for message in delivered:
+            message.ack()
+    assert seen == [f"job-{i}" for i in range(12)]
+
+
 def test_a_server_that_lost_the_claim_script_gets_it_again(broker):
     """After a restart Redis has no scripts: the claim loads its own and takes the message."""
     settings, app, channel, r, _ = broker
