@@ -12,11 +12,12 @@ worker per system: payloads tiny (add), 1 MiB and 16 MiB (identity_uint8), and m
   * ONNX Runtime in-process (the limit).
 Throughput:
   * tiny jobs/s, one worker each: aclq one submit per job, aclq ``map`` (window 64), plain
-    Celery no-op;
+    Celery no-op (the median of BLOCKS interleaved blocks);
   * dynamic batching, two workers (devices 0 and 1), one-row jobs of mlp_large (512 -> 1024 ->
     1024 -> 10, 6 MB of weights), batching off (no config.json) and on (64 rows, 2 ms): kept in
     flight by IN_FLIGHT threads of single ``submit``s; a backlog queued while the workers are
-    stopped, then drained (the workers' rate alone); sent at once, one a message and CHUNK a
+    stopped, then drained (the workers' rate alone: once every worker is answering, its
+    producers reading the answers only after it; the median of DRAINS); sent at once, one a message and CHUNK a
     message (producers and workers sharing the machine); at one fixed offered load both can
     carry (half the unbatched sent-at-once rate),
     with p50/p99 of enqueue -> answer; beside the engine's own gain (ONNX Runtime in-process, one
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -48,6 +50,7 @@ from bench import baselines
 from examples.build_models import build
 from producer import Client, Settings, keys, transport
 from producer.connection import REDIS_OPTIONS
+from producer.dispatch import celery_config
 from producer.malloc import keep_message_buffers
 from producer.wire import PRIORITIES
 from worker.embedded import RedisServer
@@ -58,6 +61,8 @@ MODELS = ["add", "mlp", "conv", "identity_uint8"]
 PRODUCERS = 2
 #: jobs a message when a producer sends them in chunks (``submit_many``, as ``map`` does)
 CHUNK = 32
+#: interleaved blocks of the latency and tiny-throughput cases
+BLOCKS = 5
 Row = dict[str, Any]
 
 
@@ -115,39 +120,44 @@ def latency(client: Client, r: redis.Redis, repo: Path, rounds: int) -> list[Row
         timed(fn, 5)
     samples: dict[tuple[str, str], list[float]] = {k: [] for k in cases}
     progress("latency")
-    for _ in range(5):
+    for _ in range(BLOCKS):
         for (case, system), fn in cases.items():
-            n = max(rounds // 5 // (10 if case.startswith("16 MiB") else 1), 4)
+            n = max(rounds // BLOCKS // (10 if case.startswith("16 MiB") else 1), 4)
             samples[case, system] += timed(fn, n)
     return [{"section": "latency", "case": c, "system": s, **quantiles(lat)} for (c, s), lat in samples.items()]
 
 
 def tiny_throughput(client: Client, jobs: int) -> list[Row]:
+    """Tiny jobs/s of each system: the median of BLOCKS interleaved blocks of ``jobs / BLOCKS``
+    (twice that for ``map``), so that a neighbour's burst on this shared machine hits every
+    system, not the one that ran then."""
     a = np.ones((2, 3), np.float32)
     tiny = {"a": a, "b": a}
-
-    def rate(run: Callable[[], None], n: int) -> float:
-        progress(f"tiny throughput: {run.__name__}")
-        started = time.perf_counter()
-        run()
-        return n / (time.perf_counter() - started)
+    n = max(jobs // BLOCKS, 1)
 
     def one_by_one() -> None:
-        for job in [client.submit("add", tiny) for _ in range(jobs)]:
+        for job in [client.submit("add", tiny) for _ in range(n)]:
             job.result(60)
 
     def mapped() -> None:
-        for _ in client.map("add", [tiny] * (2 * jobs), window=64):
+        for _ in client.map("add", [tiny] * (2 * n), window=64):
             pass
 
     def noop() -> None:
-        for handle in [baselines.noop.delay() for _ in range(jobs)]:
+        for handle in [baselines.noop.delay() for _ in range(n)]:
             handle.get(timeout=60)
 
+    runs = {"aclq, submit per job": (one_by_one, n), "aclq, map window 64": (mapped, 2 * n), "celery no-op": (noop, n)}
+    rates: dict[str, list[float]] = {system: [] for system in runs}
+    progress("tiny throughput")
+    for _ in range(BLOCKS):
+        for system, (run, count) in runs.items():
+            started = time.perf_counter()
+            run()
+            rates[system].append(count / (time.perf_counter() - started))
     return [
-        {"section": "throughput", "case": "tiny", "system": "aclq, submit per job", "jobs_s": rate(one_by_one, jobs)},
-        {"section": "throughput", "case": "tiny", "system": "aclq, map window 64", "jobs_s": rate(mapped, 2 * jobs)},
-        {"section": "throughput", "case": "tiny", "system": "celery no-op", "jobs_s": rate(noop, jobs)},
+        {"section": "throughput", "case": "tiny", "system": system, "jobs_s": statistics.median(rates[system])}
+        for system in runs
     ]
 
 
@@ -157,6 +167,11 @@ BATCH_MODEL, BATCH_WIDTH = "mlp_large", 512
 IN_FLIGHT = 32
 #: interleaved rounds of the engine's own batch gain
 ENGINE_ROUNDS = 7
+#: drains of a queued backlog a case, the median reported: a batched one lasts half a second
+DRAINS = 3
+
+#: one job as a producer saw it: enqueued and answered (Unix seconds), jobs executed together, device
+Answered = tuple[float, float, int, int | None]
 
 
 def rows_of(model: str, jobs: int, seed: int) -> np.ndarray:
@@ -165,11 +180,12 @@ def rows_of(model: str, jobs: int, seed: int) -> np.ndarray:
 
 
 def produce(
-    url: str, model: str, jobs: int, rate: float | None, chunk: int, start_at: float, seed: int
-) -> list[tuple[float, float, int]]:
+    url: str, model: str, jobs: int, rate: float | None, chunk: int, start_at: float, seed: int, hold: str = ""
+) -> list[Answered]:
     """One producer process: ``jobs`` one-row jobs, ``chunk`` jobs a message, at ``rate`` jobs/s
-    (None: at once) from ``start_at``; returns (enqueued, answered, batch_jobs) per
-    job, in Unix seconds."""
+    (None: at once) from ``start_at``; reads their answers (once an entry is pushed onto the
+    list ``hold``, where one is named); returns (enqueued, answered, batch_jobs, device) per
+    job, in Unix seconds (the answer's time the worker's)."""
     keep_message_buffers()
     x = rows_of(model, jobs, seed)
     with Client(url) as client:
@@ -180,16 +196,17 @@ def produce(
                 time.sleep(max(0.0, start_at + i / rate - time.time()))
             now = time.time()
             sent += [(now, job) for job in client.submit_many(model, [{"x": row} for row in x[i : i + chunk]])]
+        if hold:
+            with redis.Redis.from_url(url, **REDIS_OPTIONS) as r:  # no socket timeout: the drain may be long
+                r.blpop([hold], 0)
         out = []
         for enqueued, job in sent:
             details = job.details(120)
-            out.append((enqueued, enqueued + details.timings["total_ms"] / 1000, details.batch_jobs))
+            out.append((enqueued, enqueued + details.timings["total_ms"] / 1000, details.batch_jobs, details.device))
         return out
 
 
-def keep_in_flight(
-    url: str, model: str, jobs: int, threads: int, start_at: float, seed: int
-) -> list[tuple[float, float, int]]:
+def keep_in_flight(url: str, model: str, jobs: int, threads: int, start_at: float, seed: int) -> list[Answered]:
     """One producer process: ``threads`` threads each submitting one row and waiting for it, until
     ``jobs`` are answered (an application's many concurrent single ``submit``s)."""
     keep_message_buffers()
@@ -197,10 +214,10 @@ def keep_in_flight(
     with Client(url) as client:
         time.sleep(max(0.0, start_at - time.time()))
 
-        def one(row: np.ndarray) -> tuple[float, float, int]:
+        def one(row: np.ndarray) -> Answered:
             enqueued = time.time()
             details = client.submit(model, {"x": row}).details(120)
-            return enqueued, time.time(), details.batch_jobs
+            return enqueued, time.time(), details.batch_jobs, details.device
 
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(one, x))
@@ -215,48 +232,64 @@ def offered(
         return summary(send(pool, url, model, jobs, rate, chunk, in_flight).get())
 
 
-def send(pool: Any, url: str, model: str, jobs: int, rate: float | None, chunk: int = 1, in_flight: int = 0) -> Any:
-    """Start :func:`offered`'s producers on ``pool``; their result: (enqueued, answered, batch
-    jobs) per job, by producer."""
+def send(
+    pool: Any, url: str, model: str, jobs: int, rate: float | None, chunk: int = 1, in_flight: int = 0, hold: str = ""
+) -> Any:
+    """Start :func:`offered`'s producers on ``pool``; their result: :data:`Answered` per job, by
+    producer."""
     start_at = time.time() + 1.0  # every producer connected before the first job
     per = jobs // PRODUCERS
     each = None if rate is None else rate / PRODUCERS
     if in_flight:
         args = [(url, model, per, in_flight // PRODUCERS, start_at, seed) for seed in range(PRODUCERS)]
         return pool.starmap_async(keep_in_flight, args)
-    return pool.starmap_async(produce, [(url, model, per, each, chunk, start_at, seed) for seed in range(PRODUCERS)])
+    args = [(url, model, per, each, chunk, start_at, seed, hold) for seed in range(PRODUCERS)]
+    return pool.starmap_async(produce, args)
 
 
-def summary(parts: list[list[tuple[float, float, int]]], drained: bool = False) -> dict[str, float]:
-    """jobs/s from the first job enqueued to the last answered (``drained``: from the first answer,
-    the jobs answered after it: the workers' rate alone), p50/p99 enqueue -> answer, mean batch."""
+def summary(parts: list[list[Answered]], drained: bool = False) -> dict[str, float]:
+    """jobs/s from the first job enqueued to the last answered (``drained``: the jobs answered
+    once every device has answered one, over that time: the workers' rate alone, none of them
+    still starting), p50/p99 enqueue -> answer, mean batch."""
     done = [row for part in parts for row in part]
-    last = max(a for _, a, _ in done)
+    last = max(a for _, a, _, _ in done)
     if drained:
-        first = min(a for _, a, _ in done)
-        rate = sum(a > first for _, a, _ in done) / (last - first)
+        first = max(min(a for _, a, _, d in done if d == device) for device in {d for *_, d in done})
+        rate = sum(a > first for _, a, _, _ in done) / (last - first)
     else:
-        rate = len(done) / (last - min(e for e, _, _ in done))
+        rate = len(done) / (last - min(e for e, _, _, _ in done))
     return {
         "jobs_s": rate,
-        **quantiles([(a - e) * 1000 for e, a, _ in done]),
-        "mean_batch": statistics.fmean(b for _, _, b in done),
+        **quantiles([(a - e) * 1000 for e, a, _, _ in done]),
+        "mean_batch": statistics.fmean(b for _, _, b, _ in done),
     }
 
 
 def queued(cluster: LocalCluster, model: str, jobs: int) -> dict[str, float]:
     """A backlog already queued: one-row jobs, one a message, enqueued while the workers are
-    stopped; then they start and drain it (jobs/s from the first answer to the last)."""
+    stopped; then they start and drain it (jobs/s once every worker is answering, to the last
+    answer), the producers reading the answers only once it is drained: the workers' rate
+    alone, not shared with producers waiting beside them on the same cores."""
     url = cluster.settings.redis_url or ""
     devices = list(cluster.workers)
     for device in devices:
         cluster.stop_worker(device)
     queue = keys.shared_queue(cluster.settings.namespace)
+    unacked = transport.Books.of(celery_config(cluster.settings)["broker_transport_options"]).unacked
+    hold = f"bench:hold:{uuid.uuid4().hex}"
+
+    def waiting() -> int:
+        return sum(r.llen(transport.queue_key(queue, p)) for p in PRIORITIES)
+
     with redis.Redis.from_url(url) as r, multiprocessing.get_context("spawn").Pool(PRODUCERS) as pool:
-        result = send(pool, url, model, jobs, None)
-        while sum(r.llen(transport.queue_key(queue, p)) for p in PRIORITIES) < jobs // PRODUCERS * PRODUCERS:
-            time.sleep(0.05)  # a benchmark's poll: the producers report nothing until answered
+        result = send(pool, url, model, jobs, None, hold=hold)
+        # a benchmark's polls: the producers report nothing until they read the answers
+        while waiting() < jobs // PRODUCERS * PRODUCERS:
+            time.sleep(0.05)
         cluster.start_workers(devices)
+        while waiting() or r.hlen(unacked):  # a message leaves kombu's books with its answer
+            time.sleep(0.02)
+        r.rpush(hold, *[1] * PRODUCERS)
         return summary(result.get(), drained=True)
 
 
@@ -290,8 +323,9 @@ def batching_throughput(settings: Settings, repos: dict[str, Path], model: str, 
             url, system = cluster.settings.redis_url or "", f"aclq, batching {label}"
             offered(url, model, 200, None)  # warm up: the model loaded on both workers
             progress(f"{model}, queued backlog, batching {label}")
+            drains = sorted((queued(cluster, model, jobs) for _ in range(DRAINS)), key=lambda d: d["jobs_s"])
             rows.append({"section": "throughput", "case": f"{model}, queued backlog", "system": system,
-                         **queued(cluster, model, jobs)})  # fmt: skip
+                         **drains[DRAINS // 2]})  # fmt: skip
             cases = [(f"{model}, sent at once", {})]
             if full:
                 cases += [(f"{model}, {IN_FLIGHT} in flight", {"in_flight": IN_FLIGHT}),
