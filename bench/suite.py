@@ -279,7 +279,7 @@ def queued(cluster: LocalCluster, model: str, jobs: int) -> dict[str, float]:
     hold = f"bench:hold:{uuid.uuid4().hex}"
 
     def waiting() -> int:
-        return sum(r.llen(transport.queue_key(queue, p)) for p in PRIORITIES)
+        return sum(r.llen(keys.queue_key(queue, p)) for p in PRIORITIES)
 
     with redis.Redis.from_url(url) as r, multiprocessing.get_context("spawn").Pool(PRODUCERS) as pool:
         result = send(pool, url, model, jobs, None, hold=hold)

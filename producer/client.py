@@ -32,6 +32,7 @@ import redis.asyncio
 from producer import keys
 from producer.codes import ACL_ERROR_INVALID_PARAM
 from producer.connection import async_redis_client, async_round_trip, redis_client, round_trip
+from producer.entries import message_entry, ring
 from producer.errors import (
     BrokerError,
     ConfigError,
@@ -44,7 +45,6 @@ from producer.errors import (
     broker_error,
 )
 from producer.settings import Settings
-from producer.transport import message_entry, queue_key, ring
 from producer.wire import (
     EXEC_OPTIONS,
     PRIORITIES,
@@ -441,7 +441,7 @@ class _Core:
         headers, body = task.celery_message(str(uuid.uuid4()), self._origin)
         entry = message_entry(name, first.priority, headers, body)
         return (
-            ("LPUSH", queue_key(name, first.priority), entry),
+            ("LPUSH", keys.queue_key(name, first.priority), entry),
             *ring(name),
         )
 

@@ -18,6 +18,9 @@
 | queue {ns}.device.{n}        | list   | producer via Celery (device only)    | device n of any host | (kombu's)      |
 | queue {ns}.shared            | list   | producer via Celery                  | every worker         | (kombu's)      |
 
+A queue's messages of priority 1-9 are in ``{queue}\\x06\\x16{priority}`` (:func:`queue_key`, kombu's
+names), those of priority 0 in ``{queue}``.
+
 ``runs`` counts a job's attempts (``n``), the run that claimed it last (``run``) and the run whose
 answer won (``answered``), so a claim or answer retried after a lost connection is not counted
 twice. A dead letter is msgpack ``{queue, reason, entry, at}`` (producer/transport.py).
@@ -78,6 +81,17 @@ def job_cancels(ns: str) -> str:
 
 def dead_letter(ns: str) -> str:
     return f"{ns}:deadletter"
+
+
+#: what kombu's Redis channel puts between a queue's name and a priority level above 0
+#: (``kombu.transport.redis.Channel.sep``; tests/integration/test_transport.py holds it to kombu's)
+PRIORITY_SEP = "\x06\x16"
+
+
+def queue_key(queue: str, priority: int) -> str:
+    """The Redis list holding ``queue``'s messages of ``priority`` (0..9), as kombu names it with
+    aclq's ``priority_steps`` of every level."""
+    return f"{queue}{PRIORITY_SEP}{priority}" if priority else queue
 
 
 def queue_bell(queue: str) -> str:

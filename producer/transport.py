@@ -34,15 +34,15 @@ The same script moves a queue entry that is not a message kombu can deliver and 
 JSON, not an object, no delivery tag or routing) to aclq's dead-letter list with the reason,
 instead of handing it to kombu, whose decoding would raise and end the worker.
 
-Entries are stored in aclq's format (:func:`encode_entry`: a msgpack map, then the body's raw
-bytes) rather than kombu's JSON with a base64 body; both are read. A worker acknowledges a
+Entries are stored in aclq's format (producer/entries.py, which a producer writes them with:
+a msgpack map, then the body's raw bytes) rather than kombu's JSON with a base64 body; both are
+read. A worker acknowledges a
 message in the round trip of its answer (:class:`Books`), and kombu's ack then writes nothing.
 """
 
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from queue import Empty  # what kombu's channels raise for "no message"
@@ -56,17 +56,12 @@ from kombu.utils.json import loads
 
 from producer import keys
 from producer.connection import PrimaryConnection, round_trip
+from producer.entries import encode_entry, ring
 from producer.settings import DEFAULT_NAMESPACE
 from producer.wire import ROWS_HEADER
 
 log = logging.getLogger(__name__)
 
-#: what a doorbell token holds (any value would do: a token says only "look")
-BELL: Final = b"1"
-#: tokens kept in a doorbell list: enough to wake every idle worker of a queue; past a burst
-#: that size workers drain the queue without tokens (a full claim with messages left claims
-#: again at once), and a doorbell nobody reads (workers of an older aclq) stays this small
-BELL_KEEP: Final = 1024
 #: entries kept in the dead-letter list (the newest); the count keeps growing in the metrics
 DEAD_LETTER_KEEP: Final = 10_000
 #: transport options aclq adds to kombu's (``broker_transport_options``)
@@ -308,15 +303,6 @@ def settling(tags: Sequence[str]) -> Iterator[None]:
         raise
 
 
-def encode_entry(message: dict[str, Any]) -> bytes:
-    """A kombu message as aclq stores it in a queue: the message less its body as a msgpack map,
-    then the body's bytes as they are (kombu's own Redis transport stores JSON with the body in
-    base64; Redis' Lua msgpack, which the claim script checks entries with, has no bytes type)."""
-    body = message.get("body") or b""
-    head: bytes = msgpack.packb({k: v for k, v in message.items() if k != "body"}, use_bin_type=True)
-    return head + (body.encode() if isinstance(body, str) else body)
-
-
 def decode_entry(raw: bytes) -> dict[str, Any]:
     """A queue entry in either format: aclq's (:func:`encode_entry`: it starts with a msgpack
     map) or JSON (kombu's)."""
@@ -342,39 +328,6 @@ def _unpack_leading(raw: bytes, count: int) -> tuple[list[Any], bytes]:
     unpacker.feed(raw)
     objects = [unpacker.unpack() for _ in range(count)]
     return objects, raw[unpacker.tell() :]
-
-
-def message_entry(queue: str, priority: int, headers: dict[str, Any], body: bytes) -> bytes:
-    """A Celery message (msgpack body) for ``queue``, as kombu's publish through this transport
-    would store it: routed by the default exchange to the queue's name; a fresh delivery tag."""
-    properties = {
-        "correlation_id": headers["id"],
-        "delivery_mode": 2,
-        "delivery_info": {"exchange": "", "routing_key": queue},
-        "priority": priority,
-        "delivery_tag": str(uuid.uuid4()),
-    }
-    return encode_entry(
-        {
-            "body": body,
-            "content-encoding": "binary",
-            "content-type": "application/x-msgpack",
-            "headers": headers,
-            "properties": properties,
-        }
-    )
-
-
-def ring(queue: str) -> list[tuple[Any, ...]]:
-    """The commands that push one doorbell token for ``queue``, the list kept to BELL_KEEP."""
-    bell = keys.queue_bell(queue)
-    return [("LPUSH", bell, BELL), ("LTRIM", bell, 0, BELL_KEEP - 1)]
-
-
-def queue_key(queue: str, priority: int) -> str:
-    """The Redis list holding ``queue``'s messages of ``priority`` (0..9), as kombu names it with
-    aclq's ``priority_steps`` of every level."""
-    return f"{queue}{kombu_redis.Channel.sep}{priority}" if priority else queue
 
 
 class QoS(kombu_redis.QoS):

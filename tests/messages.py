@@ -4,7 +4,7 @@ import msgpack
 import redis
 
 from producer import Client, keys
-from producer.transport import decode_entry, queue_key
+from producer.transport import decode_entry
 from producer.wire import PRIORITIES, TaskMessage
 
 
@@ -13,7 +13,7 @@ def take_queued(client: Client) -> dict[str, bytes | None]:
     inline envelope (None: its payload waits under keys.job_input), as the infer task would pass
     them."""
     server: redis.Redis = client._redis
-    queue_keys = [queue_key(keys.shared_queue(client.settings.namespace), p) for p in PRIORITIES]
+    queue_keys = [keys.queue_key(keys.shared_queue(client.settings.namespace), p) for p in PRIORITIES]
     with server.pipeline(transaction=True) as pipe:
         for key in queue_keys:
             pipe.lrange(key, 0, -1)

@@ -11,7 +11,7 @@ from typing import Any
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.message import Message
 
-from producer.transport import encode_entry
+from producer.entries import encode_entry
 
 
 def dead_letter(message: Message, reason: str) -> None:

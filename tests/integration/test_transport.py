@@ -12,12 +12,12 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Queue
 
-from producer import Settings, keys, transport
+from producer import Settings, entries, keys, transport
 from producer.client import _Core, _Prepared
 from producer.connection import round_trip
 from producer.dispatch import celery_config, make_celery, queue
 from producer.transport import CLAIM_ROWS_OPTION, DEAD_LETTER_KEY_OPTION, Books, Transport, dead_letters
-from producer.wire import ROWS_HEADER
+from producer.wire import PRIORITIES, ROWS_HEADER
 from worker.embedded import RedisServer
 from worker.lease import LeaseKeeper
 
@@ -95,7 +95,7 @@ def test_a_published_message_rings_its_queue_doorbell(broker):
 
 def test_a_doorbell_keeps_its_newest_tokens_only(broker, monkeypatch):
     settings, app, _, r, options = broker
-    monkeypatch.setattr(transport, "BELL_KEEP", 3)
+    monkeypatch.setattr(entries, "BELL_KEEP", 3)
     for i in range(5):
         publish(app, settings, job_id=f"job-{i}")
     assert r.llen(prefixed(options, keys.queue_bell(keys.shared_queue(settings.namespace)))) == 3
@@ -107,7 +107,7 @@ def test_a_burst_past_the_doorbells_keep_leaves_its_tokens_for_workers_that_come
     the messages are more than the tokens (a worker that comes to wait meanwhile is woken at
     once, not a doorbell timeout later); then the tokens go with the messages."""
     settings, app, channel, r, options = broker
-    monkeypatch.setattr(transport, "BELL_KEEP", 3)
+    monkeypatch.setattr(entries, "BELL_KEEP", 3)
     for i in range(12):
         publish(app, settings, job_id=f"job-{i}")
     shared = keys.shared_queue(settings.namespace)
@@ -494,3 +494,10 @@ def test_a_consumer_that_loses_redis_while_waiting_closes_its_connection_cleanly
             connection.close()
         app.close()
     assert len(delivered) == 1
+
+
+def test_the_client_writes_messages_into_the_keys_kombus_channel_reads(broker):
+    """producer/keys.py names a queue's priority levels without kombu, which the client never
+    imports: the names must stay kombu's."""
+    channel = broker[2]
+    assert [keys.queue_key("q", p) for p in PRIORITIES] == [channel._q_for_pri("q", p) for p in PRIORITIES]

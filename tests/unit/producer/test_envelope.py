@@ -6,7 +6,7 @@ import pytest
 
 from producer import BrokerConnectionError, ConfigError, JobCancelled, JobNotFound, ResultTaken, Settings, keys
 from producer.client import _Core
-from producer.transport import decode_entry, queue_key
+from producer.transport import decode_entry
 from producer.wire import ROWS_HEADER, JobEnvelope, TaskMessage
 
 A = {"a": np.ones(2, np.float32)}
@@ -59,7 +59,7 @@ def test_fresh_jobs_are_enqueued_in_one_transaction_small_ones_inline(jobs):
     assert multi.commands[0][3:] == ("NX", "EX", jobs.settings.payload_ttl_s)  # reserved, never overwritten
     assert multi.commands[2][1] == keys.job_input("t", big_id)  # the large payload waits under its key
     key, entry, task = sent_message(multi.commands[3])
-    assert key == queue_key(keys.shared_queue("t"), 3) and entry["properties"]["priority"] == 3
+    assert key == keys.queue_key(keys.shared_queue("t"), 3) and entry["properties"]["priority"] == 3
     assert task.job_ids == (small_id, big_id) and task.model == "add"
     assert entry["headers"][ROWS_HEADER] == 2 + 20_000  # the rows of its jobs together
     small, large = task.inline

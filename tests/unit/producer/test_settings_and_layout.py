@@ -112,6 +112,17 @@ def test_producer_imports_neither_acl_core_nor_onnxruntime():
     assert done.stdout.strip() == "[]"
 
 
+def test_enqueueing_imports_neither_celery_nor_kombu():
+    """The client and the `aclq` commands write Celery's messages themselves: importing the two
+    (~50-60 ms of a command's start on this project's machines) is the consuming side's."""
+    code = (
+        "import sys, producer, producer.cli; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_exported_names():
     """__all__ lists every public name the package defines (its submodules aside)."""
     public = {n for n, v in vars(producer).items() if not n.startswith("_") and not isinstance(v, types.ModuleType)}
