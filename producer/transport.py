@@ -36,8 +36,8 @@ instead of handing it to kombu, whose decoding would raise and end the worker.
 
 Entries are stored in aclq's format (producer/entries.py, which a producer writes them with:
 a msgpack map, then the body's raw bytes) rather than kombu's JSON with a base64 body; both are
-read. A worker acknowledges a
-message in the round trip of its answer (:class:`Books`), and kombu's ack then writes nothing.
+read. A worker acknowledges a message in the round trip of its answer (:class:`Books`), and
+kombu's ack then writes nothing.
 """
 
 import contextlib
