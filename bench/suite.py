@@ -17,9 +17,9 @@ Throughput:
     1024 -> 10, 6 MB of weights), batching off (no config.json) and on (64 rows, 2 ms): kept in
     flight by IN_FLIGHT threads of single ``submit``s; a backlog queued while the workers are
     stopped, then drained (the workers' rate alone: once every worker is answering, its
-    producers reading the answers only after it; the median of DRAINS); sent at once, one a message and CHUNK a
-    message (producers and workers sharing the machine); at one fixed offered load both can
-    carry (half the unbatched sent-at-once rate),
+    producers reading the answers only after it; the median of DRAINS); sent at once, one a
+    message and CHUNK a message (producers and workers sharing the machine); at one fixed
+    offered load both can carry (half the unbatched sent-at-once rate),
     with p50/p99 of enqueue -> answer; beside the engine's own gain (ONNX Runtime in-process, one
     thread, rows/s at batch 32 over batch 1) and the small mlp's (batching must never make
     a model slower).

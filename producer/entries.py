@@ -17,8 +17,9 @@ from producer import keys
 #: what a doorbell token holds (any value would do: a token says only "look")
 BELL: Final = b"1"
 #: tokens kept in a doorbell list: enough to wake every idle worker of a queue; past a burst
-#: that size workers drain the queue without tokens (a full claim with messages left claims
-#: again at once), and a doorbell nobody reads (workers of an older aclq) stays this small
+#: that size the tokens are fewer than the messages (they wake the workers that come to wait;
+#: a busy worker whose claim was full claims again at once without one), and a doorbell nobody
+#: reads (workers of an older aclq) stays this small
 BELL_KEEP: Final = 1024
 
 
