@@ -161,27 +161,11 @@ def _exchange(connection: redis.Connection, writes: list[bytes | memoryview], co
 
 
 async def async_round_trip(
-    client: redis.asyncio.Redis,
-    commands: Sequence[Sequence[Any]],
-    transaction: bool = False,
-    scripts: Sequence[str] = (),
+    client: redis.asyncio.Redis, commands: Sequence[Sequence[Any]], transaction: bool = False
 ) -> list[Any]:
-    """:func:`round_trip` for asyncio. A trip whose task is cancelled mid-way (a wait whose
-    caller went away) drops its connection, as one cut short by an error: its replies would
-    otherwise be read as the next trip's."""
-    try:
-        return await _async_round_trip(client, commands, transaction)
-    except redis.exceptions.NoScriptError:
-        if not scripts:
-            raise
-        for script in scripts:
-            await client.script_load(script)
-        return await _async_round_trip(client, commands, transaction)
-
-
-async def _async_round_trip(
-    client: redis.asyncio.Redis, commands: Sequence[Sequence[Any]], transaction: bool
-) -> list[Any]:
+    """:func:`round_trip` for asyncio, less the scripts (the asyncio client sends none). A trip
+    whose task is cancelled mid-way (a wait whose caller went away) drops its connection, as
+    one cut short by an error: its replies would otherwise be read as the next trip's."""
     trip = _trip(commands, transaction)
     writes = _packed(trip)
     pool = client.connection_pool
