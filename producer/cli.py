@@ -18,18 +18,19 @@ import click
 import numpy as np
 
 from producer import batch as batch_run
+from producer import settings as aclq_settings
 from producer.client import Client
 from producer.errors import WORKER_EXTRA, AclqError, ConfigError
 from producer.malloc import keep_message_buffers
 from producer.perf import run_perf
-from producer.settings import Settings, model_ref
+from producer.settings import Settings
 from producer.status import fetch_status, healthy, render
 from producer.wire import OUTPUT_FORMATS
 
 
 def _model_ref(value: str) -> tuple[str, int | None]:
     try:
-        return model_ref(value)
+        return aclq_settings.model_ref(value)
     except ValueError as exc:
         raise click.BadParameter(f"{value!r}: {exc}") from None
 
@@ -294,10 +295,10 @@ def _generated(pairs: tuple[str, ...], dtype: str) -> dict[str, np.ndarray]:
 
 
 @contextlib.contextmanager
-def _broker(settings: Settings, model_ref: str) -> Iterator[Settings]:
+def _broker(settings: Settings, model: str) -> Iterator[Settings]:
     """The settings to use: as given when a broker is configured, else those of the local
     cluster a worker host provides (entry point ``aclq.local_cluster``), whose workers load
-    ``model_ref`` and run it once as they start (ACLQ_WARMUP_MODELS), before they are ready:
+    ``model`` (``NAME[:VERSION]``) and run it once as they start (ACLQ_WARMUP_MODELS), before they are ready:
     the load and the slower first run happen while the command waits for them anyway, not in
     the first items."""
     if settings.redis_url:
@@ -306,7 +307,7 @@ def _broker(settings: Settings, model_ref: str) -> Iterator[Settings]:
     providers = entry_points(group="aclq.local_cluster")
     if not providers:
         raise ConfigError(f"no broker configured: set ACLQ_REDIS_URL, or {WORKER_EXTRA} to run a private one")
-    warm = replace(settings, warmup_models=",".join(filter(None, [settings.warmup_models, model_ref])))
+    warm = replace(settings, warmup_models=",".join(filter(None, [settings.warmup_models, model])))
     with next(iter(providers)).load()(warm) as local:
         yield local
 
