@@ -20,7 +20,7 @@ from acl_core.dataset import DataBuffer, Dataset
 from acl_core.errors import InvalidParamError, error_for
 from acl_core.exec_config import ExecConfigHandle
 from acl_core.memory import MemoryStats
-from acl_core.model import LoadedModel, execute, model_file
+from acl_core.model import LoadedModel, Runs, execute, model_file
 from acl_core.runtime import RUNTIME
 
 
@@ -121,11 +121,14 @@ class Model:
         config: ExecConfig | None = None,
         *,
         output_names: Sequence[str] | None = None,
+        runs: Runs | None = None,
     ) -> dict[str, np.ndarray]:
         """Run once on the device's stream; returns outputs by name (all, or ``output_names``).
 
         Inputs are checked against the description first (names, dtypes, shapes) and fed
-        without a copy; outputs are runtime-allocated and handed over without a copy.
+        without a copy; outputs are runtime-allocated and handed over without a copy. With
+        ``runs`` (:class:`acl_core.model.Runs`), the rows go to the engine in runs of the sizes
+        it gives, joined back: the same outputs, ``config``'s timeout covering every run.
         """
         loaded = self._live()
         wanted = self._output_names(output_names)
@@ -136,7 +139,7 @@ class Model:
         RUNTIME.check_stream(self._device._stream)
         memory = RUNTIME.memory
         try:
-            execute(loaded, checked, outputs, handle, memory)
+            execute(loaded, checked, outputs, handle, memory, runs)
         finally:
             # Runtime-allocated outputs are ours to free, on success or not.
             arrays = [memory.free(b.ptr) if b.ptr else None for b in outputs.buffers]

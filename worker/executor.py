@@ -2,7 +2,6 @@
 allows), answer each exactly once."""
 
 import logging
-import math
 import threading
 import time
 import uuid
@@ -43,12 +42,6 @@ log = logging.getLogger(__name__)
 REDIS_OUTAGE_S = 60
 #: seconds of history behind the "recent" throughput and error counts
 RECENT_S = 60
-#: errors of a run that end its job (its time, an abort), rather than refuse the run's size
-_JOB_ENDING = (
-    codes.ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
-    codes.ACL_ERROR_RT_EVENT_SYNC_TIMEOUT,
-    codes.ACL_ERROR_RT_FAILURE,
-)
 #: the states in which a claim leaves a job alone
 FINAL_STATES = tuple(s.value for s in JobStatus if s.final)
 
@@ -397,55 +390,19 @@ class Executor:
     ) -> dict[str, np.ndarray]:
         """Execute ``feeds``: at once, or, for a job alone whose rows split (``split_rows``, and
         every input has them), in runs of the size this worker measures fastest
-        (worker/runs.py), joined back. Splitting never changes an answer: where the model refuses
-        a run's size, or a run's outputs lack its rows, the job runs at once (and the size, or the
-        splitting, is not tried again for it). The job's stream timeout covers all its runs, and
-        a cancel between two runs stops it before the next."""
+        (worker/runs.py; acl_core runs them: ``Model.execute(runs=)``), joined back. The job's
+        stream timeout covers all its runs, and a cancel between two runs stops it before the
+        next."""
         rows = leading_rows(feeds)
         if not split_rows or rows <= SMALLEST_RUN:
             return self._execute_once(ready, feeds, ready.config)
         key = (ready.ref.name, ready.ref.version, ready.job.output_names, rows_signature(feeds))
-        timeout_ms = ready.config.stream_sync_timeout_ms
-        ends = time.monotonic() + timeout_ms / 1000 if type(timeout_ms) is int and timeout_ms > 0 else None
-        parts: list[dict[str, np.ndarray]] = []
-        start = 0
-        while start < rows:
-            size = self._run_sizes.next(key, rows, rows - start)
-            config = ready.config
-            with self._cancel_lock:
-                if ids <= self._cancelled:
-                    raise AclError(codes.ACL_ERROR_RT_FAILURE, f"cancelled after {start} of {rows} rows")
-            if ends is not None:
-                left_ms = math.floor((ends - time.monotonic()) * 1000)
-                if left_ms <= 0:
-                    raise AclError(
-                        codes.ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
-                        f"the job outlived its {timeout_ms} ms timeout after {start} of its {rows} rows",
-                    )
-                config = replace(config, stream_sync_timeout_ms=left_ms)
-            started = time.perf_counter()
-            try:
-                outputs = self._execute_once(
-                    ready, {name: a[start : start + size] for name, a in feeds.items()}, config
-                )
-            except AclError as exc:
-                if exc.code in _JOB_ENDING or size == rows:
-                    raise
-                whole = self._execute_once(ready, feeds, config)  # the job's own fault raises here
-                # the size's, then: e.g. an .om whose dynamic batch sizes do not include it
-                log.info("%s refused a run of %d rows (%s); runs of it are not tried again", ready.ref.name, size, exc)
-                self._run_sizes.refuse(key, size)
-                return whole
-            self._run_sizes.record(key, rows, size, (time.perf_counter() - started) * 1000)
-            if size == rows:  # the run was the job itself (e.g. a model that does not split)
-                return outputs
-            if any(a.ndim == 0 or a.shape[0] != size for a in outputs.values()):
-                log.info("%s's outputs do not have the rows of a run: its jobs run at once", ready.ref.name)
-                self._run_sizes.refuse(key, None)
-                return self._execute_once(ready, feeds, config)
-            parts.append(outputs)
-            start += size
-        return join(parts)
+        runs = _Runs(self, ready.ref.name, key, rows, ids)
+        try:
+            return ready.model.execute(feeds, ready.config, output_names=ready.job.output_names, runs=runs)
+        finally:
+            for run_rows, seconds in runs.ran:  # counted after them: between two runs it would slow them
+                self.metrics.executed(ready.ref.name, seconds, run_rows)
 
     def _execute_once(self, ready: "_Ready", feeds: dict[str, np.ndarray], config: ExecConfig) -> dict[str, np.ndarray]:
         started = time.perf_counter()
@@ -592,6 +549,36 @@ class _Ready:
     rows: int
     #: its inputs by reference are not read yet (it runs alone: read just before, _read_ahead)
     unread: bool = False
+
+
+class _Runs:
+    """A split job's runs (acl_core.model.Runs): sizes from the worker's measurements
+    (worker/runs.py), a cancel honoured between two runs; ``ran``: each run's rows and seconds,
+    an execution each in the metrics."""
+
+    __slots__ = ("_executor", "_model", "_key", "_rows", "_ids", "ran")
+
+    def __init__(self, executor: Executor, model: str, key: Hashable, rows: int, ids: frozenset[str]) -> None:
+        self._executor, self._model, self._key, self._rows, self._ids = executor, model, key, rows, ids
+        self.ran: list[tuple[int, float]] = []
+
+    def next(self, done: int, rows: int) -> int:
+        executor = self._executor
+        with executor._cancel_lock:
+            if self._ids <= executor._cancelled:
+                raise AclError(codes.ACL_ERROR_RT_FAILURE, f"cancelled after {done} of {rows} rows")
+        return executor._run_sizes.next(self._key, rows, rows - done)
+
+    def record(self, rows: int, seconds: float) -> None:
+        self._executor._run_sizes.record(self._key, self._rows, rows, seconds * 1000)
+        self.ran.append((rows, seconds))
+
+    def refuse(self, rows: int | None) -> None:
+        if rows is None:
+            log.info("%s's outputs do not have the rows of a run: its jobs run at once", self._model)
+        else:
+            log.info("%s refused a run of %d rows; runs of it are not tried again", self._model, rows)
+        self._executor._run_sizes.refuse(self._key, rows)
 
 
 def _runs_alone(job: JobEnvelope, max_batch_size: int) -> bool:

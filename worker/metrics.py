@@ -27,6 +27,7 @@ class Metrics:
             "aclq_batch_rows", "Rows (first axis of the first input) per execution",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry,
         )  # fmt: skip
+        self._execution: dict[str, Histogram] = {}  #: execution's series by model
         self.device_memory = Gauge("aclq_device_memory_in_use_bytes", "Device memory in use", registry=registry)
         self.dead_letters = Counter(
             "aclq_dead_letters",
@@ -51,5 +52,9 @@ class Metrics:
 
     def executed(self, model: str, exec_s: float, rows: int) -> None:
         """One execution: of one job, of a run of its rows, or of a batch of jobs."""
-        self.execution.labels(model=model).observe(exec_s)
+        # a run of a split job is one: the model's series is looked up once, not each run
+        series = self._execution.get(model)
+        if series is None:
+            series = self._execution[model] = self.execution.labels(model=model)
+        series.observe(exec_s)
         self.batch_size.observe(rows)

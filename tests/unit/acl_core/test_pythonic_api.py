@@ -237,3 +237,52 @@ def test_codes_table_matches_acl():
     assert codes.NAMES[0] == "ACL_SUCCESS"
     assert codes.ACL_ERROR_RT_STREAM_SYNC_TIMEOUT == 507046 and codes.ACL_ERROR_MODEL_NOT_DYNAMIC == 100019
     assert len(codes.NAMES) == len(set(codes.NAMES.values()))  # no two names share a value
+
+
+class SizedRuns:
+    """acl_core.model.Runs: runs of ``size`` rows, each ``next`` taking ``wait_s``."""
+
+    def __init__(self, size: int, wait_s: float = 0.0) -> None:
+        self.size, self.wait_s = size, wait_s
+        self.recorded: list[int] = []
+        self.refused: list[int | None] = []
+
+    def next(self, done: int, rows: int) -> int:
+        threading.Event().wait(self.wait_s)
+        return self.size
+
+    def record(self, rows: int, seconds: float) -> None:
+        assert seconds > 0
+        self.recorded.append(rows)
+
+    def refuse(self, rows: int | None) -> None:
+        self.refused.append(rows)
+
+
+def test_an_execution_in_runs_gives_what_one_at_once_gives(dev, model_path):
+    model = dev.load(model_path("mlp"))
+    feeds = {"x": np.random.default_rng(2).standard_normal((100, 64)).astype(np.float32)}
+    runs = SizedRuns(32)
+    got = model.execute(feeds, ExecConfig(stream_sync_timeout_ms=60_000), runs=runs)["y"]
+    np.testing.assert_allclose(got, reference(model_path("mlp"), feeds)[0], rtol=1e-5, atol=1e-6)
+    assert runs.recorded == [32, 32, 32, 4] and runs.refused == []
+    assert dev.memory().live == 0
+
+
+def test_runs_whose_outputs_lack_their_rows_give_way_to_one_execution_at_once(dev, model_path):
+    """NonZero's output is (rank, nonzeros): not a run's rows, so joining runs would be wrong."""
+    model = dev.load(model_path("nonzero"))
+    x = (np.random.default_rng(3).random((40, 3)) > 0.5).astype(np.float32)
+    runs = SizedRuns(16)
+    np.testing.assert_array_equal(model.execute({"x": x}, runs=runs)["indices"], np.nonzero(x))
+    assert runs.recorded == [16, 40] and runs.refused == [None]
+
+
+def test_a_timeout_covers_every_run_of_an_execution(dev, model_path):
+    model = dev.load(model_path("mlp"))
+    feeds = {"x": np.zeros((100, 64), np.float32)}
+    runs = SizedRuns(10, wait_s=0.03)  # each run waits 30 ms first: the second finds 50 ms gone
+    with pytest.raises(StreamSyncTimeout, match="outlived its 50 ms timeout after 10 of its 100 rows"):
+        model.execute(feeds, ExecConfig(stream_sync_timeout_ms=50), runs=runs)
+    assert runs.recorded == [10]
+    assert model.execute(feeds)["y"].shape == (100, 10)  # the model stays usable
