@@ -152,9 +152,11 @@ class Model:
     def abort(self) -> None:
         """Terminate this model's execution in progress, if any, from another thread: it fails
         with 500003 (ACL_ERROR_RT_FAILURE). Not an ACL call: ACL has no abort of one synchronous
-        execution; on the pyACL backend the execution runs to its end."""
+        execution; on the pyACL backend a run in progress runs to its end. An execution in runs
+        (``runs=``) stops before its next run."""
         loaded = self._loaded
         if loaded is not None:
+            loaded.aborted = True
             loaded.engine.abort()
 
     def unload(self) -> None:

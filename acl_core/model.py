@@ -30,6 +30,9 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: output shapes of the last execution (aclmdlGetCurOutputDims)
     last_output_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    #: Model.abort was called since the execution in progress began: one in runs stops before
+    #: its next run (the engine's own abort reaches the run in progress only)
+    aborted: bool = False
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -194,8 +197,15 @@ def _in_runs(
 
     parts: list[list[np.ndarray]] = []
     done = 0
+    model.aborted = False
     while done < rows:
         size = min(runs.next(done, rows), rows - done)
+        if size < 1:
+            raise InvalidParamError(f"Runs.next gave a run of {size} rows")
+        if model.aborted:
+            raise error_for(
+                codes.ACL_ERROR_RT_FAILURE, f"execution aborted (Model.abort) after {done} of its {rows} rows"
+            )
         try:
             results = run({name: a[done : done + size] for name, a in feeds.items()}, size, done)
         except AclError as exc:

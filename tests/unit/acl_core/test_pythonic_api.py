@@ -286,3 +286,20 @@ def test_a_timeout_covers_every_run_of_an_execution(dev, model_path):
         model.execute(feeds, ExecConfig(stream_sync_timeout_ms=50), runs=runs)
     assert runs.recorded == [10]
     assert model.execute(feeds)["y"].shape == (100, 10)  # the model stays usable
+
+
+def test_an_abort_between_two_runs_stops_the_execution_before_the_next(dev, model_path):
+    model = dev.load(model_path("mlp"))
+    feeds = {"x": np.zeros((100, 64), np.float32)}
+
+    class AbortedAfterTwo(SizedRuns):
+        def next(self, done: int, rows: int) -> int:
+            if done == 20:
+                model.abort()  # as another thread may, between two runs
+            return super().next(done, rows)
+
+    runs = AbortedAfterTwo(10)
+    with pytest.raises(DeviceError, match=r"aborted \(Model.abort\) after 20 of its 100 rows") as info:
+        model.execute(feeds, runs=runs)
+    assert info.value.code == codes.ACL_ERROR_RT_FAILURE and runs.recorded == [10, 10]
+    assert model.execute(feeds, runs=SizedRuns(50))["y"].shape == (100, 10)  # the next one is not aborted
