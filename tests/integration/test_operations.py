@@ -72,7 +72,9 @@ def test_routing_across_hosts_and_status(two_hosts):
 
 
 def test_metrics_endpoint_and_warm_up(redis_server, model_repo, tmp_path, namespace):
-    (model_repo / "mlp" / "config.json").write_text(json.dumps({"warmup": True}))
+    config = model_repo / "mlp" / "config.json"
+    kept = config.read_text()  # the session's repository: the tests after this one batch mlp
+    config.write_text(json.dumps({**json.loads(kept), "warmup": True}))
     port = free_port()
     try:
         settings = Settings(
@@ -85,7 +87,7 @@ def test_metrics_endpoint_and_warm_up(redis_server, model_repo, tmp_path, namesp
                 client.infer("add", {"a": GOOD["a"]}, result_timeout_s=30)
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     finally:
-        (model_repo / "mlp" / "config.json").unlink()
+        config.write_text(kept)
     assert 'aclq_jobs_total{model="add",status="ok"} 1.0' in text
     assert 'aclq_jobs_total{model="add",status="100017"} 1.0' in text
     assert "aclq_execution_seconds_count" in text and "aclq_queue_wait_seconds_bucket" in text
