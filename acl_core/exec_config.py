@@ -15,10 +15,11 @@ _SUPPORTED = "supported: ACL_MDL_STREAM_SYNC_TIMEOUT (0) and ACL_MDL_EVENT_SYNC_
 class ExecConfigHandle:
     """Per-execution options; records only values that passed validation."""
 
-    __slots__ = ("timeouts_ms",)
+    __slots__ = ("timeouts_ms", "_deadline")
 
     def __init__(self) -> None:
         self.timeouts_ms: dict[ExecConfigAttr, int] = {}
+        self._deadline: tuple[float, int] | None = None  # deadline()'s, kept: read every execution
 
     def set(self, attr: object, value: object) -> None:
         """aclmdlSetExecConfigOpt: validate like ACL, and raise InvalidParamError otherwise."""
@@ -32,14 +33,16 @@ class ExecConfigHandle:
         if type(value) is not int or not -1 <= value <= INT32_MAX:
             raise InvalidParamError(f"{attr.name} takes an int32 number of ms in -1..{INT32_MAX}, got {value!r}")
         self.timeouts_ms[attr] = value
+        armed = [(ms, attr) for attr, ms in self.timeouts_ms.items() if ms > 0]
+        if armed:
+            ms, tightest = min(armed)
+            self._deadline = ms / 1000, _TIMEOUT_CODES[tightest]
+        else:
+            self._deadline = None
 
     def deadline(self) -> tuple[float, int] | None:
         """The tightest timeout set, in seconds, with the code it fails with; None = none set.
 
         -1 (ACL's default) and 0 both mean no timeout: a zero budget could never be met.
         """
-        armed = [(ms, attr) for attr, ms in self.timeouts_ms.items() if ms > 0]
-        if not armed:
-            return None
-        ms, attr = min(armed)
-        return ms / 1000, _TIMEOUT_CODES[attr]
+        return self._deadline

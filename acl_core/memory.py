@@ -96,25 +96,28 @@ class DeviceMemory:
         if flat.nbytes == 0:  # a pointer must address something even for an empty tensor
             flat = np.empty(1, dtype=np.uint8)
         ptr = address(flat)
-        with self._lock:
-            taken = ptr in self._by_ptr
-        if taken:  # the engine returned memory that is already handed out (aliased outputs)
-            flat = flat.copy()
-            ptr = address(flat)
-        self._charge(device_id, flat.nbytes)
-        return self._register(device_id, flat, ptr)
+        with self._lock:  # once: this is on every execution's path, for each output
+            if ptr in self._by_ptr:  # the engine returned memory that is already handed out (aliased outputs)
+                flat = flat.copy()
+                ptr = address(flat)
+            self._charge_locked(device_id, flat.nbytes)
+            self._register_locked(device_id, flat, ptr)
+        return ptr
 
     def _charge(self, device_id: int, size: int) -> None:
         """Count ``size`` bytes as in use on the device, or refuse if they are not free."""
         with self._lock:
-            free = self._totals[device_id] - self._in_use[device_id]
-            if size > free:
-                raise error_for(
-                    codes.ACL_ERROR_RT_MEMORY_ALLOCATION,
-                    f"device {device_id} has {free} bytes free, {size} requested",
-                )
-            self._in_use[device_id] += size
-            self._peak[device_id] = max(self._peak[device_id], self._in_use[device_id])
+            self._charge_locked(device_id, size)
+
+    def _charge_locked(self, device_id: int, size: int) -> None:
+        free = self._totals[device_id] - self._in_use[device_id]
+        if size > free:
+            raise error_for(
+                codes.ACL_ERROR_RT_MEMORY_ALLOCATION,
+                f"device {device_id} has {free} bytes free, {size} requested",
+            )
+        self._in_use[device_id] += size
+        self._peak[device_id] = max(self._peak[device_id], self._in_use[device_id])
 
     def _refund(self, device_id: int, size: int) -> None:
         with self._lock:
@@ -123,9 +126,12 @@ class DeviceMemory:
     def _register(self, device_id: int, array: np.ndarray, ptr: int) -> int:
         """Hand out ``array`` (already charged), whose address is ``ptr``, as a device pointer."""
         with self._lock:
-            self._by_ptr[ptr] = _Allocation(ptr, array.nbytes, device_id, array)
-            bisect.insort(self._starts, ptr)
+            self._register_locked(device_id, array, ptr)
         return ptr
+
+    def _register_locked(self, device_id: int, array: np.ndarray, ptr: int) -> None:
+        self._by_ptr[ptr] = _Allocation(ptr, array.nbytes, device_id, array)
+        bisect.insort(self._starts, ptr)
 
     def free(self, ptr: int) -> np.ndarray:
         """Release an allocation and return the array that held its bytes.
