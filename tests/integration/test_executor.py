@@ -3,6 +3,7 @@
 import logging
 import os
 import threading
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -255,9 +256,10 @@ def test_a_server_that_lost_the_scripts_gets_them_again(setup):
 
 
 def test_the_next_job_by_reference_is_read_while_one_executes(setup, tmp_path, monkeypatch):
-    """Jobs by reference that run alone (add does not batch): the reader thread reads the next
-    job's inputs while the one before executes, one job ahead, never all at once; a job whose
-    file is missing fails alone."""
+    """Jobs by reference that run alone (add does not batch): the first is read at once, then
+    the reader thread reads the next job's inputs while the one before executes, one job ahead,
+    never all at once, and a job's inputs are let go once it has executed; a job whose file is
+    missing fails alone."""
     client, executor, _ = setup
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     for i in range(4):
@@ -273,12 +275,17 @@ def test_the_next_job_by_reference_is_read_while_one_executes(setup, tmp_path, m
         return real_read(at)
 
     during_first: list = []
+    executed: list[weakref.ref] = []
+    alive_at_third: list[bool] = []
 
-    def execute(self, *args, **kwargs):
+    def execute(self, feeds, *args, **kwargs):
         if not during_first:
             second_read.wait(5)
             during_first.extend(reads)
-        return real_execute(self, *args, **kwargs)
+        if len(executed) == 2:
+            alive_at_third.append(executed[0]() is not None)
+        executed.append(weakref.ref(feeds["a"]))
+        return real_execute(self, feeds, *args, **kwargs)
 
     monkeypatch.setattr(storage, "read_input", read_input)
     monkeypatch.setattr(Model, "execute", execute)
@@ -288,7 +295,10 @@ def test_the_next_job_by_reference_is_read_while_one_executes(setup, tmp_path, m
     messages = take_queued(client)
     executor.run([(job.id, messages[job.id]) for job in jobs])
     assert {stem for stem, _ in during_first} == {"0", "1"}  # the next one read, not the rest
-    assert all(thread.startswith("aclq-read") for _, thread in reads)
+    here = threading.current_thread().name
+    assert [stem for stem, thread in reads if thread == here] == ["0", "0"]  # the first job's a and b, at once
+    assert all(thread.startswith("aclq-read") for _, thread in reads if thread != here)
+    assert alive_at_third == [False]  # the first job's input was let go once it had executed
     for i, job in zip([0, 1, 2, 3], [j for k, j in enumerate(jobs) if k != 2]):
         np.testing.assert_array_equal(job.result(1)["c"], a * i)
     with pytest.raises(JobFailed) as info:
