@@ -6,6 +6,7 @@ into runs), and the gauges are read when scraped, not set on every job.
 """
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -29,8 +30,8 @@ class Metrics:
         )  # fmt: skip
         # Each series is looked up once, not per job or run: prometheus_client's labels() (a
         # lock, a tuple) was 4 % of a worker's main thread draining a backlog in batches of 64.
-        self._jobs: dict[tuple[str, str], Counter] = {}  #: jobs' series by (model, status)
-        self._execution: dict[str, Histogram] = {}  #: execution's series by model
+        self._jobs: dict[tuple[str, ...], Counter] = {}  #: jobs' series by (model, status)
+        self._execution: dict[tuple[str, ...], Histogram] = {}  #: execution's series by model
         self.device_memory = Gauge("aclq_device_memory_in_use_bytes", "Device memory in use", registry=registry)
         self.dead_letters = Counter(
             "aclq_dead_letters",
@@ -49,17 +50,22 @@ class Metrics:
 
     def answered(self, model: str, status: str, queued_s: float | None) -> None:
         """One job answered: ``status`` ok or its ACL code."""
-        series = self._jobs.get((model, status))
-        if series is None:
-            series = self._jobs[model, status] = self.jobs.labels(model=model or "-", status=status)
-        series.inc()
+        _series(self._jobs, self.jobs, model or "-", status).inc()
         if queued_s is not None:
             self.queue_wait.observe(queued_s)
 
     def executed(self, model: str, exec_s: float, rows: int) -> None:
         """One execution: of one job, of a run of its rows, or of a batch of jobs."""
-        series = self._execution.get(model)
-        if series is None:
-            series = self._execution[model] = self.execution.labels(model=model)
-        series.observe(exec_s)
+        _series(self._execution, self.execution, model).observe(exec_s)
         self.batch_size.observe(rows)
+
+
+_Metric = TypeVar("_Metric", Counter, Histogram)
+
+
+def _series(kept: dict[tuple[str, ...], _Metric], metric: _Metric, *labels: str) -> _Metric:
+    """``metric``'s series of ``labels``, kept in ``kept`` once looked up."""
+    series = kept.get(labels)
+    if series is None:
+        series = kept[labels] = metric.labels(*labels)
+    return series
