@@ -303,3 +303,10 @@ def test_an_abort_between_two_runs_stops_the_execution_before_the_next(dev, mode
         model.execute(feeds, runs=runs)
     assert info.value.code == codes.ACL_ERROR_RT_FAILURE and runs.recorded == [10, 10]
     assert model.execute(feeds, runs=SizedRuns(50))["y"].shape == (100, 10)  # the next one is not aborted
+
+
+def test_a_run_of_no_rows_is_refused(dev, model_path):
+    model = dev.load(model_path("mlp"))
+    with pytest.raises(InvalidParamError, match="Runs.next gave a run of 0 rows") as info:
+        model.execute({"x": np.zeros((10, 64), np.float32)}, runs=SizedRuns(0))
+    assert info.value.code == codes.ACL_ERROR_INVALID_PARAM
