@@ -321,7 +321,7 @@ class Executor:
         while the one before executes (the engine releases the GIL). The first is read here: a
         thread would only add its hand-over, which a busy machine makes ~1 % of a worker's time
         when every job comes alone (bench.offline's B). Once a group has executed, the inputs
-        read for it are let go: at most two jobs' inputs are in memory."""
+        read for it are let go: at most two jobs' inputs read by reference are in memory."""
         unread = [w for group in groups for w in group if w.ready is not None and w.ready.unread]
         following = dict(zip(map(id, unread), unread[1:]))
         reads: dict[int, Future[dict[str, np.ndarray]]] = {}
@@ -395,8 +395,7 @@ class Executor:
         """Execute ``feeds``: at once, or, for a job alone whose rows split (``split_rows``, and
         every input has them), in runs of the size this worker measures fastest
         (worker/runs.py; acl_core runs them: ``Model.execute(runs=)``), joined back. The job's
-        stream timeout covers all its runs, and a cancel between two runs stops it before the
-        next."""
+        timeout covers all its runs, and a cancel between two runs stops it before the next."""
         rows = leading_rows(feeds)
         if not split_rows or rows <= SMALLEST_RUN:
             return self._execute_once(ready, feeds, ready.config)
