@@ -150,7 +150,9 @@ class _Wake:
             self._lock.release()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self._lock.acquire(timeout=-1 if timeout is None else timeout)
+        # as an Event's: None waits for ever, a timeout of 0 or less not at all (a lock's
+        # acquire refuses a negative one)
+        return self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
 
     def clear(self) -> None:
         self._lock.acquire(blocking=False)

@@ -29,6 +29,13 @@ def test_clear_drops_a_wake_up_and_never_blocks():
     assert not wake.wait(0.01)
 
 
+def test_a_timeout_below_zero_does_not_wait_as_an_events_does():
+    wake = _Wake()
+    assert not wake.wait(-0.5)
+    wake.set()
+    assert wake.wait(-0.5)
+
+
 def test_a_wait_in_one_thread_is_woken_by_a_set_in_another():
     wake, woken = _Wake(), []
     waiting = threading.Thread(target=lambda: woken.append(wake.wait(30)))
