@@ -33,9 +33,9 @@ SIDE = {
     "multi": "both", "exec": "both", "set": "prod+lua", "lpush": "producer", "ltrim": "prod+lua",
     "blpop": "producer", "lpop": "producer", "unlink": "producer", "lindex": "lua", "blmpop": "producer",
     "get": "work+lua", "brpop": "worker", "rpop": "work+lua",
-    "lmpop": "lua", "evalsha": "worker", "rpush": "worker", "expire": "work+lua", "hdel": "worker",
+    "lmpop": "lua", "evalsha": "worker", "rpush": "work+lua", "expire": "work+lua", "hdel": "worker",
     "zrem": "worker", "zadd": "lua", "hset": "work+lua", "del": "work+lua", "exists": "lua",
-    "hincrby": "lua", "hmget": "lua", "rename": "lua", "zrange": "worker",
+    "hincrby": "lua", "hmget": "lua", "rename": "lua", "zrange": "worker", "getdel": "producer",
 }  # fmt: skip
 CHUNK = 32
 

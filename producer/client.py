@@ -375,6 +375,7 @@ class _Core:
             priority=priority,
             deadline=now + timeout_s if timeout_s is not None else None,
             reply_key=keys.job_reply(self.settings.namespace, job_id),
+            large_reply_key=keys.job_out(self.settings.namespace, job_id),
             enqueued_at=now,
             split_rows=split_rows,
             notify_key=self.inbox.key if self.inbox is not None and not self.inbox.refused and self.waits else None,
@@ -479,7 +480,7 @@ class _Core:
         it out of Redis (a result is delivered once). The envelope as answered: an error or
         cancelled one too (:func:`outcome` raises for those)."""
         ns, limit = self.settings.namespace, self.settings.max_message_bytes
-        reply_key = keys.job_reply(ns, job_id)
+        reply_key, out_key = keys.job_reply(ns, job_id), keys.job_out(ns, job_id)
         deadline = time.monotonic() + timeout_s if timeout_s else None
         data = None if known else (yield from self._look(job_id))
         while data is None:
@@ -493,8 +494,9 @@ class _Core:
             if notified and self.inbox is not None and not self.inbox.refused:
                 data = yield _Notice(job_id, wait_s)
             else:
-                (popped,) = yield _Redis((("BLPOP", reply_key, wait_s),), transaction=False)
-                data = popped[1] if popped else None
+                # GETDEL runs once BLPOP returns: a large answer comes in the same round trip
+                popped, large = yield _Redis((("BLPOP", reply_key, wait_s), ("GETDEL", out_key)), transaction=False)
+                data = _reply(popped[1] if popped else None, large)
             if data is None:
                 data = yield from self._look(job_id)
         return ResultEnvelope.decode(data, limit)
@@ -546,10 +548,10 @@ class _Core:
             waited = inbox.notice([(job_id.decode(), data) for job_id, data in zip(items[0::2], items[1::2])])
         if not waited:
             return
-        answers = yield _Redis(tuple(("LPOP", keys.job_reply(ns, job_id)) for job_id in waited), False)
+        answers = yield _Redis(tuple(c for job_id in waited for c in self._take(job_id)), False)
         with guard:
-            for job_id, data in zip(waited, answers, strict=True):
-                inbox.answer(job_id, data)
+            for job_id, data, large in zip(waited, answers[0::2], answers[1::2], strict=True):
+                inbox.answer(job_id, _reply(data, large))
 
     def cancelled(self, job_id: str) -> None:
         """A cancel of this client's ended: its waits for the job look at it now (the canceller
@@ -561,10 +563,11 @@ class _Core:
         """The job's reply when it is there (taken), None while it is on its way; JobNotFound
         when neither its reply nor its state exists, ResultTaken when it is answered and its
         reply was read already (JobCancelled when that answer was a cancel)."""
-        ns = self.settings.namespace
-        data, state = yield _Redis((("LPOP", keys.job_reply(ns, job_id)), ("GET", keys.job_state(ns, job_id))))
+        state_key = keys.job_state(self.settings.namespace, job_id)
+        data, large, state = yield _Redis((*self._take(job_id), ("GET", state_key)))
+        data = _reply(data, large)
         if data is not None:
-            return data  # type: ignore[no-any-return]
+            return data
         if state is None:
             raise JobNotFound(
                 f"no job {job_id}: never submitted, its result expired, or Redis lost it (restarted, no persistence)"
@@ -575,6 +578,12 @@ class _Core:
         if status.final:
             raise ResultTaken(job_id, status.value)
         return None
+
+    def _take(self, job_id: str) -> tuple[_Command, _Command]:
+        """The commands that take a job's answer out of Redis, for :func:`_reply`: its reply list's
+        element, and its ``out`` string."""
+        ns = self.settings.namespace
+        return ("LPOP", keys.job_reply(ns, job_id)), ("GETDEL", keys.job_out(ns, job_id))
 
     def status(self, job_id: str) -> _Steps[JobStatus]:
         (state,) = yield _Redis((("GET", keys.job_state(self.settings.namespace, job_id)),), transaction=False)
@@ -591,6 +600,13 @@ class _Core:
 
     def broker_error(self, exc: Exception) -> BrokerError:
         return broker_error(exc, self.url, self.settings.safe_url())
+
+
+def _reply(popped: bytes | None, large: bytes | None) -> bytes | None:
+    """A job's answer from its reply list's element and its ``out`` string, read together: the
+    element, or where it is the empty marker of a large answer (or a wait took the element
+    first and not its answer), the string; None when neither came."""
+    return popped or large
 
 
 def outcome(job_id: str, result: ResultEnvelope) -> ResultEnvelope:

@@ -5,7 +5,8 @@
 | {ns}:job:{id}:state          | string | producer (queued NX; cancelled), worker | producer (status) | payload/result |
 | {ns}:job:{id}:in             | string | producer (envelope not inline, NX)   | worker; DEL when done| payload_ttl_s  |
 | {ns}:job:{id}:reply          | list   | worker: RENAME of staging; canceller | its waiter (pops it) | result_ttl_s   |
-| {ns}:job:{id}:staging:{run}  | list   | worker (RPUSH result envelope)       | worker finish script | result_ttl_s   |
+| {ns}:job:{id}:out            | string | worker: RENAME of staging (large)    | its waiter (GETDEL)  | result_ttl_s   |
+| {ns}:job:{id}:staging:{run}  | list / string | worker (the result envelope)  | worker finish script | result_ttl_s   |
 | {ns}:job:{id}:runs           | hash   | worker: n, run, answered (below)     | worker (attempt no.) | payload_ttl_s  |
 | {ns}:inbox:{client}          | list   | worker finish script: id, answer     | that client's reader | result_ttl_s   |
 | {ns}:worker:{name}           | hash   | worker heartbeat (every 5 s)         | `aclq status`, health| 15 s           |
@@ -33,6 +34,10 @@ while others of its client are waited for names the client's inbox: once its ans
 finish script pushes the job's id and the answer (or "" where over 64 KiB) there, and the
 client's one reader hands the answers to their waits and takes their replies (``UNLINK``, in its
 next round trip; ``LPOP`` for those it reads).
+An answer over 64 KiB to a job that names ``out`` (``large_reply_key``) is the string ``out``
+instead, and the reply list holds an empty element, the marker that says so: the waits that pop
+the reply take ``out`` in the same round trip (``GETDEL``). Redis moves a string's megabyte with
+two copies fewer than a list element's (docs/performance.md).
 Celery and kombu own their keys (`unacked`, `unacked_index`, `_kombu.*`; names set by kombu's
 transport options). aclq writes them in three ways: its transport's claim script records a message
 there in the same step that pops it (producer/transport.py), a worker renews the score of the
@@ -52,6 +57,11 @@ def job_input(ns: str, job_id: str) -> str:
 
 def job_reply(ns: str, job_id: str) -> str:
     return f"{ns}:job:{job_id}:reply"
+
+
+def job_out(ns: str, job_id: str) -> str:
+    """A job's answer when over NOTICE_ANSWER_MAX, as a string (its reply list holds a marker)."""
+    return f"{ns}:job:{job_id}:out"
 
 
 def job_staging(ns: str, job_id: str, run: str) -> str:

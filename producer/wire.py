@@ -274,6 +274,9 @@ class JobEnvelope:
     output_to: OutputRef | None = None
     split_rows: bool = False
     notify_key: str | None = None
+    #: where an answer over NOTICE_ANSWER_MAX goes as a string, an empty element in the reply
+    #: list saying so (producer/keys.py); None: the answer goes in the reply list, whatever its size
+    large_reply_key: str | None = None
 
     @property
     def rows(self) -> int:
@@ -303,6 +306,7 @@ class JobEnvelope:
                 "output_to": self.output_to.encode() if self.output_to is not None else None,
                 "split_rows": self.split_rows,
                 "notify_key": self.notify_key,
+                "large_reply_key": self.large_reply_key,
             },
             limit,
         )
@@ -334,6 +338,7 @@ class JobEnvelope:
             output_to=_output_ref(f.get("output_to", dict, optional=True)),
             split_rows=f.get("split_rows", bool, optional=True) or False,
             notify_key=f.get("notify_key", str, optional=True),
+            large_reply_key=f.get("large_reply_key", str, optional=True),
         )
 
 

@@ -81,40 +81,49 @@ return out
 # failed, or cancelled), not when its reply exists: the wait that reads a reply takes it out of
 # Redis. A resent answer of the same run finds its own answer recorded (1: not reported as a
 # second one), or its result staged twice (one is kept).
-# Each result was pushed to a staging list beforehand and is RENAMEd into place here, O(1): a
-# megabyte passed through a script would be copied into Lua and back.
+# Each result was staged beforehand and is RENAMEd into place here, O(1): a megabyte passed
+# through a script would be copied into Lua and back. A result is staged as a list, which
+# becomes the reply; one over NOTICE_ANSWER_MAX to a job that names its ``out`` key, as a
+# string, which becomes ``out``, with an empty element for the reply (the marker its waits look
+# for): Redis moves a string's megabyte with two copies fewer than a list element's.
 # An answer moved into place is noticed in its client's inbox: the job id, then the answer where
 # it is small (NOTICE_ANSWER_MAX; the reader then needs no read of its own), else an empty string.
-# KEYS: staging, reply, state, input, runs, inbox (the reply again where none) of each job.
+# KEYS: staging, reply, out, state, input, runs, inbox (the reply again where none) of each job.
 # ARGV: TTL, run id, how many final states, the final states (producer.wire.JobStatus), then
-# each job's final state, id and notice ('' none, 'id', 'answer').
+# each job's final state, id, notice ('' none, 'id', 'answer') and '1' where staged as a string.
 _FINISH = """
 local final, at = {}, 4 + tonumber(ARGV[3])
 for j = 4, at - 1 do final[ARGV[j]] = true end
-local out = {}
-for j = 1, #KEYS / 6 do
-  local k = 6 * (j - 1)
-  local staging, reply, state, input, runs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
-  local a = at + 3 * (j - 1)
+local won = {}
+for j = 1, #KEYS / 7 do
+  local k = 7 * (j - 1)
+  local staging, reply, out, state = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local a = at + 4 * (j - 1)
   if final[redis.call('GET', state)] then
     redis.call('DEL', staging)
-    out[j] = redis.call('HGET', runs, 'answered') == ARGV[2] and 1 or 0
+    won[j] = redis.call('HGET', KEYS[k + 6], 'answered') == ARGV[2] and 1 or 0
   else
-    redis.call('LTRIM', staging, -1, -1)
-    redis.call('RENAME', staging, reply)
+    if ARGV[a + 3] == '1' then
+      redis.call('RENAME', staging, out)
+      redis.call('EXPIRE', out, ARGV[1])
+      redis.call('RPUSH', reply, '')
+    else
+      redis.call('LTRIM', staging, -1, -1)
+      redis.call('RENAME', staging, reply)
+    end
     redis.call('EXPIRE', reply, ARGV[1])
     redis.call('SET', state, ARGV[a], 'EX', ARGV[1])
-    redis.call('DEL', input)
-    redis.call('HSET', runs, 'answered', ARGV[2])
+    redis.call('DEL', KEYS[k + 5])
+    redis.call('HSET', KEYS[k + 6], 'answered', ARGV[2])
     if ARGV[a + 2] ~= '' then
       local answer = ARGV[a + 2] == 'answer' and redis.call('LINDEX', reply, 0) or ''
-      redis.call('RPUSH', KEYS[k + 6], ARGV[a + 1], answer)
-      redis.call('EXPIRE', KEYS[k + 6], ARGV[1])
+      redis.call('RPUSH', KEYS[k + 7], ARGV[a + 1], answer)
+      redis.call('EXPIRE', KEYS[k + 7], ARGV[1])
     end
-    out[j] = 1
+    won[j] = 1
   end
 end
-return out
+return won
 """
 
 
@@ -270,16 +279,20 @@ class Executor:
         commands: list[tuple[Any, ...]] = []
         finish_keys, args = [], []
         for answer in answers:
-            commands += [("RPUSH", answer.staging, answer.data), ("EXPIRE", answer.staging, ttl)]
+            if answer.large:
+                commands.append(("SET", answer.staging, answer.data, "EX", ttl))
+            else:
+                commands += [("RPUSH", answer.staging, answer.data), ("EXPIRE", answer.staging, ttl)]
             finish_keys += [*answer.keys, answer.notify_key or answer.keys[1]]
-            args += [answer.state.value, answer.job_id, answer.notice]
+            args += [answer.state.value, answer.job_id, answer.notice, "1" if answer.large else ""]
         finals = (len(FINAL_STATES), *FINAL_STATES)
+        finish_at = len(commands)
         commands.append(("EVALSHA", self._finish.sha, len(finish_keys), *finish_keys, ttl, run, *finals, *args))
         if self._books is not None:
             commands += self._books.acks(acks)
         with settling(acks if self._books is not None else ()):
             replies = self._round_trip(commands)
-        return [bool(first) for first in replies[2 * len(answers)]]
+        return [bool(first) for first in replies[finish_at]]
 
     def _prepare(self, claim: "_Claim") -> "_Work":
         """Decode and check a job and find its model: a work item ready to execute, or answered
@@ -294,9 +307,13 @@ class Executor:
             job = JobEnvelope.decode(claim.payload, self._settings.max_message_bytes)
             work.model_name = job.model
             work.timings["queued_ms"] = max(0.0, (work.started - job.enqueued_at) * 1000)
-            if job.job_id != job_id or job.reply_key != keys.job_reply(self._settings.namespace, job_id):
+            ns = self._settings.namespace
+            if job.job_id != job_id or job.reply_key != keys.job_reply(ns, job_id):
                 raise WireError(codes.ACL_ERROR_INVALID_PARAM, f"job {job_id}'s payload names another job or reply key")
-            if job.notify_key is not None and not keys.is_client_inbox(self._settings.namespace, job.notify_key):
+            if job.large_reply_key not in (None, keys.job_out(ns, job_id)):
+                raise WireError(codes.ACL_ERROR_INVALID_PARAM, f"job {job_id}'s large_reply_key is not its own")
+            work.large = job.large_reply_key is not None
+            if job.notify_key is not None and not keys.is_client_inbox(ns, job.notify_key):
                 raise WireError(codes.ACL_ERROR_INVALID_PARAM, f"job {job_id}'s notify_key is no client inbox")
             work.notify_key = job.notify_key
             if job.deadline is not None and time.time() > job.deadline:
@@ -479,10 +496,11 @@ class Executor:
         return _Answer(
             job_id,
             data,
-            [staging, keys.job_reply(ns, job_id), keys.job_state(ns, job_id), keys.job_input(ns, job_id),
-             keys.job_runs(ns, job_id)],
+            [staging, keys.job_reply(ns, job_id), keys.job_out(ns, job_id), keys.job_state(ns, job_id),
+             keys.job_input(ns, job_id), keys.job_runs(ns, job_id)],
             JobStatus.DONE if result.error is None else JobStatus.FAILED,
             work.notify_key,
+            work.large and len(data) > NOTICE_ANSWER_MAX,
         )  # fmt: skip
 
     def _round_trip(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
@@ -523,9 +541,10 @@ class _Answer:
 
     job_id: str
     data: bytes | memoryview
-    keys: list[str]  #: staging, reply, state, input, runs: the finish script's keys for it
+    keys: list[str]  #: staging, reply, out, state, input, runs: the finish script's keys for it
     state: JobStatus  #: DONE or FAILED
     notify_key: str | None  #: the client's inbox, noticed once the answer is in place
+    large: bool  #: staged and answered as the string ``out``, a marker in the reply list
 
     @property
     def notice(self) -> str:
@@ -613,5 +632,6 @@ class _Work:
     timings: dict[str, float] = field(default_factory=dict)
     model_name: str = ""  #: as the job named it, once decoded
     notify_key: str | None = None  #: the submitting client's inbox, once decoded and checked
+    large: bool = False  #: its client reads an answer over NOTICE_ANSWER_MAX as a string (``out``)
     ready: _Ready | None = None  #: None: it failed before it could execute (result says why)
     result: ResultEnvelope | None = None

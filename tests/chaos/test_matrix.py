@@ -51,7 +51,8 @@ JOBS = 48
 #: jobs per message on the several-jobs-a-message path
 CHUNK = 8
 
-#: path -> model (how its jobs are sent: send()); every path's jobs are small, so inline
+#: path -> model (how its jobs are sent: send()); every path's jobs are small, so inline,
+#: but for large_answers'
 PATHS = {
     "one_job_a_message": "mlp",
     "several_jobs_a_message": "mlp",
@@ -62,9 +63,13 @@ PATHS = {
     "split_rows": "mlp",  # one job of 200-odd rows a message, which the worker executes in runs
     # one job a message, each answered through the client's inbox: sent while another wait is on
     "answers_by_inbox": "mlp",
+    # one job a message whose answer is over NOTICE_ANSWER_MAX: the string `out`, a marker in its reply
+    "large_answers": "identity_float32",
 }
 #: rows of each job on the split_rows path: more than a run takes at first (worker/runs.py)
 SPLIT_ROWS = 200
+#: rows of each job on the large_answers path: 256 bytes a row, an answer over 64 KiB
+LARGE_ROWS = 300
 #: fault -> the victim's fail point (None: the fault needs none)
 FAULTS = {
     "sigkill_idle": None,
@@ -78,10 +83,12 @@ FAULTS = {
 
 @pytest.fixture(scope="module")
 def matrix_repo(model_repo, tmp_path_factory):
-    """mlp (no batching), mlp_batched (8 rows, 100 ms) and colsum (asks to batch; never splits)."""
+    """mlp (no batching), mlp_batched (8 rows, 100 ms), colsum (asks to batch; never splits) and
+    identity_float32."""
     repo = tmp_path_factory.mktemp("matrix_repo")
     shutil.copytree(model_repo / "mlp" / "1", repo / "mlp" / "1")
     shutil.copytree(model_repo / "mlp" / "1", repo / "mlp_batched" / "1")
+    shutil.copytree(model_repo / "identity_float32" / "1", repo / "identity_float32" / "1")
     (repo / "colsum" / "1").mkdir(parents=True)
     onnx.save(colsum(), str(repo / "colsum" / "1" / "model.onnx"))
     for name in ("mlp_batched", "colsum"):
@@ -168,7 +175,8 @@ def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, mo
     if path == "claim_check":
         settings = replace(settings, inline_max_kb=0)
     model, point = PATHS[path], FAULTS[fault]
-    feeds = [inputs(model, i, SPLIT_ROWS if path == "split_rows" else 1) for i in range(JOBS)]
+    rows = {"split_rows": SPLIT_ROWS, "large_answers": LARGE_ROWS}.get(path, 1)
+    feeds = [inputs(model, i, rows) for i in range(JOBS)]
     r = redis.Redis.from_url(server.url)
     with LocalCluster(settings, devices=[]) as cluster, Client(settings) as client:
         cluster.start_worker(0, env={"ACLQ_FAILPOINT": point} if point else None)
@@ -193,7 +201,7 @@ def test_every_job_is_answered_exactly_once(path, fault, server, matrix_repo, mo
             np.testing.assert_allclose(y, expected(matrix_repo, model, f), rtol=1e-5, atol=1e-6)
             # one visible answer: taken by its wait (delivered once), and no later run's answer
             # put in its place
-            assert not r.exists(keys.job_reply(settings.namespace, job.id))
+            assert not r.exists(keys.job_reply(settings.namespace, job.id), keys.job_out(settings.namespace, job.id))
             assert r.get(keys.job_state(settings.namespace, job.id)) == b"done"
             assert r.hget(keys.job_runs(settings.namespace, job.id), "answered")  # answered by one run
         if path == "batch_falls_back":

@@ -143,6 +143,47 @@ def test_payload_naming_another_job_is_refused(client):
         client.job("attacker").result(30)
 
 
+LARGE = {"x": np.arange(300 * 64, dtype=np.float32).reshape(300, 64)}  # its answer: 75 KiB
+
+
+def test_a_large_answer_is_a_string_its_reply_marks_and_its_wait_takes_both(either_client, raw_redis):
+    """An answer over NOTICE_ANSWER_MAX is the string ``out`` (a list element costs Redis two
+    more copies of it), with an empty element in the reply for the waits that block on it."""
+    ns = either_client.settings.namespace
+    unread = either_client.submit("identity_float32", LARGE)
+    waits.until_keys(raw_redis, [keys.job_reply(ns, unread.id)], present=True)  # answered, not read
+    assert raw_redis.lrange(keys.job_reply(ns, unread.id), 0, -1) == [b""]
+    assert raw_redis.type(keys.job_out(ns, unread.id)) == b"string"
+    assert 0 < raw_redis.ttl(keys.job_out(ns, unread.id)) <= either_client.settings.result_ttl_s
+    np.testing.assert_array_equal(either_client.job(unread.id).result(1)["y"], LARGE["x"])  # by a look
+    waited = either_client.submit("identity_float32", LARGE)
+    np.testing.assert_array_equal(waited.result(30)["y"], LARGE["x"])  # by its wait's BLPOP
+    for job in (unread, waited):  # delivered once: neither key left
+        assert not raw_redis.exists(keys.job_reply(ns, job.id), keys.job_out(ns, job.id))
+        with pytest.raises(ResultTaken):
+            either_client.job(job.id).result(1)
+
+
+def test_a_job_of_a_client_that_names_no_out_key_gets_its_large_answer_in_its_reply(client, raw_redis):
+    """A client older than ``large_reply_key`` reads only the reply list: its answer goes there."""
+    ns = client.settings.namespace
+    job = replace(client._core.envelope("identity_float32", LARGE, {}), large_reply_key=None)
+    _publish_raw(client, job.job_id, job.encode(1 << 20))
+    waits.until_keys(raw_redis, [keys.job_reply(ns, job.job_id)], present=True)
+    assert len(raw_redis.lindex(keys.job_reply(ns, job.job_id), 0)) > 64 * 1024
+    assert not raw_redis.exists(keys.job_out(ns, job.job_id))
+    np.testing.assert_array_equal(client.job(job.job_id).result(1)["y"], LARGE["x"])
+
+
+def test_a_job_naming_another_out_key_is_refused(client):
+    ns = client.settings.namespace
+    job = replace(client._core.envelope("identity_float32", LARGE, {}), large_reply_key=keys.job_state(ns, "other"))
+    _publish_raw(client, job.job_id, job.encode(1 << 20))
+    with pytest.raises(JobFailed, match="large_reply_key is not its own") as failed:
+        client.job(job.job_id).result(30)
+    assert failed.value.code == 100000
+
+
 def test_per_job_timeout_option(client):
     feeds = {"x": np.ones((64, 64), np.float32), "iterations": np.array(10**7)}
     with pytest.raises(JobFailed) as info:

@@ -7,7 +7,7 @@ import pytest
 from producer import BrokerConnectionError, ConfigError, JobCancelled, JobNotFound, ResultTaken, Settings, keys
 from producer.client import _Core
 from producer.transport import decode_entry
-from producer.wire import ROWS_HEADER, JobEnvelope, TaskMessage
+from producer.wire import ROWS_HEADER, JobEnvelope, ResultEnvelope, TaskMessage
 
 A = {"a": np.ones(2, np.float32)}
 
@@ -99,11 +99,36 @@ def test_a_caller_job_id_is_reserved_first_and_freed_when_its_message_cannot_be_
 def test_a_wait_ends_in_job_not_found_when_the_job_vanished(jobs):
     steps = jobs.result("j1", None, known=True, notified=False)
     wait = next(steps)
-    assert wait.commands[0] == ("BLPOP", keys.job_reply("t", "j1"), 1.0)  # one slice, then a look
-    look = steps.send([None])
-    assert [c[0] for c in look.commands] == ["LPOP", "GET"]  # the look takes a reply it finds
+    assert wait.commands == (("BLPOP", keys.job_reply("t", "j1"), 1.0), ("GETDEL", keys.job_out("t", "j1")))
+    look = steps.send([None, None])  # one slice, then a look
+    assert [c[0] for c in look.commands] == ["LPOP", "GETDEL", "GET"]  # the look takes a reply it finds
     with pytest.raises(JobNotFound, match="Redis lost it"):
-        steps.send([None, None])
+        steps.send([None, None, None])
+
+
+@pytest.mark.parametrize(
+    ("element", "out"),
+    [("answer", None), ("", "answer"), (None, "answer")],
+    ids=["in the reply", "large: a marker in the reply", "large: the marker taken by another wait"],
+)
+def test_a_wait_reads_a_large_answer_from_out_in_the_same_round_trip(jobs, element, out):
+    steps = jobs.result("j1", None, known=True, notified=False)
+    next(steps)
+    answer = ResultEnvelope("j1", "ok", {"y": np.arange(3, dtype=np.float32)}).encode(1 << 20)
+    read = {"answer": answer, "": b"", None: None}
+    with pytest.raises(StopIteration) as answered:
+        steps.send([(b"reply", read[element]) if element is not None else None, read[out]])
+    np.testing.assert_array_equal(answered.value.value.outputs["y"], np.arange(3, dtype=np.float32))
+
+
+def test_a_marker_whose_answer_another_wait_took_is_looked_at(jobs):
+    """A marker popped without its ``out``: the answer went to another wait; the look says so."""
+    steps = jobs.result("j1", None, known=True, notified=False)
+    next(steps)
+    look = steps.send([(b"r", b""), None])
+    assert [c[0] for c in look.commands] == ["LPOP", "GETDEL", "GET"]
+    with pytest.raises(ResultTaken):
+        steps.send([None, None, b"done"])
 
 
 @pytest.mark.parametrize(
@@ -115,15 +140,15 @@ def test_a_look_at_an_answered_job_whose_reply_is_gone_says_why(jobs, state, err
     """A result is delivered once: after its wait took it, another reader is told so, not left
     waiting for an answer that came and went."""
     steps = jobs.result("j1", None, known=False, notified=False)
-    assert [c[0] for c in next(steps).commands] == ["LPOP", "GET"]
+    assert [c[0] for c in next(steps).commands] == ["LPOP", "GETDEL", "GET"]
     with pytest.raises(error, match=message):
-        steps.send([None, state])
+        steps.send([None, None, state])
 
 
 def test_a_look_at_a_running_job_waits_on(jobs):
     steps = jobs.result("j1", None, known=False, notified=False)
     next(steps)
-    wait = steps.send([None, b"running"])
+    wait = steps.send([None, None, b"running"])
     assert wait.commands[0][0] == "BLPOP"
 
 
