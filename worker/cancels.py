@@ -18,7 +18,7 @@ class CancelListener:
     end and its answer is dropped, as before this listener existed."""
 
     def __init__(self, client: redis.Redis, channel: str, on_cancel: Callable[[str], None]) -> None:
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis-py 8.2 on
         self._channel, self._on_cancel = channel, on_cancel
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="aclq-cancels", daemon=True)
