@@ -14,7 +14,7 @@ Throughput:
   * tiny jobs/s, one worker each: aclq one submit per job, aclq ``map`` (window 64), plain
     Celery no-op (the median of BLOCKS interleaved blocks);
   * dynamic batching, two workers (devices 0 and 1), one-row jobs of mlp_large (512 -> 1024 ->
-    1024 -> 10, 6 MB of weights), batching off (no config.json) and on (64 rows, 2 ms): kept in
+    1024 -> 10, 6 MB of weights), batching off (no config.json) and on (64 rows, no delay): kept in
     flight by IN_FLIGHT threads of single ``submit``s; a backlog queued while the workers are
     stopped, then drained (the workers' rate alone: once every worker is answering, its
     producers reading the answers only after it; the median of DRAINS); sent at once, one a

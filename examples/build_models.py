@@ -231,11 +231,13 @@ MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
 }
 
 
-#: ``<name>/config.json`` of the models whose rows are independent: their jobs may batch
+#: ``<name>/config.json`` of the models whose rows are independent: their jobs may batch, those
+#: waiting together (no delay: at a light load a 2 ms one tripled a job's latency and bought no
+#: throughput under load, docs/performance.md)
 CONFIGS: dict[str, dict[str, object]] = {
-    "mlp": {"max_batch_size": 64, "max_queue_delay_ms": 2},
-    "mlp_large": {"max_batch_size": 64, "max_queue_delay_ms": 2},
-    "conv": {"max_batch_size": 64, "max_queue_delay_ms": 2},
+    "mlp": {"max_batch_size": 64},
+    "mlp_large": {"max_batch_size": 64},
+    "conv": {"max_batch_size": 64},
 }
 
 

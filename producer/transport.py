@@ -388,6 +388,10 @@ class Channel(kombu_redis.Channel):
         #: the queue of the message the last claim found (None: it found none): look again at once
         self._last_claimed: str | None = None
         self._sent = "BRPOP"  #: the command whose reply _brpop_read reads
+        #: while a message is delivered: it is the last its claim took, and the claim left its
+        #: queues empty (a gathering worker holds no message for company that is not there yet:
+        #: worker/gather.py)
+        self.delivering_last = False
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         """kombu's, refusing with a connection error where the channel's connection is closed.
@@ -453,6 +457,7 @@ class Channel(kombu_redis.Channel):
                 raise Empty()
             self._queue_cycle.rotate(messages[-1][0])
             for i, (queue, payload) in enumerate(messages):
+                self.delivering_last = i == len(messages) - 1 and self._last_claimed is None
                 try:
                     self.connection._deliver(payload, queue)
                 except BaseException:
@@ -460,6 +465,7 @@ class Channel(kombu_redis.Channel):
                     raise
             return True
         finally:
+            self.delivering_last = False
             self._in_poll = None  # type: ignore[assignment]  # kombu's own reset, as in its _brpop_read
             self._flush_brpop_reauth()
 

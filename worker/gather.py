@@ -8,7 +8,11 @@ the task function together, acknowledging each only after the function returns, 
 every job's result is pushed. :class:`Gathering` decides when the held messages run: at once for
 a message whose model does not batch, when a model's rows fill its ``max_batch_size`` (as the
 messages' ROWS_HEADER says, else a row a job), or when the first of them has waited its
-``max_queue_delay_ms`` (a timer ticks every TICK_S to look).
+``max_queue_delay_ms`` (a timer ticks every TICK_S to look). A delay of 0 (the default, as
+Triton's) batches the messages that are waiting and waits for none: the held ones run once a
+claim's last message is delivered and the claim left the worker's queues empty
+(``delivering_last``, producer/transport.py). Under load, jobs queue while the worker executes
+and the next claim takes them together; at a light load no job waits for company.
 
 No Celery ``Request`` is made of a message: a job's work is aclq's (claim, execute, answer,
 acknowledge in the answer's round trip), and Celery's per-message request, trace and pool
@@ -50,10 +54,10 @@ class Gathering:
         self._clock = clock
         self._waiting: dict[str, tuple[float, int]] = {}  # model -> (run by, rows buffered)
 
-    def arrived(self, model: str, rows: int) -> bool:
-        """Note a message of ``rows`` rows (its jobs' together) for ``model``; True: run the
-        buffer now."""
-        run_now = self._run_now(model, rows)
+    def arrived(self, model: str, rows: int, last: bool = False) -> bool:
+        """Note a message of ``rows`` rows (its jobs' together) for ``model``; ``last``: no
+        other message waits in the worker's queues now. True: run the buffer now."""
+        run_now = self._run_now(model, rows) or (last and self.due())
         # The chaos tests' "holding received messages": one that runs at once, or two rows gathering.
         if self._failpoints is not None and (run_now or self._waiting[model][1] >= 2):
             self._failpoints.reached("hold")
@@ -64,7 +68,7 @@ class Gathering:
             config = self._config(model)
         except AclError:  # no such model: the executor answers each job with the reason
             return True
-        if not config.batching or config.max_queue_delay_ms <= 0:
+        if not config.batching:
             return True
         run_by, buffered = self._waiting.get(model, (self._clock() + config.max_queue_delay_ms / 1000, 0))
         self._waiting[model] = (run_by, buffered + rows)
@@ -121,7 +125,8 @@ class GatheringTask(Task):  # type: ignore[misc]
             self._held.append(Received(task, message))
             self.send_event("task-received", uuid=message.headers.get("id"), name=self.name)
             rows = TaskMessage.rows_of(message.headers, len(task.job_ids))
-            if self.gathering is None or self.gathering.arrived(task.model, rows):
+            last = getattr(message.channel, "delivering_last", False)  # aclq's transport's (any other: False)
+            if self.gathering is None or self.gathering.arrived(task.model, rows, last):
                 self._run_held()
             elif self._tick_ref is None:
                 self._tick_ref = consumer.timer.call_repeatedly(TICK_S, self._tick)

@@ -1,5 +1,6 @@
 """Dynamic batching across messages, in a live worker: jobs submitted one by one (one Celery
-message each) wait in the worker for their model's delay and run as one execution."""
+message each) wait in the worker for their model's delay and run as one execution; without a
+delay, those waiting together in the queue run as one execution."""
 
 import shutil
 import uuid
@@ -19,11 +20,14 @@ DELAY_MS = 1000
 
 @pytest.fixture(scope="module")
 def cluster(redis_server, model_repo, tmp_path_factory):
-    """One worker whose mlp batches up to 4 jobs waiting up to DELAY_MS; add does not batch."""
+    """One worker whose mlp batches up to 4 jobs waiting up to DELAY_MS; mlp_now, the same
+    model, up to 4 jobs without a delay; add does not batch."""
     repo = tmp_path_factory.mktemp("batching_repo")
     for name in ("mlp", "add"):
         shutil.copytree(model_repo / name / "1", repo / name / "1")
+    shutil.copytree(model_repo / "mlp" / "1", repo / "mlp_now" / "1")
     (repo / "mlp" / "config.json").write_text(f'{{"max_batch_size": 4, "max_queue_delay_ms": {DELAY_MS}}}')
+    (repo / "mlp_now" / "config.json").write_text('{"max_batch_size": 4}')
     settings = Settings(redis_url=redis_server.url, namespace=f"b{uuid.uuid4().hex[:8]}", model_repo=str(repo))
     with LocalCluster(settings, devices=[0]) as running:
         yield running
@@ -83,3 +87,17 @@ def test_every_gathered_message_is_acknowledged(client, cluster, raw_redis):
         while raw_redis.zcard(index):
             sub.get_message(timeout=1.0)
     assert raw_redis.llen(keys.shared_queue(cluster.settings.namespace)) == 0
+
+
+def test_without_a_delay_the_jobs_waiting_together_run_together(client, cluster):
+    """Queued while the worker is away, three messages are taken by one claim and run as one
+    execution; the fourth, alone in the queue, runs at once as one (not after a wait)."""
+    cluster.stop_worker(0)
+    feeds = [mlp_input(i) for i in range(4)]
+    jobs = [client.submit("mlp_now", f) for f in feeds[:3]]
+    cluster.start_workers([0])
+    results = [job.details(30) for job in jobs]
+    assert [r.batch_jobs for r in results] == [3, 3, 3]
+    for details, f in zip(results, feeds[:3], strict=True):
+        np.testing.assert_allclose(details.outputs["y"], reference(cluster, f), rtol=1e-5, atol=1e-6)
+    assert client.submit("mlp_now", feeds[3]).details(30).batch_jobs == 1

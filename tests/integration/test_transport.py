@@ -382,6 +382,27 @@ def test_a_backlog_is_claimed_as_far_as_the_prefetch_limit_allows_in_one_step(br
         message.ack()
 
 
+def test_only_the_last_message_of_a_claim_that_left_its_queues_empty_is_delivered_as_the_last(broker):
+    """What a gathering worker runs its held messages on when its model has no delay
+    (worker/gather.py): the last message of a claim, and only when no message was left."""
+    settings, app, channel, r, options = broker
+    for i in range(6):
+        publish(app, settings, job_id=f"job-{i}")
+    seen: list[bool] = []
+
+    def on_message(body, message) -> None:
+        seen.append(message.channel.delivering_last)
+        message.ack()
+
+    consumer = Consumer(channel, [queue(keys.shared_queue(settings.namespace))], accept=["json"], prefetch_count=4)
+    consumer.register_callback(on_message)
+    with consumer:
+        while len(seen) < 6:
+            channel.connection.client.drain_events(timeout=5)
+    assert seen == [False] * 5 + [True]  # claims of 4 (2 left) and of 2 (none left)
+    assert not channel.delivering_last  # only while a message is delivered
+
+
 @pytest.mark.parametrize(
     ("rows", "claims"),
     [

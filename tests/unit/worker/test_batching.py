@@ -124,8 +124,36 @@ def test_a_message_whose_rows_fill_a_batch_runs_at_once():
     assert gathering.arrived("conv", 24)  # 64 rows
 
 
-def test_a_zero_delay_runs_at_once():
-    assert Gathering(lambda name: ModelConfig(max_batch_size=8)).arrived("mlp", 1)
+def test_a_zero_delay_batches_the_messages_waiting_and_waits_for_none():
+    """No delay (the default): a claim's messages are held until its last, which runs them when
+    the claim left the queues empty; one held while messages are left is due at once (the next
+    tick runs it, should the next claim not fill the batch)."""
+    gathering = Gathering(lambda name: ModelConfig(max_batch_size=8))
+    assert not gathering.arrived("mlp", 1)
+    assert not gathering.arrived("mlp", 2)
+    assert gathering.arrived("mlp", 1, last=True)
+    gathering.ran()
+    assert not gathering.arrived("mlp", 1)
+    assert gathering.due()
+
+
+def test_a_delay_holds_messages_though_none_other_waits():
+    """A delay asked for is a wait for company that has not arrived yet (Triton's
+    max_queue_delay_microseconds): the last message waiting is held for it too."""
+    now = [100.0]
+    gathering = Gathering(lambda name: ModelConfig(max_batch_size=8, max_queue_delay_ms=10), clock=lambda: now[0])
+    assert not gathering.arrived("mlp", 1, last=True)
+    now[0] = 100.010
+    assert gathering.arrived("mlp", 1, last=True)  # its first job has waited its delay
+
+
+def test_the_last_waiting_message_runs_what_a_zero_delay_model_holds():
+    """Held jobs of a model without a delay run once nothing else waits, whatever model's
+    message came last: holding them longer would wait for no one."""
+    configs = {"mlp": ModelConfig(max_batch_size=8), "conv": ModelConfig(max_batch_size=8, max_queue_delay_ms=1000)}
+    gathering = Gathering(configs.__getitem__)
+    assert not gathering.arrived("mlp", 1)
+    assert gathering.arrived("conv", 1, last=True)
 
 
 @pytest.mark.parametrize(
