@@ -1,12 +1,16 @@
 """The worker app is built from its settings, in-process, with nothing read at import: two apps
 for two devices in one process do not share queues, tasks or bound state."""
 
+import gc
+from types import SimpleNamespace
+
 import pytest
 
-from producer import ConfigError, Settings
+from producer import ConfigError, Settings, keys
 from producer.transport import CLAIM_ROWS_OPTION, DEAD_LETTER_HOOK_OPTION
 from producer.wire import INFER_TASK
 from worker.app import create_app
+from worker.device import DeviceWorker
 from worker.gather import GatheringTask
 from worker.main import run_worker
 
@@ -30,3 +34,20 @@ def test_a_worker_refuses_an_unknown_log_level_before_it_starts(model_repo):
     settings = Settings(redis_url="redis://127.0.0.1:1/0", namespace="t", model_repo=str(model_repo))
     with pytest.raises(ConfigError, match="log level 'loud': expected one of DEBUG, INFO"):
         run_worker(settings, "loud")
+
+
+def test_a_worker_ready_freezes_what_its_start_made(model_repo):
+    """What a worker's start made lives as long as it does: frozen when it says it is ready, so
+    the collector's full collections no longer walk it (docs/performance.md)."""
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", namespace="t", model_repo=str(model_repo))
+    pushed = []
+    worker = DeviceWorker(create_app(settings), settings)
+    redis = SimpleNamespace(lpush=lambda key, name: pushed.append((key, name, gc.get_freeze_count())))
+    worker.bound = SimpleNamespace(redis=redis, executor=SimpleNamespace(name="w"))  # type: ignore[assignment]
+    gc.unfreeze()
+    try:
+        worker.announce()
+        assert len(pushed) == 1 and pushed[0][:2] == (keys.workers_ready("t"), "w")
+        assert pushed[0][2] > 0  # frozen before it said so
+    finally:
+        gc.unfreeze()
