@@ -91,7 +91,7 @@ def test_every_gathered_message_is_acknowledged(client, cluster, raw_redis):
 
 def test_without_a_delay_the_jobs_waiting_together_run_together(client, cluster):
     """Queued while the worker is away, three messages are taken by one claim and run as one
-    execution; the fourth, alone in the queue, runs at once as one (not after a wait)."""
+    execution; the fourth, alone in the queue, runs alone."""
     cluster.stop_worker(0)
     feeds = [mlp_input(i) for i in range(4)]
     jobs = [client.submit("mlp_now", f) for f in feeds[:3]]
