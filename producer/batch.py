@@ -40,7 +40,16 @@ from producer.errors import (
     WireError,
 )
 from producer.status import fetch_status
-from producer.wire import OUTPUT_FORMATS, POSITIONAL, InputRef, OutputRef, WorkerBeat, leading_rows, rows_signature
+from producer.wire import (
+    OUTPUT_FORMATS,
+    POSITIONAL,
+    InputRef,
+    OutputRef,
+    ResultEnvelope,
+    WorkerBeat,
+    leading_rows,
+    rows_signature,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +155,8 @@ AUTO_JOB_BYTES = 16 << 20
 AUTO_OVERHEAD = 0.03
 #: rows of the probe jobs of ``--batch-size auto`` (a split array's; a file's own rows else)
 PROBE_ROWS = 16
+#: timed probe jobs of each size, at least: the fastest is the model's time
+PROBE_TIMED = 3
 #: how long the larger probe job should execute, ms: long enough to time the rows, short
 #: enough that probing a slow model costs little
 PROBE_MS = 20.0
@@ -173,13 +184,13 @@ def auto_batch_size(
         return 1, "the inputs have no common leading axis"
     row_bytes = sum(a.nbytes for a in unit.values()) / rows
     devices = 1 if submit.get("device") is not None else max(1, len(fetch_status(client.settings).workers))
-    _first_runs(client, model, unit, devices, submit)  # the model loaded, each device's first run done
-    small_ms = [client.submit(model, unit, **submit).details() for _ in range(3)]
+    _rounds(client, model, unit, devices, devices, submit)  # the model loaded, each device's first run done
+    small_ms = _rounds(client, model, unit, devices, PROBE_TIMED, submit)
     # a larger job, to tell the time a row takes from a run's fixed cost
     big = min(max(2, math.ceil(PROBE_MS / max(small_ms[0].timings["exec_ms"], 1e-3))), 64)
     stacked = {name: np.concatenate([a] * big) for name, a in unit.items()}
-    _first_runs(client, model, stacked, devices, submit)
-    large_ms = [client.submit(model, stacked, **submit).details() for _ in range(3)]
+    _rounds(client, model, stacked, devices, devices, submit)
+    large_ms = _rounds(client, model, stacked, devices, PROBE_TIMED, submit)
     # The fastest of each: what a neighbour's burst or a page fault adds is noise, never the model's.
     small_exec = min(d.timings["exec_ms"] for d in small_ms)
     large_exec = min(d.timings["exec_ms"] for d in large_ms)
@@ -203,14 +214,23 @@ def auto_batch_size(
     return size, why
 
 
-def _first_runs(client: Client, model: str, inputs: dict[str, np.ndarray], devices: int, submit: SubmitOptions) -> None:
-    """A job of ``inputs`` for each device, sent together so that idle workers take one each: a
-    worker's first run of a shape grows its engine's memory and is slower (ONNX Runtime's arena),
-    which timed jobs taken by workers that had not run it yet made look like the model's cost
-    (the example conv from fresh workers: 0.071-0.074 ms a row, against 0.031-0.043 once each
-    had run it; jobs of ~800 rows where the 16 MiB cap, 1,365, was meant)."""
-    for job in [client.submit(model, inputs, **submit) for _ in range(devices)]:
-        job.details()
+def _rounds(
+    client: Client, model: str, inputs: dict[str, np.ndarray], devices: int, jobs: int, submit: SubmitOptions
+) -> list[ResultEnvelope]:
+    """At least ``jobs`` jobs of ``inputs``, in rounds of one a device sent together, so that idle
+    workers take one each and run side by side, as the run's jobs will. Timed one job at a time,
+    every device but one idled (ResNet-50 on two devices: its probe took 0.96 s, now 0.74 s), and
+    each timed run had the caches and memory bandwidth its neighbours share in the run to itself.
+
+    The first round on fresh workers is each one's first run of the shape, which grows its
+    engine's memory and is slower (ONNX Runtime's arena): timed, workers that had not run it yet
+    made it look like the model's cost (the example conv from fresh workers: 0.071-0.074 ms a
+    row, against 0.031-0.043 once each had run it; jobs of ~800 rows where the 16 MiB cap,
+    1,365, was meant), so the probe runs one untimed round of each shape first."""
+    details: list[ResultEnvelope] = []
+    while len(details) < jobs:
+        details += [job.details() for job in [client.submit(model, inputs, **submit) for _ in range(devices)]]
+    return details
 
 
 #: --transfer choices: "auto" decides by where the workers are (:func:`choose_transfer`)

@@ -16,6 +16,8 @@ from producer.batch import (
     AUTO_JOB_BYTES,
     AUTO_OVERHEAD,
     PROBE_ROWS,
+    PROBE_TIMED,
+    _rounds,
     auto_batch_size,
     choose_transfer,
     plan,
@@ -322,6 +324,18 @@ def test_auto_batch_size_is_measured_bounded_and_kept_on_resume(client, model_re
         np.save(tmp_path / "dir" / f"{i}.npy", x[i * 4 : i * 4 + 4])
     files, _ = auto_batch_size(client, "mlp", plan(tmp_path / "dir", tmp_path / "out2"))  # a directory: files a job
     assert 1 <= files <= size // 4 + 1
+
+
+def test_the_probe_sends_its_jobs_in_rounds_of_one_a_device(client, model_repo):
+    """The probe's jobs go a round of one a device at a time, so the devices run them side by
+    side (as the run's jobs) and none idles: at least the jobs asked for, in whole rounds."""
+    x = np.random.default_rng(14).standard_normal((PROBE_ROWS, 64)).astype(np.float32)
+    for devices, jobs in ((2, PROBE_TIMED), (1, PROBE_TIMED), (2, 2)):
+        details = _rounds(client, "mlp", {"x": x}, devices, jobs, {})
+        assert len(details) == -(-jobs // devices) * devices
+        for answer in details:
+            assert answer.timings["exec_ms"] > 0
+            np.testing.assert_allclose(answer.outputs["y"], mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
 
 
 def test_cli_says_how_data_travels_and_how_jobs_are_sized(cluster, model_repo, tmp_path):
