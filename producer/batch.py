@@ -222,7 +222,7 @@ def _rounds(
 ) -> list[ResultEnvelope]:
     """At least ``jobs`` jobs of ``inputs``, in rounds of one a device sent together, so that idle
     workers take one each and run side by side, as the run's jobs will. Timed one job at a time,
-    every device but one idled (ResNet-50 on two devices: its probe took 0.96 s, now 0.74 s), and
+    every device but one idled (ResNet-50's probe on two devices: 0.96 s that way, 0.74 s so), and
     each timed run had the caches and memory bandwidth its neighbours share in the run to itself.
 
     The first round on fresh workers is each one's first run of the shape, which grows its

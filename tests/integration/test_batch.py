@@ -327,8 +327,8 @@ def test_auto_batch_size_is_measured_bounded_and_kept_on_resume(client, model_re
 
 
 def test_the_probe_sends_its_jobs_in_rounds_of_one_a_device(client, model_repo):
-    """The probe's jobs go a round of one a device at a time, so the devices run them side by
-    side (as the run's jobs) and none idles: at least the jobs asked for, in whole rounds."""
+    """The probe's jobs go in whole rounds of one a device (at least the jobs asked for), each
+    answered with the model's outputs and the worker's timing of its execution."""
     x = np.random.default_rng(14).standard_normal((PROBE_ROWS, 64)).astype(np.float32)
     for devices, jobs in ((2, PROBE_TIMED), (1, PROBE_TIMED), (2, 2)):
         details = _rounds(client, "mlp", {"x": x}, devices, jobs, {})
