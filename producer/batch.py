@@ -20,7 +20,7 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -65,6 +65,9 @@ class Item:
     load: Callable[[], dict[str, np.ndarray]]  #: its inputs, read here (transfer "bytes"), as a worker reads refs
     output: Path  #: its outputs' path less the suffix (storage.output_files)
     refs: Callable[[], dict[str, InputRef]]  #: where its inputs lie, for a worker to read (transfer "ref")
+
+
+Loaded = tuple[Item, dict[str, Any]]  #: an item and its job's inputs: arrays, or references
 
 
 @dataclass
@@ -164,33 +167,52 @@ PROBE_MS = 20.0
 BATCH_SIZE_FILE = ".batch_size"
 
 
+@dataclass(frozen=True)
+class Probed:
+    """A probe job that carried files of the batch, whose outputs it wrote: their keys, and its
+    answer (what the run's summary counts of it)."""
+
+    keys: tuple[str, ...]
+    answer: ResultEnvelope
+
+
+@dataclass(frozen=True)
+class JobSize:
+    """What ``--batch-size auto`` chose (rows a job; files a job for a directory or a manifest),
+    why, and the probe's jobs whose files are done, which :func:`run` leaves out."""
+
+    size: int
+    why: str
+    probed: tuple[Probed, ...] = ()
+
+
 def auto_batch_size(
     client: Client, model: str, probe: Plan, *, resume: bool = False, **submit: Unpack[SubmitOptions]
-) -> tuple[int, str]:
-    """Rows a job (files a job, for a directory or manifest), and why: from probe jobs of the
-    first item of ``probe`` (a plan of PROBE_ROWS rows a job), the model's execution time per row
-    and a job's cost beyond it (the queue, the worker's handling), so that the cost stays about
+) -> JobSize:
+    """From probe jobs of ``probe`` (a plan of PROBE_ROWS rows a job; give it the run's output
+    format, as its files' outputs are the run's), the model's execution time per row and a job's
+    cost beyond it (the queue, the worker's handling), so that the cost stays about
     AUTO_OVERHEAD of the execution; at most AUTO_JOB_BYTES of input a job, and few enough rows
     that the devices' wait on each other's last jobs (half a job each, on average) stays about
     AUTO_OVERHEAD of the run too. A resumed run keeps the size its first run chose."""
     saved = probe.output / BATCH_SIZE_FILE
     if resume and saved.exists():
-        return int(saved.read_text()), f"kept from the run being resumed ({saved})"
+        return JobSize(int(saved.read_text()), f"kept from the run being resumed ({saved})")
     if not probe.items:
-        return 1, "nothing to run"
+        return JobSize(1, "nothing to run")
     unit = probe.items[0].load()
     rows = leading_rows(unit)
     if not rows:  # no common leading axis: nothing to stack
-        return 1, "the inputs have no common leading axis"
+        return JobSize(1, "the inputs have no common leading axis")
     row_bytes = sum(a.nbytes for a in unit.values()) / rows
     devices = 1 if submit.get("device") is not None else max(1, len(fetch_status(client.settings).workers))
-    _rounds(client, model, unit, devices, devices, submit)  # the model loaded, each device's first run done
-    small_ms = _rounds(client, model, unit, devices, PROBE_TIMED, submit)
+    feed = _ProbeInputs(probe, unit)
+    _rounds(client, model, feed, 1, devices, devices, submit)  # the model loaded, each device's first run done
+    small_ms = _rounds(client, model, feed, 1, devices, PROBE_TIMED, submit)
     # a larger job, to tell the time a row takes from a run's fixed cost
     big = min(max(2, math.ceil(PROBE_MS / max(small_ms[0].timings["exec_ms"], 1e-3))), 64)
-    stacked = {name: np.concatenate([a] * big) for name, a in unit.items()}
-    _rounds(client, model, stacked, devices, devices, submit)
-    large_ms = _rounds(client, model, stacked, devices, PROBE_TIMED, submit)
+    _rounds(client, model, feed, big, devices, devices, submit)
+    large_ms = _rounds(client, model, feed, big, devices, PROBE_TIMED, submit)
     # The fastest of each: what a neighbour's burst or a page fault adds is noise, never the model's.
     small_exec = min(d.timings["exec_ms"] for d in small_ms)
     large_exec = min(d.timings["exec_ms"] for d in large_ms)
@@ -214,16 +236,61 @@ def auto_batch_size(
         why += f"; {tail} rows keep the last jobs' wait on {devices} devices under {AUTO_OVERHEAD:.0%}"
     elif wanted > cap:
         why += f"; {cap} rows make {AUTO_JOB_BYTES >> 20} MiB, the most a job takes"
-    return size, why
+    if feed.probed:
+        why += f"; the probe's {sum(len(p.keys) for p in feed.probed)} files are done"
+    return JobSize(size, why, tuple(feed.probed))
+
+
+class _ProbeInputs:
+    """What the probe's jobs carry. A directory's or a manifest's files, in the run's order, those
+    shaped as the first (the others are left to the run, which says what is wrong with them),
+    with their outputs written as the run writes them: the probe's jobs are the run's first, not
+    work thrown away (ResNet-50 by bytes on two devices: 18 files, ~0.7 s of the devices). Once
+    fewer are left than a job takes, and for a split array (whose jobs the probe's rows would not
+    divide), the first item's inputs again."""
+
+    def __init__(self, probe: Plan, unit: dict[str, np.ndarray]) -> None:
+        self._plan, self._unit = probe, unit
+        self._files = iter([] if probe.splits else probe.items)
+        self._shape = (rows_signature(unit), leading_rows(unit))
+        self.probed: list[Probed] = []
+
+    def job(self, units: int) -> tuple[list[Loaded], dict[str, np.ndarray]]:
+        """The next ``units`` files shaped as the first, and their inputs stacked; or no files,
+        and the first item's inputs ``units`` times."""
+        files: list[Loaded] = []
+        for item in self._files:
+            try:
+                inputs = item.load()
+            except (WireError, OSError, ValueError):  # what _run_group reports
+                continue
+            if (rows_signature(inputs), leading_rows(inputs)) == self._shape:
+                files.append((item, inputs))
+                if len(files) == units:
+                    return files, _stacked(files)
+        return [], {name: np.concatenate([a] * units) for name, a in self._unit.items()}
+
+    def keep(self, files: list[Loaded], answer: ResultEnvelope) -> None:
+        """Write the outputs of the files a probe job carried; one that cannot be written, or
+        outputs that do not keep the inputs' rows, leave the files to the run."""
+        if not files:
+            return
+        try:
+            for (item, _), outputs in zip(files, _split(answer.outputs, files)):
+                self._plan.save(item, outputs)
+        except (JobFailed, WireError, OSError):
+            return
+        self.probed.append(Probed(tuple(item.key for item, _ in files), answer))
 
 
 def _rounds(
-    client: Client, model: str, inputs: dict[str, np.ndarray], devices: int, jobs: int, submit: SubmitOptions
+    client: Client, model: str, feed: _ProbeInputs, units: int, devices: int, jobs: int, submit: SubmitOptions
 ) -> list[ResultEnvelope]:
-    """At least ``jobs`` jobs of ``inputs``, in rounds of one a device sent together, so that idle
-    workers take one each and run side by side, as the run's jobs will. Timed one job at a time,
-    every device but one idled (ResNet-50's probe on two devices: 0.96 s that way, 0.74 s so), and
-    each timed run had the caches and memory bandwidth its neighbours share in the run to itself.
+    """At least ``jobs`` jobs of ``units`` of ``feed``'s inputs each, in rounds of one a device
+    sent together, so that idle workers take one each and run side by side, as the run's jobs
+    will. Timed one job at a time, every device but one idled (ResNet-50's probe on two devices:
+    0.96 s that way, 0.74 s so), and each timed run had the caches and memory bandwidth its
+    neighbours share in the run to itself.
 
     The first round on fresh workers is each one's first run of the shape, which grows its
     engine's memory and is slower (ONNX Runtime's arena): timed, workers that had not run it yet
@@ -232,7 +299,13 @@ def _rounds(
     1,365, was meant), so the probe runs one untimed round of each shape first."""
     details: list[ResultEnvelope] = []
     while len(details) < jobs:
-        details += [job.details() for job in [client.submit(model, inputs, **submit) for _ in range(devices)]]
+        sent = []
+        for _ in range(devices):
+            files, inputs = feed.job(units)
+            sent.append((files, client.submit(model, inputs, **submit)))
+        for files, job in sent:
+            details.append(job.details())
+            feed.keep(files, details[-1])
     return details
 
 
@@ -429,12 +502,15 @@ def run(
     resume: bool = False,
     quiet: bool = False,
     stop: threading.Event | None = None,
+    probed: Sequence[Probed] = (),
     **submit: Unpack[SubmitOptions],
 ) -> Summary:
     """Run every item with at most ``window`` jobs in flight; failures are counted, not raised.
 
     ``submit`` holds each job's options (:class:`SubmitOptions`). Setting ``stop`` ends the run
-    after the jobs in flight.
+    after the jobs in flight. ``probed``: the jobs of :func:`auto_batch_size`'s probe that carried
+    items of this batch; those whose outputs are there are counted done, not run again (nor in
+    ``items_per_s``, the rate of the items this call ran).
     """
     if window < 1 or retries < 0:
         raise ConfigError(f"window must be >= 1 and retries >= 0, got {window} and {retries}")
@@ -442,10 +518,15 @@ def run(
     if resume:  # temporary files of a run that was killed mid-write
         for stale in batch.output.rglob(f".*{storage.TMP_SUFFIX}"):
             stale.unlink()
-    todo = [item for item in batch.items if not (resume and batch.done(item))]
-    summary.skipped = summary.total - len(todo)
+    by_probe = {key for job in probed for key in job.keys}
+    by_probe = {item.key for item in batch.items if item.key in by_probe and batch.done(item)}
+    todo = [item for item in batch.items if item.key not in by_probe and not (resume and batch.done(item))]
+    summary.skipped = summary.total - len(todo) - len(by_probe)
     progress = _Progress(len(todo), quiet)
     tally = _Tally(summary)
+    for job in probed:
+        if done := [key for key in job.keys if key in by_probe]:
+            tally.done(len(done), job.answer.timings["total_ms"], job.answer.device)
     in_flight = [0]
     stop = stop or threading.Event()
     started = time.perf_counter()
@@ -474,7 +555,7 @@ def run(
     summary.interrupted = stop.is_set()
     if batch.finish is not None and not summary.interrupted and summary.failed == 0:
         batch.finish()
-    _conclude(summary, tally.latencies, tally.devices, time.perf_counter() - started)
+    _conclude(summary, tally.latencies, tally.devices, time.perf_counter() - started, len(by_probe))
     return summary
 
 
@@ -511,9 +592,6 @@ class _Tally:
     def retried(self) -> None:
         with self.lock:
             self.summary.retried += 1
-
-
-Loaded = tuple[Item, dict[str, Any]]  #: an item and its job's inputs: arrays, or references
 
 
 def _run_group(
@@ -613,9 +691,12 @@ def _attempts(
     return False
 
 
-def _conclude(summary: Summary, latencies: list[float], devices: Counter[str], elapsed_s: float) -> None:
+def _conclude(
+    summary: Summary, latencies: list[float], devices: Counter[str], elapsed_s: float, done_before: int
+) -> None:
     summary.elapsed_s = round(elapsed_s, 3)
-    summary.items_per_s = round((summary.done + summary.failed) / elapsed_s, 1) if elapsed_s > 0 else 0.0
+    ran = summary.done + summary.failed - done_before  # the probe's items ran before the clock
+    summary.items_per_s = round(ran / elapsed_s, 1) if elapsed_s > 0 else 0.0
     if latencies:
         summary.latency_p50_ms = round(statistics.median(latencies), 2)
         summary.latency_p99_ms = round(float(np.percentile(latencies, 99)), 2)

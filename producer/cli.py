@@ -192,25 +192,29 @@ def batch(
     try:
         # planned first: a bad input is named before any server or worker starts (and with
         # --batch-size auto, this plan's first item is what the probe jobs carry)
-        work = batch_run.plan(source, output, batch_size=batch_size or batch_run.PROBE_ROWS, input_name=input_name)
+        work = batch_run.plan(
+            source, output, batch_size=batch_size or batch_run.PROBE_ROWS, input_name=input_name, outfmt=outfmt
+        )
         with _broker(settings, model_ref) as ready, Client(ready) as client:
             if transfer == "auto":
                 transfer, why = batch_run.choose_transfer(fetch_status(ready).workers, ready.host)
                 click.echo(f"aclq batch: transfer {transfer}: {why}", err=True)
+            probed: tuple[batch_run.Probed, ...] = ()
             if batch_size is None and transfer == "ref" and not work.splits:
                 batch_size = 1
                 click.echo("aclq batch: batch size 1: by reference, each file is a job of its own", err=True)
             elif batch_size is None:
-                batch_size, why = batch_run.auto_batch_size(
+                auto = batch_run.auto_batch_size(
                     client, name, work, resume=resume, version=version, options=_options(option_pairs), device=device
                 )
-                click.echo(f"aclq batch: batch size {batch_size}: {why}", err=True)
+                batch_size, probed = auto.size, auto.probed
+                click.echo(f"aclq batch: batch size {batch_size}: {auto.why}", err=True)
             work = batch_run.plan(
                 source, output, batch_size=batch_size, input_name=input_name, outfmt=outfmt, transfer=transfer
             )
             summary = batch_run.run(
                 client, name, work, window=window, retries=retries, resume=resume, quiet=quiet, stop=stop,
-                version=version, options=_options(option_pairs), device=device,
+                probed=probed, version=version, options=_options(option_pairs), device=device,
             )  # fmt: skip
     except AclqError as exc:
         raise click.ClickException(str(exc)) from None

@@ -17,6 +17,8 @@ from producer.batch import (
     AUTO_OVERHEAD,
     PROBE_ROWS,
     PROBE_TIMED,
+    JobSize,
+    _ProbeInputs,
     _rounds,
     auto_batch_size,
     choose_transfer,
@@ -309,12 +311,14 @@ def test_auto_batch_size_is_measured_bounded_and_kept_on_resume(client, model_re
     x = np.random.default_rng(12).standard_normal((3000, 64)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     probe = plan(tmp_path / "x.npy", tmp_path / "out", batch_size=PROBE_ROWS)
-    size, why = auto_batch_size(client, "mlp", probe)
+    sized = auto_batch_size(client, "mlp", probe)
+    size, why = sized.size, sized.why
     assert 1 <= size <= AUTO_JOB_BYTES // (64 * 4) and "ms a row" in why and "ms a job beyond its rows" in why
+    assert sized.probed == ()  # a split array's probe rows are not the run's jobs: none of them done
     # two devices: each waits about half a job on the other at the end, kept to AUTO_OVERHEAD
     assert size <= 3000 * AUTO_OVERHEAD / (0.5 * 2)
     assert (tmp_path / "out" / ".batch_size").read_text() == str(size)
-    assert auto_batch_size(client, "mlp", probe, resume=True) == (
+    assert auto_batch_size(client, "mlp", probe, resume=True) == JobSize(
         size, f"kept from the run being resumed ({tmp_path / 'out' / '.batch_size'})"
     )  # fmt: skip
     run_batch(client, "mlp", tmp_path / "x.npy", tmp_path / "out", batch_size=size)
@@ -322,20 +326,52 @@ def test_auto_batch_size_is_measured_bounded_and_kept_on_resume(client, model_re
     (tmp_path / "dir").mkdir()
     for i in range(3):
         np.save(tmp_path / "dir" / f"{i}.npy", x[i * 4 : i * 4 + 4])
-    files, _ = auto_batch_size(client, "mlp", plan(tmp_path / "dir", tmp_path / "out2"))  # a directory: files a job
+    files = auto_batch_size(client, "mlp", plan(tmp_path / "dir", tmp_path / "out2")).size  # a directory: files a job
     assert 1 <= files <= size // 4 + 1
 
 
-def test_the_probe_sends_its_jobs_in_rounds_of_one_a_device(client, model_repo):
+def test_the_probe_sends_its_jobs_in_rounds_of_one_a_device(client, model_repo, tmp_path):
     """The probe's jobs go in whole rounds of one a device (at least the jobs asked for), each
     answered with the model's outputs and the worker's timing of its execution."""
     x = np.random.default_rng(14).standard_normal((PROBE_ROWS, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    probe = plan(tmp_path / "x.npy", tmp_path / "out", batch_size=PROBE_ROWS)
+    feed = _ProbeInputs(probe, probe.items[0].load())  # a split array: its first rows again
     for devices, jobs in ((2, PROBE_TIMED), (1, PROBE_TIMED), (2, 2)):
-        details = _rounds(client, "mlp", {"x": x}, devices, jobs, {})
+        details = _rounds(client, "mlp", feed, 1, devices, jobs, {})
         assert len(details) == -(-jobs // devices) * devices
         for answer in details:
             assert answer.timings["exec_ms"] > 0
             np.testing.assert_allclose(answer.outputs["y"], mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_probes_files_are_the_runs_first(client, model_repo, tmp_path):
+    """A directory's probe jobs carry its own files, whose outputs they write as the run writes
+    them; the run counts those done without running them again. A file shaped otherwise, or one
+    that cannot be read, is left to the run, which says what is wrong with it; a run whose
+    outputs lie elsewhere runs every file."""
+    rng = np.random.default_rng(15)
+    source = tmp_path / "in"
+    source.mkdir()
+    arrays = {f"{i:02d}.npy": rng.standard_normal((1 if i == 1 else 2, 64)).astype(np.float32) for i in range(40)}
+    for name, x in arrays.items():
+        np.save(source / name, x)
+    (source / "02.npy").write_bytes(b"not an array")
+    del arrays["02.npy"]
+    sized = auto_batch_size(client, "mlp", plan(source, tmp_path / "out", batch_size=PROBE_ROWS))
+    keys = [key for job in sized.probed for key in job.keys]
+    assert keys and len(set(keys)) == len(keys) and not {"01.npy", "02.npy"} & set(keys)
+    assert f"the probe's {len(keys)} files are done" in sized.why
+    written = {key: (tmp_path / "out" / key.replace(".npy", ".npz")).stat().st_mtime_ns for key in keys}
+    for output in (tmp_path / "out", tmp_path / "elsewhere"):
+        summary = run(client, "mlp", plan(source, output, batch_size=sized.size), probed=sized.probed, quiet=True)
+        assert (summary.total, summary.done, summary.failed, summary.skipped) == (40, 39, 1, 0)
+        assert [(f.item, f.code) for f in summary.failures] == [("02.npy", 100003)]
+        for name, x in arrays.items():
+            with np.load(output / name.replace(".npy", ".npz")) as out:
+                np.testing.assert_allclose(out["y"], mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
+    # the probe's outputs were not written again by the run
+    assert written == {key: (tmp_path / "out" / key.replace(".npy", ".npz")).stat().st_mtime_ns for key in keys}
 
 
 def test_cli_says_how_data_travels_and_how_jobs_are_sized(cluster, model_repo, tmp_path):
