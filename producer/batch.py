@@ -200,7 +200,9 @@ def auto_batch_size(
         return JobSize(int(saved.read_text()), f"kept from the run being resumed ({saved})")
     if not probe.items:
         return JobSize(1, "nothing to run")
-    unit = probe.items[0].load()
+    unit = next((inputs for _, inputs in _readable(probe.items)), None)
+    if unit is None:
+        return JobSize(1, "no input could be read (the run says why, item by item)")
     rows = leading_rows(unit)
     if not rows:  # no common leading axis: nothing to stack
         return JobSize(1, "the inputs have no common leading axis")
@@ -251,7 +253,7 @@ class _ProbeInputs:
 
     def __init__(self, probe: Plan, unit: dict[str, np.ndarray]) -> None:
         self._plan, self._unit = probe, unit
-        self._files = iter([] if probe.splits else probe.items)
+        self._files = _readable([] if probe.splits else probe.items)
         self._shape = (rows_signature(unit), leading_rows(unit))
         self.probed: list[Probed] = []
 
@@ -259,11 +261,7 @@ class _ProbeInputs:
         """The next ``units`` files shaped as the first, and their inputs stacked; or no files,
         and the first item's inputs ``units`` times."""
         files: list[Loaded] = []
-        for item in self._files:
-            try:
-                inputs = item.load()
-            except (WireError, OSError, ValueError):  # what _run_group reports
-                continue
+        for item, inputs in self._files:
             if (rows_signature(inputs), leading_rows(inputs)) == self._shape:
                 files.append((item, inputs))
                 if len(files) == units:
@@ -281,6 +279,16 @@ class _ProbeInputs:
         except (JobFailed, WireError, OSError):
             return
         self.probed.append(Probed(tuple(item.key for item, _ in files), answer))
+
+
+def _readable(items: list[Item]) -> Iterator[tuple[Item, dict[str, np.ndarray]]]:
+    """Each item that can be read, with its inputs: one that cannot is the run's to report, with
+    its code (_run_group), never the probe's to fail the batch for."""
+    for item in items:
+        try:
+            yield item, item.load()
+        except (WireError, OSError, ValueError):
+            continue
 
 
 def _rounds(

@@ -347,26 +347,26 @@ def test_the_probe_sends_its_jobs_in_rounds_of_one_a_device(client, model_repo, 
 
 def test_the_probes_files_are_the_runs_first(client, model_repo, tmp_path):
     """A directory's probe jobs carry its own files, whose outputs they write as the run writes
-    them; the run counts those done without running them again. A file shaped otherwise, or one
-    that cannot be read, is left to the run, which says what is wrong with it; a run whose
-    outputs lie elsewhere runs every file."""
+    them; the run counts those done without running them again. A file shaped otherwise than the
+    first readable one, or one that cannot be read (the first here), is left to the run, which
+    says what is wrong with it; a run whose outputs lie elsewhere runs every file."""
     rng = np.random.default_rng(15)
     source = tmp_path / "in"
     source.mkdir()
-    arrays = {f"{i:02d}.npy": rng.standard_normal((1 if i == 1 else 2, 64)).astype(np.float32) for i in range(40)}
+    arrays = {f"{i:02d}.npy": rng.standard_normal((1 if i == 3 else 2, 64)).astype(np.float32) for i in range(40)}
     for name, x in arrays.items():
         np.save(source / name, x)
-    (source / "02.npy").write_bytes(b"not an array")
-    del arrays["02.npy"]
+    (source / "00.npy").write_bytes(b"not an array")
+    del arrays["00.npy"]
     sized = auto_batch_size(client, "mlp", plan(source, tmp_path / "out", batch_size=PROBE_ROWS))
     keys = [key for job in sized.probed for key in job.keys]
-    assert keys and len(set(keys)) == len(keys) and not {"01.npy", "02.npy"} & set(keys)
+    assert keys[0] == "01.npy" and len(set(keys)) == len(keys) and not {"00.npy", "03.npy"} & set(keys)
     assert f"the probe's {len(keys)} files are done" in sized.why
     written = {key: (tmp_path / "out" / key.replace(".npy", ".npz")).stat().st_mtime_ns for key in keys}
     for output in (tmp_path / "out", tmp_path / "elsewhere"):
         summary = run(client, "mlp", plan(source, output, batch_size=sized.size), probed=sized.probed, quiet=True)
         assert (summary.total, summary.done, summary.failed, summary.skipped) == (40, 39, 1, 0)
-        assert [(f.item, f.code) for f in summary.failures] == [("02.npy", 100003)]
+        assert [(f.item, f.code) for f in summary.failures] == [("00.npy", 100003)]
         for name, x in arrays.items():
             with np.load(output / name.replace(".npy", ".npz")) as out:
                 np.testing.assert_allclose(out["y"], mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
