@@ -232,7 +232,7 @@ def auto_batch_size(
         size = max(1, size // rows)
     probe.output.mkdir(parents=True, exist_ok=True)
     saved.write_text(str(size))
-    why = f"{per_row:.3f} ms a row, {beyond:.1f} ms a job beyond its rows: {wanted} rows keep it under "
+    why = f"{per_row:.3g} ms a row, {beyond:.1f} ms a job beyond its rows: {wanted} rows keep it under "
     why += f"{AUTO_OVERHEAD:.0%}"
     if tail < min(wanted, cap):
         why += f"; {tail} rows keep the last jobs' wait on {devices} devices under {AUTO_OVERHEAD:.0%}"
