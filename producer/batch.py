@@ -160,6 +160,9 @@ AUTO_OVERHEAD = 0.03
 PROBE_ROWS = 16
 #: timed probe jobs of each size, at least: the fastest is the model's time
 PROBE_TIMED = 3
+#: files the probe passes over (unreadable, or shaped otherwise than the first) before it sends
+#: the first one's inputs again: a directory whose first file is its odd one out is not read whole
+PROBE_PASSES = 64
 #: how long the larger probe job should execute, ms: long enough to time the rows, short
 #: enough that probing a slow model costs little
 PROBE_MS = 20.0
@@ -200,9 +203,9 @@ def auto_batch_size(
         return JobSize(int(saved.read_text()), f"kept from the run being resumed ({saved})")
     if not probe.items:
         return JobSize(1, "nothing to run")
-    unit = next((inputs for _, inputs in _readable(probe.items)), None)
+    unit = next(filter(None, map(_read_or_none, probe.items[:PROBE_PASSES])), None)
     if unit is None:
-        return JobSize(1, "no input could be read (the run says why, item by item)")
+        return JobSize(1, f"none of the first {PROBE_PASSES} items could be read (the run says why, item by item)")
     rows = leading_rows(unit)
     if not rows:  # no common leading axis: nothing to stack
         return JobSize(1, "the inputs have no common leading axis")
@@ -248,24 +251,31 @@ class _ProbeInputs:
     shaped as the first (the others are left to the run, which says what is wrong with them),
     with their outputs written as the run writes them: the probe's jobs are the run's first, not
     work thrown away (ResNet-50 by bytes on two devices: 18 files, ~0.7 s of the devices). Once
-    fewer are left than a job takes, and for a split array (whose jobs the probe's rows would not
-    divide), the first item's inputs again."""
+    fewer are left than a job takes or it passed over PROBE_PASSES others, and for a split array
+    (whose jobs the probe's rows would not divide), the first item's inputs again."""
 
     def __init__(self, probe: Plan, unit: dict[str, np.ndarray]) -> None:
         self._plan, self._unit = probe, unit
-        self._files = _readable([] if probe.splits else probe.items)
+        self._files = iter([] if probe.splits else probe.items)
         self._shape = (rows_signature(unit), leading_rows(unit))
+        self._passes = PROBE_PASSES
         self.probed: list[Probed] = []
 
     def job(self, units: int) -> tuple[list[Loaded], dict[str, np.ndarray]]:
         """The next ``units`` files shaped as the first, and their inputs stacked; or no files,
         and the first item's inputs ``units`` times."""
         files: list[Loaded] = []
-        for item, inputs in self._files:
-            if (rows_signature(inputs), leading_rows(inputs)) == self._shape:
+        for item in self._files:
+            inputs = _read_or_none(item)
+            if inputs is not None and (rows_signature(inputs), leading_rows(inputs)) == self._shape:
                 files.append((item, inputs))
                 if len(files) == units:
                     return files, _stacked(files)
+                continue
+            self._passes -= 1
+            if not self._passes:
+                self._files = iter([])
+                break
         return [], {name: np.concatenate([a] * units) for name, a in self._unit.items()}
 
     def keep(self, files: list[Loaded], answer: ResultEnvelope) -> None:
@@ -281,14 +291,13 @@ class _ProbeInputs:
         self.probed.append(Probed(tuple(item.key for item, _ in files), answer))
 
 
-def _readable(items: list[Item]) -> Iterator[tuple[Item, dict[str, np.ndarray]]]:
-    """Each item that can be read, with its inputs: one that cannot is the run's to report, with
-    its code (_run_group), never the probe's to fail the batch for."""
-    for item in items:
-        try:
-            yield item, item.load()
-        except (WireError, OSError, ValueError):
-            continue
+def _read_or_none(item: Item) -> dict[str, np.ndarray] | None:
+    """The item's inputs; None when they cannot be read, which is the run's to report with its
+    code (_run_group), never the probe's to fail the batch for."""
+    try:
+        return item.load()
+    except (WireError, OSError, ValueError):
+        return None
 
 
 def _rounds(

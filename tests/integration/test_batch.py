@@ -15,6 +15,7 @@ from producer import keys
 from producer.batch import (
     AUTO_JOB_BYTES,
     AUTO_OVERHEAD,
+    PROBE_PASSES,
     PROBE_ROWS,
     PROBE_TIMED,
     JobSize,
@@ -372,6 +373,25 @@ def test_the_probes_files_are_the_runs_first(client, model_repo, tmp_path):
                 np.testing.assert_allclose(out["y"], mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
     # the probe's outputs were not written again by the run
     assert written == {key: (tmp_path / "out" / key.replace(".npy", ".npz")).stat().st_mtime_ns for key in keys}
+
+
+def test_the_probe_reads_on_only_so_far_for_files_shaped_as_the_first(client, model_repo, tmp_path):
+    """A directory whose first file is its odd one out is not read whole by the probe: it passes
+    over PROBE_PASSES files shaped otherwise, then sends the first one's inputs again; the run
+    runs every file."""
+    source = tmp_path / "in"
+    source.mkdir()
+    rows = [1] + [2] * PROBE_PASSES + [1] * 6  # the 1-row files past the passes are not the probe's
+    arrays = {f"{i:03d}.npy": np.full((n, 64), i, np.float32) for i, n in enumerate(rows)}
+    for name, x in arrays.items():
+        np.save(source / name, x)
+    sized = auto_batch_size(client, "mlp", plan(source, tmp_path / "out", batch_size=PROBE_ROWS))
+    assert [key for job in sized.probed for key in job.keys] == ["000.npy"]
+    summary = run(client, "mlp", plan(source, tmp_path / "out", batch_size=sized.size), probed=sized.probed, quiet=True)
+    assert (summary.done, summary.failed) == (len(rows), 0)
+    for name, x in arrays.items():
+        with np.load(tmp_path / "out" / name.replace(".npy", ".npz")) as out:
+            np.testing.assert_allclose(out["y"], mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
 
 
 def test_cli_says_how_data_travels_and_how_jobs_are_sized(cluster, model_repo, tmp_path):
