@@ -191,7 +191,8 @@ def batch(
     settings = Settings.from_env()
     try:
         # planned first: a bad input is named before any server or worker starts (and with
-        # --batch-size auto, this plan's first item is what the probe jobs carry)
+        # --batch-size auto, this plan's first items are what the probe's jobs carry, their
+        # outputs written in the run's format)
         work = batch_run.plan(
             source, output, batch_size=batch_size or batch_run.PROBE_ROWS, input_name=input_name, outfmt=outfmt
         )
