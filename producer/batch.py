@@ -12,6 +12,7 @@ order: ``npy``, ``bin`` (the raw bytes, C order, no header: dtype and shape are 
 """
 
 import functools
+import itertools
 import json
 import logging
 import math
@@ -203,15 +204,15 @@ def auto_batch_size(
         return JobSize(int(saved.read_text()), f"kept from the run being resumed ({saved})")
     if not probe.items:
         return JobSize(1, "nothing to run")
-    unit = next(filter(None, map(_read_or_none, probe.items[:PROBE_PASSES])), None)
-    if unit is None:
+    feed = _ProbeInputs(probe)
+    if feed.unit is None:
         return JobSize(1, f"none of the first {PROBE_PASSES} items could be read (the run says why, item by item)")
+    unit = feed.unit
     rows = leading_rows(unit)
     if not rows:  # no common leading axis: nothing to stack
         return JobSize(1, "the inputs have no common leading axis")
     row_bytes = sum(a.nbytes for a in unit.values()) / rows
     devices = 1 if submit.get("device") is not None else max(1, len(fetch_status(client.settings).workers))
-    feed = _ProbeInputs(probe, unit)
     _rounds(client, model, feed, 1, devices, devices, submit)  # the model loaded, each device's first run done
     small_ms = _rounds(client, model, feed, 1, devices, PROBE_TIMED, submit)
     # a larger job, to tell the time a row takes from a run's fixed cost
@@ -254,29 +255,43 @@ class _ProbeInputs:
     fewer are left than a job takes or it passed over PROBE_PASSES others, and for a split array
     (whose jobs the probe's rows would not divide), the first item's inputs again."""
 
-    def __init__(self, probe: Plan, unit: dict[str, np.ndarray]) -> None:
-        self._plan, self._unit = probe, unit
-        self._files = iter([] if probe.splits else probe.items)
-        self._shape = (rows_signature(unit), leading_rows(unit))
+    def __init__(self, probe: Plan) -> None:
+        self._plan = probe
         self._passes = PROBE_PASSES
         self.probed: list[Probed] = []
+        #: the first item's inputs, which the others must match; None: none of the first
+        #: PROBE_PASSES could be read
+        self.unit: dict[str, np.ndarray] | None = None
+        read = ((item, _read_or_none(item)) for item in probe.items)  # each item read once
+        for item, inputs in read:
+            if inputs is not None:
+                self.unit, self._shape = inputs, (rows_signature(inputs), leading_rows(inputs))
+                self._files = iter([]) if probe.splits else itertools.chain([(item, inputs)], read)
+                return
+            if not self._passed():
+                return
+        self._files = iter([])
+
+    def _passed(self) -> bool:
+        """Count a file passed over; False once PROBE_PASSES are, and the probe reads no more."""
+        self._passes -= 1
+        if not self._passes:
+            self._files = iter([])
+        return self._passes > 0
 
     def job(self, units: int) -> tuple[list[Loaded], dict[str, np.ndarray]]:
         """The next ``units`` files shaped as the first, and their inputs stacked; or no files,
         and the first item's inputs ``units`` times."""
+        assert self.unit is not None  # auto_batch_size sends no job without it
         files: list[Loaded] = []
-        for item in self._files:
-            inputs = _read_or_none(item)
+        for item, inputs in self._files:
             if inputs is not None and (rows_signature(inputs), leading_rows(inputs)) == self._shape:
                 files.append((item, inputs))
                 if len(files) == units:
                     return files, _stacked(files)
-                continue
-            self._passes -= 1
-            if not self._passes:
-                self._files = iter([])
+            elif not self._passed():
                 break
-        return [], {name: np.concatenate([a] * units) for name, a in self._unit.items()}
+        return [], {name: np.concatenate([a] * units) for name, a in self.unit.items()}
 
     def keep(self, files: list[Loaded], answer: ResultEnvelope) -> None:
         """Write the outputs of the files a probe job carried; one that cannot be written, or
@@ -535,8 +550,8 @@ def run(
     if resume:  # temporary files of a run that was killed mid-write
         for stale in batch.output.rglob(f".*{storage.TMP_SUFFIX}"):
             stale.unlink()
-    by_probe = {key for job in probed for key in job.keys}
-    by_probe = {item.key for item in batch.items if item.key in by_probe and batch.done(item)}
+    probed_keys = {key for job in probed for key in job.keys}
+    by_probe = {item.key for item in batch.items if item.key in probed_keys and batch.done(item)}
     todo = [item for item in batch.items if item.key not in by_probe and not (resume and batch.done(item))]
     summary.skipped = summary.total - len(todo) - len(by_probe)
     progress = _Progress(len(todo), quiet)

@@ -337,7 +337,7 @@ def test_the_probe_sends_its_jobs_in_rounds_of_one_a_device(client, model_repo, 
     x = np.random.default_rng(14).standard_normal((PROBE_ROWS, 64)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     probe = plan(tmp_path / "x.npy", tmp_path / "out", batch_size=PROBE_ROWS)
-    feed = _ProbeInputs(probe, probe.items[0].load())  # a split array: its first rows again
+    feed = _ProbeInputs(probe)  # a split array: its first rows again
     for devices, jobs in ((2, PROBE_TIMED), (1, PROBE_TIMED), (2, 2)):
         details = _rounds(client, "mlp", feed, 1, devices, jobs, {})
         assert len(details) == -(-jobs // devices) * devices
