@@ -368,11 +368,27 @@ def test_the_probes_files_are_the_runs_first(client, model_repo, tmp_path):
         summary = run(client, "mlp", plan(source, output, batch_size=sized.size), probed=sized.probed, quiet=True)
         assert (summary.total, summary.done, summary.failed, summary.skipped) == (40, 39, 1, 0)
         assert [(f.item, f.code) for f in summary.failures] == [("00.npy", 100003)]
+        assert "cannot read input" in summary.failures[0].message and "00.npy" in summary.failures[0].message
         for name, x in arrays.items():
             with np.load(output / name.replace(".npy", ".npz")) as out:
                 np.testing.assert_allclose(out["y"], mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
     # the probe's outputs were not written again by the run
     assert written == {key: (tmp_path / "out" / key.replace(".npy", ".npz")).stat().st_mtime_ns for key in keys}
+
+
+def test_a_probe_with_no_readable_file_leaves_every_one_to_the_run(client, tmp_path):
+    """No file of a directory can be read: the probe sends nothing and says so, and the run
+    fails each file alone with 100003, naming it."""
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(3):
+        (source / f"{i}.npy").write_bytes(b"not an array")
+    sized = auto_batch_size(client, "mlp", plan(source, tmp_path / "out", batch_size=PROBE_ROWS))
+    assert (sized.size, sized.probed) == (1, ()) and "could be read" in sized.why
+    summary = run(client, "mlp", plan(source, tmp_path / "out"), probed=sized.probed, quiet=True)
+    assert (summary.done, summary.failed) == (0, 3)
+    for i, failure in enumerate(summary.failures):
+        assert (failure.item, failure.code) == (f"{i}.npy", 100003) and f"{i}.npy" in failure.message
 
 
 def test_the_probe_reads_on_only_so_far_for_files_shaped_as_the_first(client, model_repo, tmp_path):
