@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -408,6 +409,31 @@ def test_the_probe_reads_on_only_so_far_for_files_shaped_as_the_first(client, mo
     for name, x in arrays.items():
         with np.load(tmp_path / "out" / name.replace(".npy", ".npz")) as out:
             np.testing.assert_allclose(out["y"], mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6)
+
+
+def test_cli_by_bytes_counts_the_probes_files_done_in_the_runs_format(cluster, model_repo, tmp_path):
+    """`aclq batch` over a directory by bytes: its probe's files are written in the run's output
+    format and counted done without being run again, and every file's output is the model's."""
+    rng = np.random.default_rng(16)
+    source = tmp_path / "in"
+    source.mkdir()
+    arrays = {f"{i:02d}": rng.standard_normal((2, 64)).astype(np.float32) for i in range(60)}
+    for stem, x in arrays.items():
+        np.save(source / f"{stem}.npy", x)
+    with _batch_cli(cluster, source, tmp_path / "out", "--transfer", "bytes", "--outfmt", "npy") as proc:
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    probed = re.search(r"the probe's (\d+) files are done", err)
+    assert probed and int(probed.group(1)) > 0, err
+    # the run ran (and logged) only the files the probe had not done
+    assert sum(line.endswith(": done") for line in err.splitlines()) == 60 - int(probed.group(1))
+    summary = json.loads(out)
+    assert (summary["transfer"], summary["done"], summary["total"], summary["failed"]) == ("bytes", 60, 60, 0)
+    assert not list((tmp_path / "out").glob("*.npz"))  # the probe wrote the run's format, not its default
+    for stem, x in arrays.items():
+        np.testing.assert_allclose(
+            np.load(tmp_path / "out" / f"{stem}_0.npy"), mlp_reference(model_repo, x), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_cli_says_how_data_travels_and_how_jobs_are_sized(cluster, model_repo, tmp_path):
