@@ -258,6 +258,7 @@ class _ProbeInputs:
     def __init__(self, probe: Plan) -> None:
         self._plan = probe
         self._passes = PROBE_PASSES
+        self._again: dict[int, dict[str, np.ndarray]] = {}  # the first item's inputs n times, by n
         self.probed: list[Probed] = []
         #: the first item's inputs, which the others must match; None: none of the first
         #: PROBE_PASSES could be read
@@ -291,7 +292,9 @@ class _ProbeInputs:
                     return files, _stacked(files)
             elif not self._passed():
                 break
-        return [], {name: np.concatenate([a] * units) for name, a in self.unit.items()}
+        if units not in self._again:  # made once: every later job of this size sends the same
+            self._again[units] = {name: np.concatenate([a] * units) for name, a in self.unit.items()}
+        return [], self._again[units]
 
     def keep(self, files: list[Loaded], answer: ResultEnvelope) -> None:
         """Write the outputs of the files a probe job carried; one that cannot be written, or
